@@ -1,0 +1,81 @@
+"""``python -m posfeat …``: features and evaluations outside the DVC study.
+
+Arguments are declared here; each subcommand calls ``run_cli(args)`` of the library module that does
+the work (imported lazily, so ``--help`` stays fast). The DVC stages call the same library functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+
+def _kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=FEATURES.h5, got {text!r}")
+    name, path = text.split("=", 1)
+    return name, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="posfeat", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("demo", help="render the demo world (MegaDepth, HPatches, Aachen and ETH layouts)")
+    s.add_argument("--out", required=True, help="output folder")
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(module="posfeat.data.demo")
+
+    s = sub.add_parser("extract", help="extract local features of every image under a folder into an HDF5 file")
+    s.add_argument("--method", choices=["posfeat", "sift", "rootsift"], required=True)
+    s.add_argument("--weights", help="PoSFeat checkpoint (.pt), required for --method posfeat")
+    s.add_argument("--images", required=True, help="image folder, searched recursively; names are relative to it")
+    s.add_argument("--out", required=True, help="output features .h5 (hloc layout)")
+    s.add_argument("--max-keypoints", type=int, default=8192)
+    s.add_argument("--nms-radius", type=int, default=1)
+    s.add_argument("--threshold", type=float, default=0.9, help="score threshold (PoSFeat)")
+    s.add_argument("--threshold-mode", choices=["abs", "max", "mean", "none"], default="abs")
+    s.add_argument("--sift-keypoints", action="store_true", help="PoSFeat descriptors on OpenCV SIFT keypoints")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(module="posfeat.extraction")
+
+    s = sub.add_parser("eval-hpatches", help="HPatches MMA (D2-Net protocol)")
+    s.add_argument("--root", required=True, help="hpatches-sequences-release folder")
+    s.add_argument("--features", required=True, nargs="+", type=_kv, metavar="NAME=FEATURES.h5")
+    s.add_argument("--out", required=True, help="metrics JSON")
+    s.add_argument("--plot", help="PNG figure of the MMA curves")
+    s.add_argument("--curves-dir", help="write <method>.csv curves here")
+    s.add_argument("--no-exclude", action="store_true", help="keep the 8 sequences D2-Net drops")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(module="posfeat.evaluation.hpatches")
+
+    s = sub.add_parser("eval-eth", help="ETH local feature benchmark: reconstruct one scene with pycolmap")
+    s.add_argument("--scene", required=True, help="scene folder with images/")
+    s.add_argument("--features", required=True, help="features .h5 (names relative to the scene's parent or the scene)")
+    s.add_argument("--out", required=True, help="statistics JSON")
+    s.add_argument("--workdir", help="where the database and models go (default: a folder beside --out)")
+    s.add_argument("--ratio", type=float, default=0.75)
+    s.add_argument("--max-pairs", type=int, default=None, help="cap on exhaustive pairs (documented cap for big scenes)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(module="posfeat.evaluation.eth")
+
+    s = sub.add_parser("eval-aachen", help="Aachen Day-Night localization with pycolmap")
+    s.add_argument("--root", required=True, help="Aachen dataset root")
+    s.add_argument("--features", required=True, help="features .h5 (names relative to images/images_upright)")
+    s.add_argument("--out", required=True, help="output folder: metrics JSON and benchmark submission file")
+    s.add_argument("--method-name", default="posfeat")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(module="posfeat.evaluation.aachen")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(args.module)
+    rc = module.run_cli(args)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
