@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.set_defaults(module="posfeat.data.demo")
 
+    s = sub.add_parser("megadepth-manifest", help="fingerprint a MegaDepth root's img_cam.txt/pairs.txt for DVC")
+    s.add_argument("--root", required=True, help="MegaDepth root (<root>/<scene>/dense*/aligned)")
+    s.add_argument("--out", required=True, help="manifest JSON (the file params.yaml's datasets.megadepth_metadata names)")
+    s.set_defaults(module="posfeat.data.manifest")
+
     s = sub.add_parser("extract", help="extract local features of every image under a folder into an HDF5 file")
     s.add_argument("--method", choices=["posfeat", "sift", "rootsift"], required=True)
     s.add_argument("--weights", help="PoSFeat checkpoint (.pt), required for --method posfeat")

@@ -117,28 +117,14 @@ def _visit_groups(h5: h5py.File) -> list[str]:
 
 def list_feature_names(path: str | os.PathLike) -> list[str]:
     """Names of the images stored in a feature file."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: feature file not found")
-    with h5py.File(path, "r") as h5:
-        return _visit_groups(h5)
+    with FeatureReader(path) as reader:
+        return reader.names()
 
 
 def read_features(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
     """Read one image's features; ``descriptors`` are returned N×D (transposed back from hloc's D×N)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: feature file not found")
-    with h5py.File(path, "r") as h5:
-        if name not in h5:
-            raise DataError(f"{path}: no features for image {name!r}")
-        g = h5[name]
-        return {
-            "keypoints": g["keypoints"][()],
-            "scores": g["scores"][()],
-            "descriptors": g["descriptors"][()].T.copy(),
-            "image_size": g["image_size"][()],
-        }
+    with FeatureReader(path) as reader:
+        return reader[name]
 
 
 class FeatureReader:
@@ -148,7 +134,10 @@ class FeatureReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise DataError(f"{self.path}: feature file not found")
-        self._h5 = h5py.File(self.path, "r")
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as e:
+            raise DataError(f"{self.path}: not a readable HDF5 feature file ({e})") from e
 
     def names(self) -> list[str]:
         return _visit_groups(self._h5)

@@ -1,0 +1,88 @@
+"""A fingerprint of a MegaDepth root's *metadata* (``img_cam.txt`` and ``pairs.txt``), never of its images.
+
+A big real dataset is an immutable external input (DESIGN.md §1): DVC stages must not hash hundreds of GB
+of images. The ``prepare_megadepth`` and training stages therefore depend on one small JSON file, the
+*metadata manifest*, that lists every scene folder's metadata files with their MD5. The demo stage writes
+it for the demo world; for the real data it is made once with
+
+    python -m posfeat megadepth-manifest --root /data/MegaDepth_CAPS --out data/megadepth_metadata.json
+
+and ``prepare_megadepth`` refuses to run when the manifest no longer matches the metadata on disk (so a
+changed ``img_cam.txt`` cannot silently go unnoticed by DVC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from pathlib import Path
+
+from posfeat.data.megadepth import find_scenes
+from posfeat.io import DataError, read_json, write_json
+
+METADATA_FILES = ("img_cam.txt", "pairs.txt")
+MANIFEST_VERSION = 1
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def metadata_manifest(root: str | os.PathLike) -> dict:
+    """``{"version", "files": {"<scene>/<dense>/aligned/<file>": md5}}`` for every scene folder under ``root``.
+
+    Raises :class:`DataError` when the root has no ``<scene>/dense*/aligned`` folder or a folder lacks a
+    metadata file.
+    """
+    root = Path(root)
+    scenes = find_scenes(root)
+    if not scenes:
+        raise DataError(f"{root}: no MegaDepth scene folder found (expected <root>/<scene_id>/dense*/aligned)")
+    files: dict[str, str] = {}
+    for scene in scenes:
+        for name in METADATA_FILES:
+            path = scene.path / name
+            if not path.is_file():
+                raise DataError(f"{path}: file not found (expected the scene's {name})")
+            files[f"{scene.key}/aligned/{name}"] = _md5(path)
+    return {"version": MANIFEST_VERSION, "files": files}
+
+
+def write_metadata_manifest(root: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Compute :func:`metadata_manifest` of ``root`` and write it atomically to ``out``."""
+    manifest = metadata_manifest(root)
+    write_json(out, manifest)
+    return manifest
+
+
+def check_metadata_manifest(root: str | os.PathLike, manifest_path: str | os.PathLike) -> dict:
+    """Raise :class:`DataError` unless ``manifest_path`` describes the metadata now under ``root``."""
+    manifest_path = Path(manifest_path)
+    if not manifest_path.is_file():
+        raise DataError(
+            f"{manifest_path}: metadata manifest not found; make it with "
+            f"`python -m posfeat megadepth-manifest --root {root} --out {manifest_path}`"
+        )
+    stored = read_json(manifest_path)
+    if not isinstance(stored, dict) or "files" not in stored:
+        raise DataError(f"{manifest_path}: expected a metadata manifest with a 'files' mapping")
+    current = metadata_manifest(root)
+    if stored["files"] != current["files"]:
+        changed = sorted(set(stored["files"].items()) ^ set(current["files"].items()))
+        first = changed[0][0] if changed else "?"
+        raise DataError(
+            f"{manifest_path}: out of date for {root} ({len(changed)} differing entries, e.g. {first}); "
+            f"rerun `python -m posfeat megadepth-manifest --root {root} --out {manifest_path}`"
+        )
+    return current
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    manifest = write_metadata_manifest(args.root, args.out)
+    print(f"wrote {args.out}: {len(manifest['files'])} metadata files")
+    return 0

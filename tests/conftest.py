@@ -1,0 +1,43 @@
+"""Shared fixtures: a small demo world rendered once per test session, and the shared real data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(os.environ.get("POSFEAT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+SMALL_DEMO = dict(
+    megadepth_scenes=3,
+    megadepth_images=6,
+    hpatches_sequences=2,
+    eth_scenes=1,
+    eth_images=6,
+    aachen_db_images=8,
+    aachen_day_queries=2,
+    aachen_night_queries=1,
+)
+"""A demo world small enough for unit tests (about 10 s on 2 cores): 3 MegaDepth scenes (two of them
+IMC-banned ids), 2 ``i_*`` + 2 ``v_*`` HPatches sequences, one ETH scene, one Aachen set."""
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory) -> Path:
+    """A small demo world (:data:`SMALL_DEMO`), rendered once per session; tests must not modify it."""
+    from posfeat.data.demo import generate_demo
+    from posfeat.data.manifest import write_metadata_manifest
+
+    root = tmp_path_factory.mktemp("demo") / "demo"
+    generate_demo(root, seed=0, **SMALL_DEMO)
+    write_metadata_manifest(root / "megadepth", root / "megadepth_metadata.json")
+    return root
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data`` (small real data with ground truth); skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} not present")
+    return SHARED_DATA

@@ -1,0 +1,76 @@
+"""Atomic writes, JSON and the hloc-layout feature files."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from posfeat.io import DataError, FeatureReader, FeatureWriter, atomic_path, list_feature_names, read_features, read_json, write_json
+
+
+def test_feature_file_roundtrip_exact(tmp_path):
+    rng = np.random.default_rng(0)
+    feats = {
+        "seq/1.ppm": (rng.random((7, 2)) * 100, rng.random(7), rng.normal(size=(7, 128)), (640, 480)),
+        "a/b/c.jpg": (np.zeros((0, 2)), np.zeros(0), np.zeros((0, 128)), (10, 20)),
+    }
+    path = tmp_path / "f.h5"
+    with FeatureWriter(path) as w:
+        for name, (k, s, d, size) in feats.items():
+            w.add(name, k, s, d, size)
+    assert list_feature_names(path) == sorted(feats)
+    for name, (k, s, d, size) in feats.items():
+        got = read_features(path, name)
+        assert np.array_equal(got["keypoints"], k.astype(np.float32))
+        assert np.array_equal(got["scores"], s.astype(np.float32))
+        assert np.array_equal(got["descriptors"], d.astype(np.float32))
+        assert tuple(got["image_size"]) == size
+    with h5py.File(path) as h5:  # hloc layout: descriptors D×N
+        assert h5["seq/1.ppm/descriptors"].shape == (128, 7)
+    with FeatureReader(path) as r:
+        assert "seq/1.ppm" in r and "nope" not in r
+        with pytest.raises(DataError, match="nope"):
+            r["nope"]
+
+
+def test_feature_writer_is_atomic(tmp_path):
+    path = tmp_path / "f.h5"
+    with pytest.raises(RuntimeError):
+        with FeatureWriter(path) as w:
+            w.add("x", np.zeros((1, 2)), np.zeros(1), np.zeros((1, 4)), (4, 4))
+            raise RuntimeError("interrupted")
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="inconsistent"):
+        with FeatureWriter(path) as w:
+            w.add("x", np.zeros((2, 2)), np.zeros(1), np.zeros((2, 4)), (4, 4))
+
+
+def test_atomic_path_keeps_old_on_error(tmp_path):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(ZeroDivisionError):
+        with atomic_path(target) as tmp:
+            tmp.mkdir()
+            (tmp / "new.txt").write_text("new")
+            1 / 0
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with atomic_path(target) as tmp:
+        tmp.mkdir()
+        (tmp / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_json_errors_name_the_file(tmp_path):
+    write_json(tmp_path / "a.json", {"x": [1, 2]})
+    assert read_json(tmp_path / "a.json") == {"x": [1, 2]}
+    (tmp_path / "bad.json").write_text('{"x": \n')
+    with pytest.raises(DataError, match="bad.json"):
+        read_json(tmp_path / "bad.json")
+    with pytest.raises(DataError, match="missing.json"):
+        read_json(tmp_path / "missing.json")
+    (tmp_path / "bad.h5").write_bytes(b"not hdf5")
+    with pytest.raises(DataError, match="bad.h5"):
+        read_features(tmp_path / "bad.h5", "x")
