@@ -19,18 +19,34 @@ def _as_tensor(x, device) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _best_two(d_query: torch.Tensor, d_ref: torch.Tensor, block_size: int):
-    """For each row of ``d_query``: index of its best match in ``d_ref`` and the top-2 similarities."""
-    n = d_query.shape[0]
-    k = min(2, d_ref.shape[0])
-    idx = torch.empty(n, dtype=torch.long, device=d_query.device)
-    top = torch.full((n, 2), -float("inf"), device=d_query.device)
-    for s in range(0, n, block_size):
-        sim = d_query[s : s + block_size] @ d_ref.T
-        v, i = sim.topk(k, dim=1)
-        idx[s : s + block_size] = i[:, 0]
-        top[s : s + block_size, :k] = v
-    return idx, top
+def _best_two_both_ways(d0: torch.Tensor, d1: torch.Tensor, block_size: int):
+    """Nearest neighbours and top-2 similarities in both directions from ONE pass over ``d0 @ d1.T``.
+
+    Row blocks of the similarity matrix are computed once; rows take their top 2 directly, columns keep
+    a running top 2 merged block by block, so the mutual check costs one matrix product, not two.
+    Returns ``(nn01, top01, nn10, top10)``.
+    """
+    n0, n1 = d0.shape[0], d1.shape[0]
+    dev = d0.device
+    nn01 = torch.empty(n0, dtype=torch.long, device=dev)
+    top01 = torch.full((n0, 2), -float("inf"), device=dev)
+    col_val = torch.full((2, n1), -float("inf"), device=dev)
+    col_idx = torch.zeros((2, n1), dtype=torch.long, device=dev)
+    k1, k0 = min(2, n1), min(2, n0)
+    for s in range(0, n0, block_size):
+        sim = d0[s : s + block_size] @ d1.T
+        v, i = sim.topk(k1, dim=1)
+        nn01[s : s + block_size] = i[:, 0]
+        top01[s : s + block_size, :k1] = v
+        bv, bi = sim.topk(min(2, sim.shape[0]), dim=0)
+        allv = torch.cat([col_val, bv], 0)
+        alli = torch.cat([col_idx, bi + s], 0)
+        mv, mi = allv.topk(2, dim=0)
+        col_val, col_idx = mv, alli.gather(0, mi)
+    top10 = col_val.T.contiguous()
+    if k0 < 2:
+        top10[:, 1] = -float("inf")
+    return nn01, top01, col_idx[0], top10
 
 
 @torch.no_grad()
@@ -56,12 +72,11 @@ def match_descriptors(
         raise ValueError(f"descriptors must be N×D with the same D, got {tuple(d0.shape)} and {tuple(d1.shape)}")
     if len(d0) == 0 or len(d1) == 0:
         return np.zeros((0, 2), np.int64)
-    nn01, top01 = _best_two(d0, d1, block_size)
+    nn01, top01, nn10, top10 = _best_two_both_ways(d0, d1, block_size)
     keep = torch.ones(len(d0), dtype=torch.bool, device=device)
     if ratio is not None:
         keep &= _ratio_ok(top01, ratio)
     if mutual:
-        nn10, top10 = _best_two(d1, d0, block_size)
         keep &= nn10[nn01] == torch.arange(len(d0), device=device)
         if ratio is not None:
             keep &= _ratio_ok(top10, ratio)[nn01]

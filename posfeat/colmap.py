@@ -1,0 +1,406 @@
+"""COLMAP I/O in one place, through pycolmap (4.x): databases, feature/match import, verification, poses.
+
+Everything the ETH and Aachen evaluations do with COLMAP goes through this module:
+
+* a database is created with :func:`create_database`; cameras and images are added with
+  :func:`add_camera` / :func:`add_image`. pycolmap 4 stores images inside *frames* of *rigs*: every
+  camera gets a trivial rig (itself as the reference sensor) and every image a trivial frame of that
+  rig, exactly what COLMAP's own image importer writes;
+* keypoints are imported with :func:`import_keypoints`. Our convention puts the centre of the top-left
+  pixel at (0, 0); COLMAP puts it at (0.5, 0.5), so **0.5 is added on import** and subtracted by
+  :func:`from_colmap_keypoints`. Camera matrices given in our convention are shifted the same way
+  (:func:`camera_from_K`);
+* matches are written with :func:`import_matches` (pycolmap orders the pair and swaps columns); empty
+  pairs are skipped and counted;
+* two-view geometric verification runs in pycolmap (:func:`verify_pairs`), and
+  :func:`verification_stats` reads back the number of verified pairs and inlier matches;
+* pose helpers convert between ``pycolmap.Rigid3d`` (cam_from_world) and R/t or qvec (w, x, y, z)/t.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+import pycolmap
+import torch
+from tqdm import tqdm
+
+from posfeat.io import DataError, FeatureReader
+from posfeat.matching import match_descriptors
+from posfeat.utils import get_logger
+
+log = get_logger(__name__)
+
+#: COLMAP's pixel coordinates minus ours (COLMAP: centre of the top-left pixel at (0.5, 0.5)).
+COLMAP_PIXEL_OFFSET = 0.5
+
+
+@contextlib.contextmanager
+def colmap_log_level(verbose: bool = False):
+    """Silence COLMAP's INFO log lines (glog, on stderr) inside the block unless ``verbose``."""
+    old = pycolmap.logging.minloglevel
+    pycolmap.logging.minloglevel = int(pycolmap.logging.INFO if verbose else pycolmap.logging.WARNING)
+    try:
+        yield
+    finally:
+        pycolmap.logging.minloglevel = old
+
+
+# ------------------------------------------------------------------------------------ coordinates
+def to_colmap_keypoints(xy: np.ndarray) -> np.ndarray:
+    """Our keypoints (N×2, top-left pixel centre at 0) → COLMAP's (N×2 float32, centre at 0.5)."""
+    xy = np.asarray(xy, np.float64).reshape(-1, 2)
+    return np.ascontiguousarray(xy + COLMAP_PIXEL_OFFSET, dtype=np.float32)
+
+
+def from_colmap_keypoints(xy: np.ndarray) -> np.ndarray:
+    """COLMAP keypoints (N×2 or N×k with x, y first) → ours (N×2 float32)."""
+    xy = np.asarray(xy, np.float64)
+    xy = xy.reshape(len(xy), -1)[:, :2] if xy.size else np.zeros((0, 2))
+    return np.ascontiguousarray(xy - COLMAP_PIXEL_OFFSET, dtype=np.float32)
+
+
+# ------------------------------------------------------------------------------------ cameras
+def camera_from_K(K: np.ndarray, width: int, height: int, camera_id: int = pycolmap.INVALID_CAMERA_ID) -> pycolmap.Camera:
+    """PINHOLE camera from a 3×3 K in **our** pixel convention (the principal point moves by +0.5)."""
+    K = np.asarray(K, np.float64)
+    params = [K[0, 0], K[1, 1], K[0, 2] + COLMAP_PIXEL_OFFSET, K[1, 2] + COLMAP_PIXEL_OFFSET]
+    cam = pycolmap.Camera(model="PINHOLE", width=int(width), height=int(height), params=params)
+    cam.camera_id = int(camera_id)
+    cam.has_prior_focal_length = True
+    return cam
+
+
+def camera_from_params(model: str, width: int, height: int, params: Sequence[float],
+                       camera_id: int = pycolmap.INVALID_CAMERA_ID) -> pycolmap.Camera:
+    """Camera from COLMAP-convention parameters (e.g. a line ``name MODEL w h params…`` of Aachen)."""
+    cam = pycolmap.Camera(model=str(model), width=int(width), height=int(height), params=[float(p) for p in params])
+    if not cam.verify_params():
+        raise DataError(f"camera model {model} expects {len(cam.params_info.split(','))} parameters, got {len(params)}")
+    cam.camera_id = int(camera_id)
+    cam.has_prior_focal_length = True
+    return cam
+
+
+def guess_camera(width: int, height: int, model: str = "SIMPLE_RADIAL", focal_factor: float = 1.2,
+                 camera_id: int = pycolmap.INVALID_CAMERA_ID) -> pycolmap.Camera:
+    """COLMAP's guess for an image without known intrinsics: f = 1.2·max(w, h), principal point at the centre."""
+    cam = pycolmap.Camera.create_from_model_name(int(camera_id), model, focal_factor * max(width, height), int(width), int(height))
+    cam.has_prior_focal_length = False
+    return cam
+
+
+# ------------------------------------------------------------------------------------ poses
+def rigid_from_Rt(R: np.ndarray, t: np.ndarray) -> pycolmap.Rigid3d:
+    """``pycolmap.Rigid3d`` (cam_from_world) from a world→camera rotation and translation."""
+    return pycolmap.Rigid3d(pycolmap.Rotation3d(np.asarray(R, np.float64)), np.asarray(t, np.float64).reshape(3))
+
+
+def rigid_to_Rt(pose: pycolmap.Rigid3d) -> tuple[np.ndarray, np.ndarray]:
+    """(R 3×3, t 3) of a ``pycolmap.Rigid3d``."""
+    return np.asarray(pose.rotation.matrix(), np.float64), np.asarray(pose.translation, np.float64).reshape(3)
+
+
+def rigid_from_qvec_tvec(qvec: Sequence[float], tvec: Sequence[float]) -> pycolmap.Rigid3d:
+    """``Rigid3d`` from COLMAP's text convention: qvec = (qw, qx, qy, qz), tvec = (tx, ty, tz)."""
+    qw, qx, qy, qz = (float(v) for v in qvec)
+    rot = pycolmap.Rotation3d(np.array([qx, qy, qz, qw], np.float64))
+    rot.normalize()
+    return pycolmap.Rigid3d(rot, np.asarray(tvec, np.float64).reshape(3))
+
+
+def rigid_to_qvec_tvec(pose: pycolmap.Rigid3d) -> tuple[np.ndarray, np.ndarray]:
+    """(qvec (qw, qx, qy, qz) with qw ≥ 0, tvec) of a ``Rigid3d`` — COLMAP's images.txt convention."""
+    x, y, z, w = np.asarray(pose.rotation.quat, np.float64)
+    q = np.array([w, x, y, z])
+    q /= np.linalg.norm(q)
+    if q[0] < 0:
+        q = -q
+    return q, np.asarray(pose.translation, np.float64).reshape(3)
+
+
+def camera_center(pose: pycolmap.Rigid3d) -> np.ndarray:
+    """Camera centre in world coordinates, −Rᵀt."""
+    R, t = rigid_to_Rt(pose)
+    return -R.T @ t
+
+
+# ------------------------------------------------------------------------------------ database
+def create_database(path: str | os.PathLike, overwrite: bool = True) -> pycolmap.Database:
+    """Create an empty COLMAP database at ``path`` (an existing file is removed when ``overwrite``)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        if not overwrite:
+            raise FileExistsError(f"{path}: database already exists")
+        path.unlink()
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            side.unlink()
+    return pycolmap.Database.open(str(path))
+
+
+def add_camera(db: pycolmap.Database, camera: pycolmap.Camera, use_camera_id: bool = False) -> int:
+    """Write a camera and its trivial rig (the camera as reference sensor); returns the camera id."""
+    camera_id = db.write_camera(camera, use_camera_id=use_camera_id)
+    rig = pycolmap.Rig()
+    rig.add_ref_sensor(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, int(camera_id)))
+    rig.rig_id = int(camera_id)
+    db.write_rig(rig, use_rig_id=True)
+    return int(camera_id)
+
+
+def add_image(db: pycolmap.Database, name: str, camera_id: int, image_id: int | None = None) -> int:
+    """Write an image and its trivial frame (rig of its camera); returns the image id.
+
+    ``image_id``: keep this id (as when the database must agree with an existing reconstruction).
+    """
+    image = pycolmap.Image(name=str(name), camera_id=int(camera_id))
+    if image_id is not None:
+        image.image_id = int(image_id)
+    image_id = int(db.write_image(image, use_image_id=image_id is not None))
+    frame = pycolmap.Frame()
+    frame.rig_id = int(camera_id)
+    frame.frame_id = image_id
+    frame.add_data_id(pycolmap.data_t(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, int(camera_id)), image_id))
+    db.write_frame(frame, use_frame_id=True)
+    return image_id
+
+
+def import_keypoints(db: pycolmap.Database, image_id: int, keypoints_xy: np.ndarray) -> int:
+    """Store an image's keypoints (our convention, N×2) in COLMAP's convention; returns N."""
+    kp = to_colmap_keypoints(keypoints_xy)
+    db.write_keypoints(int(image_id), kp)
+    return len(kp)
+
+
+def import_matches(db: pycolmap.Database, image_id1: int, image_id2: int, matches: np.ndarray) -> int:
+    """Store the raw matches (M×2 keypoint indices, image 1 then image 2); returns M (0: nothing written)."""
+    m = np.asarray(matches).reshape(-1, 2)
+    if len(m) == 0:
+        return 0
+    if image_id1 == image_id2:
+        raise ValueError(f"cannot match image {image_id1} with itself")
+    db.write_matches(int(image_id1), int(image_id2), np.ascontiguousarray(m, dtype=np.uint32))
+    return len(m)
+
+
+def read_matches(db: pycolmap.Database, image_id1: int, image_id2: int) -> np.ndarray:
+    """Raw matches of a pair as M×2 (columns in the order of the arguments)."""
+    if not db.exists_matches(int(image_id1), int(image_id2)):
+        return np.zeros((0, 2), np.int64)
+    return np.asarray(db.read_matches(int(image_id1), int(image_id2)), np.int64).reshape(-1, 2)
+
+
+def read_inlier_matches(db: pycolmap.Database, image_id1: int, image_id2: int) -> np.ndarray:
+    """Geometrically verified matches of a pair as M×2 (columns in the order of the arguments)."""
+    if not db.exists_two_view_geometry(int(image_id1), int(image_id2)):
+        return np.zeros((0, 2), np.int64)
+    tvg = db.read_two_view_geometry(int(image_id1), int(image_id2))
+    return np.asarray(tvg.inlier_matches, np.int64).reshape(-1, 2)
+
+
+def write_pairs_file(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> int:
+    """Write ``nameA nameB`` lines (COLMAP's match list); returns the number of pairs."""
+    lines = []
+    for a, b in pairs:
+        if " " in a or " " in b:
+            raise DataError(f"{path}: image names with spaces cannot go into a COLMAP pair list ({a!r}, {b!r})")
+        lines.append(f"{a} {b}")
+    Path(path).write_text("\n".join(lines) + ("\n" if lines else ""))
+    return len(lines)
+
+
+def two_view_geometry_options(max_error: float = 4.0, min_num_inliers: int = 15, seed: int | None = 0,
+                              num_threads: int = -1) -> pycolmap.TwoViewGeometryOptions:
+    """COLMAP's default verification options (RANSAC max error 4 px, 15 inliers), seeded.
+
+    ``num_threads`` is accepted for compatibility and unused: ``pycolmap.verify_matches`` picks its threads.
+    """
+    opts = pycolmap.TwoViewGeometryOptions()
+    opts.ransac.max_error = float(max_error)
+    opts.min_num_inliers = int(min_num_inliers)
+    if seed is not None:
+        opts.ransac.random_seed = int(seed)
+    return opts
+
+
+def verify_pairs(database_path: str | os.PathLike, pairs_path: str | os.PathLike,
+                 options: pycolmap.TwoViewGeometryOptions | None = None) -> None:
+    """Two-view geometric verification of the matched pairs listed in ``pairs_path`` (``matches_importer``)."""
+    if not Path(pairs_path).is_file():
+        raise DataError(f"{pairs_path}: pair list not found")
+    pycolmap.verify_matches(str(database_path), str(pairs_path), options or two_view_geometry_options())
+
+
+@dataclass
+class VerificationStats:
+    """What the ETH benchmark reports after ``matches_importer``."""
+
+    num_matched_pairs: int = 0
+    num_matches: int = 0
+    num_inlier_pairs: int = 0
+    num_inlier_matches: int = 0
+    inliers_per_pair: dict[tuple[int, int], int] = field(default_factory=dict)
+
+
+def verification_stats(db: pycolmap.Database) -> VerificationStats:
+    """Raw and verified pair/match counts (a pair counts as verified when it has ≥ 1 inlier match)."""
+    stats = VerificationStats()
+    pair_ids, counts = db.read_num_matches()
+    stats.num_matched_pairs = int(sum(1 for c in counts if c > 0))
+    stats.num_matches = int(sum(counts))
+    pair_ids, inliers = db.read_two_view_geometry_num_inliers()
+    for pid, n in zip(pair_ids, inliers):
+        if n > 0:
+            stats.num_inlier_pairs += 1
+            stats.num_inlier_matches += int(n)
+            stats.inliers_per_pair[tuple(int(i) for i in pycolmap.pair_id_to_image_pair(pid))] = int(n)
+    return stats
+
+
+def image_ids_by_name(db: pycolmap.Database) -> dict[str, int]:
+    """``{image name: image id}`` of a database."""
+    return {im.name: int(im.image_id) for im in db.read_all_images()}
+
+
+# ------------------------------------------------------------------------------------ reconstructions
+def reconstruction_stats(rec: pycolmap.Reconstruction | None) -> dict[str, float]:
+    """The ETH benchmark's statistics of a model (what ``colmap model_analyzer`` prints); zeros for None."""
+    if rec is None or rec.num_reg_images() == 0:
+        return {
+            "num_reg_images": 0,
+            "num_sparse_points": 0,
+            "num_observations": 0,
+            "mean_track_length": 0.0,
+            "num_observations_per_image": 0.0,
+            "mean_reproj_error": 0.0,
+        }
+    return {
+        "num_reg_images": int(rec.num_reg_images()),
+        "num_sparse_points": int(rec.num_points3D()),
+        "num_observations": int(rec.compute_num_observations()),
+        "mean_track_length": float(rec.compute_mean_track_length()),
+        "num_observations_per_image": float(rec.compute_mean_observations_per_reg_image()),
+        "mean_reproj_error": float(rec.compute_mean_reprojection_error()),
+    }
+
+
+def largest_model(models: Mapping[int, pycolmap.Reconstruction]) -> pycolmap.Reconstruction | None:
+    """The model with the most registered images (ties: more 3D points, then the lowest index)."""
+    best = None
+    for _, rec in sorted(models.items()):
+        if best is None or (rec.num_reg_images(), rec.num_points3D()) > (best.num_reg_images(), best.num_points3D()):
+            best = rec
+    return best
+
+
+def registered_poses(rec: pycolmap.Reconstruction) -> dict[str, pycolmap.Rigid3d]:
+    """``{image name: cam_from_world}`` of the registered images of a model."""
+    return {rec.image(i).name: rec.image(i).cam_from_world() for i in rec.reg_image_ids()}
+
+
+def mapper_options(num_threads: int = -1, seed: int | None = 0, min_num_matches: int = 15,
+                   refine_intrinsics: bool = True) -> pycolmap.IncrementalPipelineOptions:
+    """Incremental mapper options (COLMAP defaults), seeded for repeatable runs."""
+    opts = pycolmap.IncrementalPipelineOptions()
+    opts.num_threads = int(num_threads)
+    opts.min_num_matches = int(min_num_matches)
+    opts.extract_colors = False
+    if seed is not None:
+        opts.random_seed = int(seed)
+    opts.ba_refine_focal_length = bool(refine_intrinsics)
+    opts.ba_refine_extra_params = bool(refine_intrinsics)
+    opts.ba_refine_principal_point = False
+    return opts
+
+
+# ------------------------------------------------------------------------------------ matching
+class DescriptorCache:
+    """Descriptors of a feature file as tensors on ``device``, the ``size`` most recently used kept."""
+
+    def __init__(self, features: FeatureReader, device: torch.device, size: int = 64):
+        self.features = features
+        self.device = device
+        self.size = max(1, int(size))
+        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    def __getitem__(self, key: str) -> torch.Tensor:
+        if key in self._cache:
+            self._cache.move_to_end(key)
+            return self._cache[key]
+        d = torch.from_numpy(self.features[key]["descriptors"]).to(self.device, torch.float32)
+        self._cache[key] = d
+        if len(self._cache) > self.size:
+            self._cache.popitem(last=False)
+        return d
+
+
+@dataclass
+class MatchImportStats:
+    """Counts of :func:`match_and_import`."""
+
+    num_pairs: int = 0  # pairs asked for (after de-duplication)
+    num_matched_pairs: int = 0  # pairs with ≥ 1 match, written to the database
+    num_empty_pairs: int = 0  # pairs with no match (skipped)
+    num_duplicate_pairs: int = 0  # repeated or reversed pairs (skipped)
+    num_matches: int = 0
+    matched_pairs: list[tuple[str, str]] = field(default_factory=list)
+
+
+def match_and_import(
+    db: pycolmap.Database,
+    features: FeatureReader,
+    feature_keys: Mapping[str, str],
+    image_ids: Mapping[str, int],
+    pairs: Iterable[tuple[str, str]],
+    ratio: float | None = None,
+    mutual: bool = True,
+    device: str | torch.device = "cpu",
+    cache_size: int = 64,
+    progress: bool = True,
+) -> MatchImportStats:
+    """Match descriptors of image pairs (``posfeat.matching``) and write the raw matches to ``db``.
+
+    Args:
+        db: open database that already holds the images and their keypoints.
+        features: the feature file; ``feature_keys[name]`` is the HDF5 group of database image ``name``.
+        image_ids: ``{database image name: image id}``.
+        pairs: ``(nameA, nameB)`` database image names; repeated (or reversed) pairs are matched once.
+        ratio, mutual: matcher settings (mutual NN and/or Lowe ratio on distances).
+        cache_size: descriptor sets kept in memory (pairs are processed in the given order).
+
+    Returns:
+        the counts; pairs with zero matches are skipped (not written) and counted.
+    """
+    stats = MatchImportStats()
+    cache = DescriptorCache(features, torch.device(device), cache_size)
+    seen: set[tuple[int, int]] = set()
+    pairs = list(pairs)
+    for a, b in tqdm(pairs, desc="matching", unit="pair", disable=not progress or len(pairs) < 50):
+        for n in (a, b):
+            if n not in image_ids:
+                raise DataError(f"pair ({a}, {b}): image {n!r} is not in the database")
+        ia, ib = image_ids[a], image_ids[b]
+        key = (min(ia, ib), max(ia, ib))
+        if ia == ib or key in seen:
+            stats.num_duplicate_pairs += 1
+            continue
+        seen.add(key)
+        stats.num_pairs += 1
+        m = match_descriptors(cache[feature_keys[a]], cache[feature_keys[b]], mutual=mutual, ratio=ratio, device=device)
+        n = import_matches(db, ia, ib, m)
+        if n == 0:
+            stats.num_empty_pairs += 1
+            continue
+        stats.num_matched_pairs += 1
+        stats.num_matches += n
+        stats.matched_pairs.append((a, b))
+    return stats

@@ -1,0 +1,298 @@
+"""Training pairs over the prepared MegaDepth index (ALGORITHM.md §2.1), reproducible and crash-free.
+
+The index (written by the ``prepare_megadepth`` stage) is a JSON object::
+
+    {"root": "<dataset root>",
+     "images": {"<scene>/<dense>/aligned/images/<name>": {"width", "height", "K" 3x3, "R" 3x3, "t" [3]}},
+     "train": [[keyA, keyB], ...], "val": [[keyA, keyB], ...]}
+
+with image keys relative to ``root`` and world→camera poses.
+
+Differences from the original ``MegaDepth_SIFT`` (on purpose):
+
+* a sample never comes back as ``None``: an unreadable image (or a degenerate pose) is logged, counted
+  and replaced by another pair chosen deterministically from the sample's seed (ALGORITHM.md §7.4.1);
+* no per-sample SIFT (the stage-1 loss makes its own grid points, §7.4.12);
+* images are resized to a fixed training size and the intrinsics follow the resize exactly;
+* colour jitter draws its factors from an explicit per-sample generator, so the data of step ``s`` is a
+  function of ``(seed, s)`` only — that is what makes resumed training bit-identical on CPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from torch.utils.data import Dataset, Sampler
+
+from posfeat.data.images import read_image
+from posfeat.geometry import fundamental_from_poses, relative_pose
+from posfeat.io import DataError, read_json
+from posfeat.utils import get_logger
+
+logger = get_logger(__name__)
+
+MAX_REPLACEMENTS = 20
+
+
+# ------------------------------------------------------------------------------------------ seeds
+def derive_seed(*parts: int) -> int:
+    """A 63-bit seed that is a pure function of the integer ``parts`` (NumPy ``SeedSequence``)."""
+    state = np.random.SeedSequence([int(p) & 0xFFFFFFFFFFFFFFFF for p in parts]).generate_state(2, np.uint32)
+    return int((int(state[0]) << 31) ^ int(state[1])) & 0x7FFFFFFFFFFFFFFF
+
+
+# -------------------------------------------------------------------------------------- geometry
+def scale_intrinsics(K: np.ndarray, sx: float, sy: float) -> np.ndarray:
+    """Intrinsics of an image resized by ``(sx, sy)`` under the pixel-centre convention.
+
+    With the centre of the top-left pixel at ``(0, 0)``, pixel ``i`` covers ``[i − 0.5, i + 0.5]``; the
+    image's outer edge ``−0.5`` stays fixed by a resize, so ``x' = (x + 0.5)·s − 0.5`` (this is also the
+    mapping ``cv2.resize`` uses). Folding that into ``K``::
+
+        K' = [[sx, 0, (sx − 1)/2], [0, sy, (sy − 1)/2], [0, 0, 1]] @ K
+
+    i.e. ``fx' = sx·fx``, ``cx' = sx·(cx + 0.5) − 0.5`` (and the skew scales with ``sx``).
+    """
+    S = np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+    return S @ np.asarray(K, dtype=np.float64)
+
+
+def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize ``H×W×3`` uint8 to ``size = (W, H)``: area averaging when shrinking, bilinear otherwise."""
+    w, h = size
+    if img.shape[1] == w and img.shape[0] == h:
+        return img
+    shrink = w < img.shape[1] or h < img.shape[0]
+    return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+# ----------------------------------------------------------------------------------- colour jitter
+def color_jitter(
+    img: torch.Tensor,
+    strength: Sequence[float],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``ColorJitter(brightness, contrast, saturation, hue)`` with factors drawn from ``generator``.
+
+    Same distribution as ``torchvision.transforms.v2.ColorJitter``: brightness/contrast/saturation
+    factors uniform in ``[max(0, 1 − v), 1 + v]``, hue in ``[−h, h]``, the four ops in a random order.
+    ``img``: ``3×H×W`` float in ``[0, 1]``.
+    """
+    b, c, s, h = (float(v) for v in strength)
+    if not 0.0 <= h <= 0.5:
+        raise ValueError(f"hue jitter must lie in [0, 0.5], got {h}")
+    order = torch.randperm(4, generator=generator).tolist()
+    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    factors = [max(0.0, 1 - b) + u[0] * (1 + b - max(0.0, 1 - b)),
+               max(0.0, 1 - c) + u[1] * (1 + c - max(0.0, 1 - c)),
+               max(0.0, 1 - s) + u[2] * (1 + s - max(0.0, 1 - s)),
+               -h + u[3] * 2 * h]
+    for op in order:
+        if op == 0 and b > 0:
+            img = TF.adjust_brightness(img, factors[0])
+        elif op == 1 and c > 0:
+            img = TF.adjust_contrast(img, factors[1])
+        elif op == 2 and s > 0:
+            img = TF.adjust_saturation(img, factors[2])
+        elif op == 3 and h > 0:
+            img = TF.adjust_hue(img, factors[3])
+    return img.clamp_(0.0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------ index
+def load_index(index: str | os.PathLike | dict) -> tuple[dict, Path]:
+    """Read and validate a pair index; returns ``(index, root)`` with ``root`` resolved.
+
+    A relative ``root`` is taken relative to the working directory (where DVC runs the stages) and,
+    if nothing is there, relative to the index file.
+    """
+    where = "<index dict>"
+    base = None
+    if not isinstance(index, dict):
+        where = str(index)
+        base = Path(index).resolve().parent
+        index = read_json(index)
+    for key in ("root", "images", "train"):
+        if key not in index:
+            raise DataError(f"{where}: pair index lacks the key {key!r} (expected root, images, train, val)")
+    images = index["images"]
+    for split in ("train", "val"):
+        for i, pair in enumerate(index.get(split, [])):
+            if len(pair) != 2:
+                raise DataError(f"{where}: {split}[{i}] is not a pair of image keys: {pair!r}")
+            for k in pair:
+                if k not in images:
+                    raise DataError(f"{where}: {split}[{i}] names image {k!r}, which is not in 'images'")
+    for k, meta in images.items():
+        for field in ("width", "height", "K", "R", "t"):
+            if field not in meta:
+                raise DataError(f"{where}: image {k!r} lacks {field!r}")
+    root = Path(index["root"])
+    if not root.is_absolute() and not root.exists() and base is not None and (base / root).exists():
+        root = base / root
+    return index, root
+
+
+class PairDataset(Dataset):
+    """Image pairs with their epipolar geometry, resized to a fixed training size.
+
+    Items are either an ``int`` (pair index; the jitter seed is derived from ``(seed, index)``) or a
+    ``(pair_index, sample_seed)`` tuple as produced by :class:`StepBatchSampler`.
+
+    Each sample is a dict: ``image1``, ``image2`` (``3×H×W`` float in ``[0, 1]``), ``F12``, ``F21``,
+    ``K1``, ``K2`` (``3×3`` float32, for the resized images), ``R``, ``t`` (relative pose,
+    ``X_cam2 = R X_cam1 + t``), ``name1``, ``name2``, ``pair_index`` (the pair actually used) and
+    ``skipped`` (how many unusable pairs were replaced to produce this sample).
+
+    Args:
+        index: path of the index JSON, or the index dict.
+        split: ``"train"`` or ``"val"``.
+        image_size: training size ``(W, H)``.
+        color_jitter: ``(brightness, contrast, saturation, hue)`` or ``None``; applied independently
+            to each image of a pair.
+        seed: base seed.
+    """
+
+    def __init__(
+        self,
+        index: str | os.PathLike | dict,
+        split: str = "train",
+        image_size: tuple[int, int] = (640, 480),
+        color_jitter: Sequence[float] | None = None,
+        seed: int = 0,
+    ):
+        if split not in ("train", "val"):
+            raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+        self.index, self.root = load_index(index)
+        self.split = split
+        self.pairs = [tuple(p) for p in self.index.get(split, [])]
+        self.images = self.index["images"]
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.color_jitter = None if color_jitter is None else tuple(float(v) for v in color_jitter)
+        self.seed = int(seed)
+        self.num_skipped = 0  # in this process (workers keep their own count; use the 'skipped' field)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    # ------------------------------------------------------------------------------------------
+    def _load(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        meta = self.images[key]
+        path = self.root / key
+        img = read_image(path)
+        w, h = int(meta["width"]), int(meta["height"])
+        if img.shape[1] != w or img.shape[0] != h:
+            raise DataError(f"{path}: image is {img.shape[1]}x{img.shape[0]} but the index says {w}x{h}")
+        W, H = self.image_size
+        K = scale_intrinsics(np.asarray(meta["K"], np.float64).reshape(3, 3), W / w, H / h)
+        R = np.asarray(meta["R"], np.float64).reshape(3, 3)
+        t = np.asarray(meta["t"], np.float64).reshape(3)
+        return resize_image(img, self.image_size), K, R, t
+
+    def _make(self, idx: int, gen: torch.Generator) -> dict:
+        k1, k2 = self.pairs[idx]
+        img1, K1, R1, t1 = self._load(k1)
+        img2, K2, R2, t2 = self._load(k2)
+        R, t = relative_pose(R1, t1, R2, t2)
+        if np.linalg.norm(t) < 1e-9 * max(1.0, np.linalg.norm(t1), np.linalg.norm(t2)):
+            raise DataError(f"pair ({k1}, {k2}): no baseline, the epipolar geometry is undefined")
+        F12 = fundamental_from_poses(K1, R1, t1, K2, R2, t2)
+        F21 = fundamental_from_poses(K2, R2, t2, K1, R1, t1)
+        ims = []
+        for img in (img1, img2):
+            x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
+            if self.color_jitter is not None:
+                x = color_jitter(x, self.color_jitter, gen)
+            ims.append(x)
+        f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
+        return {
+            "image1": ims[0], "image2": ims[1],
+            "F12": f32(F12), "F21": f32(F21), "K1": f32(K1), "K2": f32(K2), "R": f32(R), "t": f32(t),
+            "name1": k1, "name2": k2, "pair_index": idx,
+        }
+
+    def __getitem__(self, item: int | tuple[int, int]) -> dict:
+        if isinstance(item, (tuple, list)):
+            idx, sample_seed = int(item[0]), int(item[1])
+        else:
+            idx, sample_seed = int(item), derive_seed(self.seed, int(item), 0x5EED)
+        if not 0 <= idx < len(self.pairs):
+            raise IndexError(f"pair index {idx} out of range for {len(self.pairs)} {self.split} pairs")
+        skipped = 0
+        for attempt in range(MAX_REPLACEMENTS + 1):
+            gen = torch.Generator().manual_seed(derive_seed(sample_seed, attempt))
+            try:
+                sample = self._make(idx, gen)
+            except DataError as e:
+                skipped += 1
+                self.num_skipped += 1
+                new = int(np.random.default_rng(derive_seed(sample_seed, attempt, 0xBAD)).integers(len(self.pairs)))
+                logger.warning("skipping %s pair %d (%s); using pair %d instead [%d skipped so far here]",
+                               self.split, idx, e, new, self.num_skipped)
+                idx = new
+                continue
+            sample["skipped"] = skipped
+            return sample
+        raise DataError(f"{MAX_REPLACEMENTS + 1} unusable {self.split} pairs in a row under {self.root}: "
+                        "check the dataset root and the prepared index")
+
+
+# ---------------------------------------------------------------------------------- data order
+def global_batch(num_pairs: int, batch_size: int, step: int, seed: int) -> list[tuple[int, int]]:
+    """The ``(pair_index, sample_seed)`` items of global batch ``step``: a pure function of its inputs.
+
+    Pairs are visited in passes; pass ``k`` is the permutation ``default_rng([seed, k])`` of all
+    pairs, so every pair is seen once per pass. Sample seeds depend on the global position only.
+    """
+    if num_pairs <= 0:
+        raise DataError("no training pairs in the index")
+    out = []
+    for b in range(batch_size):
+        pos = step * batch_size + b
+        k, j = divmod(pos, num_pairs)
+        perm = _permutation(num_pairs, seed, k)
+        out.append((int(perm[j]), derive_seed(seed, pos, 0xDA7A)))
+    return out
+
+
+_PERM_CACHE: dict[tuple[int, int, int], np.ndarray] = {}
+
+
+def _permutation(n: int, seed: int, k: int) -> np.ndarray:
+    key = (n, seed, k)
+    if key not in _PERM_CACHE:
+        if len(_PERM_CACHE) > 4:
+            _PERM_CACHE.clear()
+        _PERM_CACHE[key] = np.random.default_rng([int(seed), int(k)]).permutation(n)
+    return _PERM_CACHE[key]
+
+
+class StepBatchSampler(Sampler):
+    """Batches for steps ``start_step .. num_steps-1``; this rank's slice of each global batch.
+
+    Rank ``r`` of ``world_size`` takes items ``[r·b, (r+1)·b)`` of the global batch (``b =
+    batch_size / world_size``), so the union over ranks is exactly the single-process batch.
+    """
+
+    def __init__(self, num_pairs: int, batch_size: int, seed: int, num_steps: int, start_step: int = 0,
+                 rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}")
+        self.num_pairs, self.batch_size, self.seed = num_pairs, batch_size, seed
+        self.num_steps, self.start_step = num_steps, start_step
+        self.rank, self.world_size = rank, world_size
+        self.local = batch_size // world_size
+
+    def __len__(self) -> int:
+        return max(0, self.num_steps - self.start_step)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for step in range(self.start_step, self.num_steps):
+            items = global_batch(self.num_pairs, self.batch_size, step, self.seed)
+            yield items[self.rank * self.local:(self.rank + 1) * self.local]

@@ -1,0 +1,197 @@
+"""Build the MegaDepth training pair index from metadata only (the ``prepare_megadepth`` stage).
+
+Steps, per scene folder ``<scene_id>/<dense>/aligned`` in sorted order:
+
+1. scenes whose id is in ``banned_scenes`` are dropped without reading them;
+2. ``img_cam.txt`` and ``pairs.txt`` are read and validated; every image must exist (existence only:
+   no image is opened or hashed). Malformed metadata raises :class:`posfeat.io.DataError`;
+3. a folder with more than ``max_pairs_per_scene`` pairs keeps a random ``max_pairs_per_scene`` of them
+   (the cap is per dense folder, as in the original code; CAPS scenes almost always have one folder);
+4. pairs whose relative rotation angle exceeds ``rot_thr`` degrees are dropped (the original rejected
+   them at load time, which gave variable batch sizes; here they never enter the index);
+5. the remaining pairs are split into train/val: ``n_val = round(val_fraction · n)`` clipped to
+   ``[1, n − 1]`` when ``n ≥ 2`` and ``val_fraction > 0``; a folder with a single pair gives it to train.
+
+Randomness (cap and split) uses a NumPy ``Generator`` seeded with ``(seed, crc32("<scene>/<dense>"))``
+per folder, so a folder's selection depends only on the seed and the folder itself, not on which other
+scenes are present. Kept pairs stay in file order within each split.
+
+Index format (``data/prepared/megadepth.json``)::
+
+    {"root": "<dataset root as given>",
+     "images": {"<scene>/<dense>/aligned/images/<name>": {"width", "height", "K" 3x3, "R" 3x3, "t" [3]}},
+     "train": [[keyA, keyB], ...], "val": [[keyA, keyB], ...]}
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+from tqdm import tqdm
+
+from posfeat.data.megadepth import BANNED_SCENES, Camera, SceneDir, find_scenes, load_scene
+from posfeat.geometry import is_rotation, relative_pose, rotation_angle_deg
+from posfeat.io import DataError, read_json
+from posfeat.utils import get_logger
+
+log = get_logger(__name__)
+
+
+def folder_rng(seed: int, key: str) -> np.random.Generator:
+    """The per-folder random generator: seeded with ``(seed, crc32(key))``."""
+    return np.random.default_rng([int(seed), zlib.crc32(key.encode("utf-8"))])
+
+
+def pair_rotation_deg(cam1: Camera, cam2: Camera) -> float:
+    """Relative rotation angle (degrees) between two world→camera poses."""
+    R, _ = relative_pose(cam1.R, cam1.t, cam2.R, cam2.t)
+    return rotation_angle_deg(R)
+
+
+def pair_rotations_deg(cams: dict[str, Camera], pairs: list[tuple[str, str]]) -> np.ndarray:
+    """Relative rotation angles (degrees) of many pairs at once, ``(len(pairs),)`` float64.
+
+    Same value as :func:`pair_rotation_deg`: ``arccos((tr(R2 R1^T) − 1) / 2)``, using
+    ``tr(R2 R1^T) = Σ R1 ⊙ R2``, clipped for round-off.
+    """
+    if not pairs:
+        return np.zeros(0)
+    R1 = np.stack([cams[a].R for a, _ in pairs])
+    R2 = np.stack([cams[b].R for _, b in pairs])
+    cos = (np.einsum("nij,nij->n", R1, R2) - 1.0) / 2.0
+    return np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+
+
+def num_val_pairs(n: int, val_fraction: float) -> int:
+    """Validation pairs for a folder with ``n`` kept pairs: ``round(f·n)`` clipped to ``[1, n−1]`` if ``n ≥ 2``."""
+    if n < 2 or val_fraction <= 0:
+        return 0
+    return int(min(max(int(np.floor(val_fraction * n + 0.5)), 1), n - 1))
+
+
+def image_key(scene: SceneDir, name: str) -> str:
+    """``"<scene>/<dense>/aligned/images/<name>"`` (path relative to the dataset root)."""
+    return f"{scene.scene_id}/{scene.dense}/aligned/images/{name}"
+
+
+def prepare_megadepth(
+    root: str | os.PathLike,
+    banned_scenes: Iterable[str] = BANNED_SCENES,
+    max_pairs_per_scene: int = 5000,
+    rot_thr: float = 80.0,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    check_images: bool = True,
+) -> tuple[dict, dict]:
+    """Build the pair index and the report (see the module docstring for the rules).
+
+    Args:
+        root: MegaDepth root (``<root>/<scene_id>/dense*/aligned``); stored as given in ``index["root"]``.
+        banned_scenes: scene ids to drop (IMC test scenes).
+        max_pairs_per_scene: cap on the pairs of one dense folder (random, seeded).
+        rot_thr: pairs with a relative rotation above this many degrees are dropped (``≤`` is kept).
+        val_fraction: fraction of each folder's kept pairs that goes to validation.
+        seed: seed of the cap and of the split.
+        check_images: require every image of ``img_cam.txt`` to exist (existence only).
+
+    Returns:
+        ``(index, report)``; the report is flat: integer counts only (it is the stage's DVC metrics file).
+        Scene ids kept and dropped are logged.
+    """
+    if max_pairs_per_scene < 1:
+        raise ValueError(f"max_pairs_per_scene must be >= 1, got {max_pairs_per_scene}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    banned = {str(s) for s in banned_scenes}
+    folders = find_scenes(root)
+    if not folders:
+        raise DataError(f"{root}: expected MegaDepth scene folders <scene_id>/dense*/aligned, found none")
+
+    images: dict[str, dict] = {}
+    train: list[list[str]] = []
+    val: list[list[str]] = []
+    counts = dict(pairs_total=0, pairs_dropped_cap=0, pairs_dropped_rotation=0, pairs_kept=0)
+    scenes_all = sorted({f.scene_id for f in folders})
+    scenes_banned = sorted(s for s in scenes_all if s in banned)
+    pairs_per_scene: dict[str, int] = {}
+
+    todo = [f for f in folders if f.scene_id not in banned]
+    for folder in tqdm(todo, desc="prepare megadepth", unit="folder", disable=len(todo) < 20):
+        cams, pairs = load_scene(folder, check_images=check_images)
+        counts["pairs_total"] += len(pairs)
+        rng = folder_rng(seed, folder.key)
+        if len(pairs) > max_pairs_per_scene:
+            keep = np.sort(rng.choice(len(pairs), size=max_pairs_per_scene, replace=False))
+            counts["pairs_dropped_cap"] += len(pairs) - max_pairs_per_scene
+            pairs = [pairs[i] for i in keep]
+        angles = pair_rotations_deg(cams, pairs)
+        kept = [pair for pair, angle in zip(pairs, angles) if angle <= rot_thr]
+        counts["pairs_dropped_rotation"] += len(pairs) - len(kept)
+        counts["pairs_kept"] += len(kept)
+        pairs_per_scene[folder.scene_id] = pairs_per_scene.get(folder.scene_id, 0) + len(kept)
+
+        n_val = num_val_pairs(len(kept), val_fraction)
+        is_val = np.zeros(len(kept), bool)
+        if n_val:
+            is_val[rng.permutation(len(kept))[:n_val]] = True
+        for (a, b), v in zip(kept, is_val):
+            ka, kb = image_key(folder, a), image_key(folder, b)
+            (val if v else train).append([ka, kb])
+            images.setdefault(ka, cams[a].to_dict())
+            images.setdefault(kb, cams[b].to_dict())
+        log.debug("%s: %d pairs kept (%d val)", folder.key, len(kept), n_val)
+
+    scenes_empty = sorted(s for s, n in pairs_per_scene.items() if n == 0)
+    scenes_kept = sorted(s for s, n in pairs_per_scene.items() if n > 0)
+    if not train and not val:
+        raise DataError(
+            f"{root}: no pair left after dropping banned scenes {scenes_banned} and pairs rotated by more than "
+            f"{rot_thr:g} degrees ({counts['pairs_total']} pairs listed)"
+        )
+    index = {"root": str(root), "images": images, "train": train, "val": val}
+    report = {
+        "scenes_total": len(scenes_all),
+        "scenes_kept": len(scenes_kept),
+        "scenes_dropped": len(scenes_banned) + len(scenes_empty),
+        "scenes_dropped_banned": len(scenes_banned),
+        "scenes_dropped_no_pairs": len(scenes_empty),
+        "folders_read": len(todo),
+        **counts,
+        "pairs_train": len(train),
+        "pairs_val": len(val),
+        "images": len(images),
+    }
+    log.info(
+        "megadepth: %d scenes kept, %d dropped (banned %s, without pairs %s); pairs %d listed, %d capped, "
+        "%d rotated > %g deg, %d kept (%d train / %d val), %d images",
+        report["scenes_kept"], report["scenes_dropped"], scenes_banned, scenes_empty, counts["pairs_total"],
+        counts["pairs_dropped_cap"], counts["pairs_dropped_rotation"], rot_thr, counts["pairs_kept"],
+        len(train), len(val), len(images),
+    )
+    return index, report
+
+
+def read_index(path: str | os.PathLike) -> dict:
+    """Read and check a pair index written by :func:`prepare_megadepth` (keys, 3×3 K/R, pairs name known images)."""
+    path = Path(path)
+    index = read_json(path)
+    for key in ("root", "images", "train", "val"):
+        if key not in index:
+            raise DataError(f"{path}: expected key {key!r} in the MegaDepth pair index, found {sorted(index)}")
+    for name, cam in index["images"].items():
+        try:
+            K, R, t = np.asarray(cam["K"], float), np.asarray(cam["R"], float), np.asarray(cam["t"], float)
+            ok = K.shape == (3, 3) and t.shape == (3,) and int(cam["width"]) > 0 and int(cam["height"]) > 0
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok or not is_rotation(R):
+            raise DataError(f"{path}: expected width, height, K (3x3), R (rotation) and t (3) for image {name!r}")
+    for split in ("train", "val"):
+        for i, pair in enumerate(index[split]):
+            if len(pair) != 2 or any(n not in index["images"] for n in pair):
+                raise DataError(f"{path}: {split}[{i}] = {pair!r}: expected two image keys listed under 'images'")
+    return index

@@ -1,0 +1,531 @@
+"""Test-time local features: PoSFeat (detector score map + descriptor map) and OpenCV SIFT / RootSIFT.
+
+One image → ``dict(keypoints N×2, scores N, descriptors N×D, image_size (w, h))`` with keypoints in
+pixels (x right, y down, centre of the top-left pixel = (0, 0)), sorted by decreasing score, and unit
+L2 descriptors. :func:`extract_dataset` writes a whole image set into one hloc-layout HDF5 file.
+
+PoSFeat keypoints follow the official extractor (ALGORITHM.md §4) with its pitfalls removed:
+
+* **Border.** Only pixels at least ``border`` (default 1, the original's ``score[1:-1, 1:-1]``) from
+  the image edge can be keypoints, so every keypoint has a full 3×3 neighbourhood for refinement.
+* **NMS.** A pixel survives iff it is the arg-max of its ``(2r+1)²`` window, computed with
+  ``max_pool2d(return_indices=True)``. On ties the first index in row-major window order wins (PyTorch's
+  max-pool keeps the first maximum), so a plateau keeps one pixel, as in the original. Unlike the
+  original (reflect padding, where a pixel near the border with ``r ≥ 2`` can be suppressed by its own
+  mirror image), the window is padded with ``-inf``: a border pixel only competes with real pixels.
+* **Threshold.** ``abs``: ``s > t``; ``max``: ``s > t·max(s)``; ``mean``: ``s > t·mean(s)`` (statistics of
+  the admissible interior); ``None``/``"none"``: no threshold.
+* **Sub-pixel.** The score-weighted centroid of the 3×3 neighbourhood of the peak (weights clamped at 0;
+  the integer peak when all weights are 0).
+* **Count.** The ``max_keypoints`` best by peak score (stable order). When fewer pixels pass, fewer are
+  returned: no padding to "at least 128" zero-score points (pitfall 7.4.6).
+* **Image size.** The network needs H, W multiples of 16. The original crops the right/bottom remainder
+  (those pixels are lost). We **pad** right/bottom by reflection instead, run the network, and cut the
+  score map back to the image before NMS, so no keypoint lies in the padding and coordinates are
+  unchanged. Descriptors are sampled from the padded image's map with the padded size (the convention
+  of :func:`posfeat.geometry.sample_feature_map`).
+* **Batching.** Consecutive images of equal size share one network call (on CUDA up to 8 images within
+  :data:`GPU_BATCH_PIXELS`); detection and description are per image, so results equal single-image calls.
+
+SIFT / RootSIFT use OpenCV's default parameters with ``enable_precise_upscale``: OpenCV's default
+pyramid reports every keypoint +0.25 px (x and y) off in our pixel convention (measured; see
+:func:`_sift_detector`), the precise upscale removes that bias. Scores are the SIFT responses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from posfeat.data.images import list_images, read_image
+from posfeat.geometry import sample_feature_map
+from posfeat.io import DataError, FeatureWriter
+from posfeat.utils import get_logger, resolve_device
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("posfeat", "sift", "rootsift")
+THRESHOLD_MODES = ("abs", "max", "mean")
+GPU_BATCH_PIXELS = 8 * 640 * 480
+"""Default pixel budget of one network call on CUDA (``batch_size: None``): 8 images of 640×480."""
+
+
+@dataclass
+class ExtractConfig:
+    """Detector settings (defaults: the official HPatches configuration, ALGORITHM.md §4).
+
+    Attributes:
+        max_keypoints: keep at most this many keypoints per image (``None`` or ``<= 0``: all).
+        nms_radius: NMS window radius ``r`` (window ``2r+1``); 0 disables NMS.
+        threshold: score threshold ``t`` (PoSFeat only); ``None`` disables it.
+        threshold_mode: ``abs`` | ``max`` | ``mean`` | ``None``.
+        border: pixels this close to the image edge are never keypoints (1 = the original's interior).
+        sift_keypoints: PoSFeat descriptors on OpenCV SIFT keypoints (scores = SIFT responses).
+        batch_size: images of equal size per network call; ``None`` = 1 on CPU, and on CUDA up to 8
+            images within :data:`GPU_BATCH_PIXELS` pixels.
+        pad_multiple: the network's input size multiple (16 for the ResUNet).
+    """
+
+    max_keypoints: int | None = 8192
+    nms_radius: int = 1
+    threshold: float | None = 0.9
+    threshold_mode: str | None = "abs"
+    border: int = 1
+    sift_keypoints: bool = False
+    batch_size: int | None = None
+    pad_multiple: int = 16
+
+    def __post_init__(self) -> None:
+        if self.threshold_mode in ("none", "None"):
+            self.threshold_mode = None
+        if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
+            raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES} or None, got {self.threshold_mode!r}")
+        if self.nms_radius < 0 or self.border < 0 or self.pad_multiple < 1:
+            raise ValueError(
+                f"need nms_radius >= 0, border >= 0, pad_multiple >= 1; got {self.nms_radius}, {self.border}, "
+                f"{self.pad_multiple}"
+            )
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ExtractConfig":
+        """Build from a mapping (e.g. ``params.yaml: extract.<dataset>``); unknown keys are an error."""
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise KeyError(f"unknown extraction setting(s) {sorted(unknown)}; expected some of {sorted(known)}")
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------- detection
+def _threshold_mask(s: torch.Tensor, threshold: float | None, mode: str | None) -> torch.Tensor | None:
+    if mode in (None, "none", "None") or threshold is None:
+        return None
+    if mode == "abs":
+        return s > threshold
+    finite = s[torch.isfinite(s)]
+    if finite.numel() == 0:
+        return torch.zeros_like(s, dtype=torch.bool)
+    if mode == "max":
+        return s > threshold * finite.max()
+    if mode == "mean":
+        return s > threshold * finite.mean()
+    raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES} or None, got {mode!r}")
+
+
+def nms_mask(score: torch.Tensor, radius: int) -> torch.Tensor:
+    """``(H, W)`` bool mask of pixels that are the (first) arg-max of their ``(2r+1)²`` window.
+
+    Padding is ``-inf`` (max-pool's implicit padding); ties keep the first pixel in row-major order.
+    """
+    if radius <= 0:
+        return torch.ones_like(score, dtype=torch.bool)
+    h, w = score.shape
+    _, idx = F.max_pool2d(score[None, None], 2 * radius + 1, stride=1, padding=radius, return_indices=True)
+    own = torch.arange(h * w, device=score.device).view(h, w)
+    return idx[0, 0] == own
+
+
+def refine_subpixel(score: torch.Tensor, ij: torch.Tensor) -> torch.Tensor:
+    """Score-weighted centroid of the 3×3 neighbourhood of integer peaks.
+
+    Args:
+        score: ``(H, W)`` score map.
+        ij: ``(N, 2)`` integer peaks as (row, col).
+
+    Returns:
+        ``(N, 2)`` float ``(x, y)`` pixel coordinates. Weights are ``max(score, 0)``; pixels outside the
+        map weigh 0; a peak whose neighbourhood weighs 0 in total keeps its integer position.
+    """
+    s = F.pad(score.clamp_min(0)[None, None], (1, 1, 1, 1))[0, 0]  # zeros outside the map
+    off = torch.arange(-1, 2, device=score.device)
+    dy, dx = torch.meshgrid(off, off, indexing="ij")
+    dy, dx = dy.reshape(-1), dx.reshape(-1)
+    rows = ij[:, 0:1] + 1 + dy  # (N, 9) in padded coordinates
+    cols = ij[:, 1:2] + 1 + dx
+    w = s[rows, cols].to(torch.float64)
+    tot = w.sum(1)
+    safe = torch.where(tot > 0, tot, torch.ones_like(tot))
+    ox = torch.where(tot > 0, (w * dx).sum(1) / safe, torch.zeros_like(tot))
+    oy = torch.where(tot > 0, (w * dy).sum(1) / safe, torch.zeros_like(tot))
+    x = ij[:, 1].to(torch.float64) + ox
+    y = ij[:, 0].to(torch.float64) + oy
+    return torch.stack([x, y], 1).to(torch.float32)
+
+
+def detect_keypoints(
+    score: torch.Tensor,
+    nms_radius: int = 1,
+    threshold: float | None = 0.9,
+    threshold_mode: str | None = "abs",
+    max_keypoints: int | None = 8192,
+    border: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keypoints from a dense score map (see the module docstring for the exact rules).
+
+    Args:
+        score: ``(H, W)`` (or ``(1, H, W)``, ``(1, 1, H, W)``) detector score map of the image.
+        nms_radius: NMS radius ``r``; 0 disables NMS.
+        threshold: score threshold; ``None`` disables it.
+        threshold_mode: ``abs`` | ``max`` | ``mean`` | ``None``.
+        max_keypoints: keep the best this many (``None``/``<= 0``: all that pass).
+        border: minimum distance (pixels) of a peak from the image edge.
+
+    Returns:
+        ``xy`` ``(N, 2)`` float32 pixel coordinates (sub-pixel) and ``scores`` ``(N,)`` (the peak
+        pixel's score), sorted by decreasing score. ``N`` may be smaller than ``max_keypoints``.
+    """
+    while score.dim() > 2:
+        if score.shape[0] != 1:
+            raise ValueError(f"detect_keypoints expects one H×W score map, got shape {tuple(score.shape)}")
+        score = score[0]
+    score = score.detach().float()
+    score = torch.nan_to_num(score, nan=-float("inf"))
+    h, w = score.shape
+    b = max(int(border), 0)
+    dev = score.device
+    empty = (torch.zeros((0, 2), dtype=torch.float32, device=dev), torch.zeros(0, dtype=torch.float32, device=dev))
+    if h - 2 * b <= 0 or w - 2 * b <= 0:
+        return empty
+    interior = score[b : h - b, b : w - b]
+    keep = nms_mask(interior, nms_radius) & torch.isfinite(interior)
+    thr = _threshold_mask(interior, threshold, threshold_mode)
+    if thr is not None:
+        keep &= thr
+    ij = torch.nonzero(keep)  # row-major order
+    if len(ij) == 0:
+        return empty
+    vals = interior[ij[:, 0], ij[:, 1]]
+    order = torch.sort(vals, descending=True, stable=True).indices
+    if max_keypoints is not None and max_keypoints > 0:
+        order = order[:max_keypoints]
+    ij = ij[order] + b
+    return refine_subpixel(score, ij), vals[order]
+
+
+def describe(local_map: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Descriptors at keypoints: bilinear from the (stride-4) map, then L2-normalised.
+
+    Args:
+        local_map: ``(D, Hf, Wf)`` or ``(1, D, Hf, Wf)`` raw descriptor map of one image.
+        xy: ``(N, 2)`` pixel coordinates in the image that produced ``local_map``.
+        image_size: ``(W, H)`` of that (network input) image.
+
+    Returns:
+        ``(N, D)`` float32 unit descriptors.
+    """
+    if local_map.dim() == 3:
+        local_map = local_map[None]
+    if len(xy) == 0:
+        return torch.zeros((0, local_map.shape[1]), dtype=torch.float32, device=local_map.device)
+    xy = xy.to(device=local_map.device, dtype=torch.float32)
+    out = sample_feature_map(local_map.float(), xy[None], image_size, normalize=True)
+    return out[0]
+
+
+# ---------------------------------------------------------------------------------------- SIFT
+def _sift_detector(nfeatures: int):
+    """OpenCV SIFT with default parameters and an unbiased first octave → ``(detector, xy shift)``.
+
+    OpenCV's default pyramid doubles the image with half-pixel-centred bilinear resizing but maps
+    the doubled pixel ``u`` back to ``u/2``: every keypoint then lies +0.25 px (x and y, all octaves)
+    from its true position in our convention (measured by a test on rendered blobs).
+    ``enable_precise_upscale`` (OpenCV ≥ 4.8) removes the bias; with an older OpenCV we subtract it.
+    """
+    try:
+        return cv2.SIFT_create(nfeatures, 3, 0.04, 10, 1.6, cv2.CV_32F, True), 0.0
+    except (TypeError, cv2.error):
+        return cv2.SIFT_create(nfeatures=nfeatures), 0.25
+
+
+def extract_sift(image: np.ndarray, max_keypoints: int | None = None, root: bool = False) -> dict[str, np.ndarray]:
+    """OpenCV SIFT (default parameters, ``nfeatures=max_keypoints``), sorted by response.
+
+    OpenCV keypoint coordinates put the centre of the top-left pixel at (0, 0), our convention, once
+    the default pyramid's +0.25 px bias is removed (see :func:`_sift_detector`; checked by a test on a
+    rendered blob). Descriptors are unit L2; with ``root`` they are RootSIFT (L1-normalise, sqrt,
+    which is unit L2). Scores are the detector responses.
+
+    Args:
+        image: ``(H, W, 3)`` RGB or ``(H, W)`` grey uint8 image.
+        max_keypoints: cap (``None``/``<= 0``: OpenCV's default, all).
+        root: RootSIFT descriptors.
+    """
+    gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+    n = int(max_keypoints) if max_keypoints and max_keypoints > 0 else 0
+    sift, shift = _sift_detector(n)
+    kps, desc = sift.detectAndCompute(gray, None)
+    h, w = gray.shape[:2]
+    if desc is None or len(kps) == 0:
+        return {
+            "keypoints": np.zeros((0, 2), np.float32),
+            "scores": np.zeros(0, np.float32),
+            "descriptors": np.zeros((0, 128), np.float32),
+            "image_size": np.array([w, h], np.int64),
+        }
+    xy = np.array([k.pt for k in kps], np.float32) - np.float32(shift)
+    resp = np.array([k.response for k in kps], np.float32)
+    order = np.argsort(-resp, kind="stable")
+    if n:
+        order = order[:n]  # retainBest can keep ties beyond n
+    desc = desc[order].astype(np.float32)
+    if root:
+        desc = desc / np.maximum(np.abs(desc).sum(1, keepdims=True), 1e-12)
+        desc = np.sqrt(np.maximum(desc, 0))
+    desc = desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+    return {
+        "keypoints": xy[order],
+        "scores": resp[order],
+        "descriptors": desc,
+        "image_size": np.array([w, h], np.int64),
+    }
+
+
+# ------------------------------------------------------------------------------------- PoSFeat
+def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """Pad a ``(B, C, H, W)`` batch at the right/bottom to multiples of ``multiple`` (reflection)."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph == 0 and pw == 0:
+        return x
+    mode = "reflect" if (ph < h and pw < w) else "replicate"
+    return F.pad(x, (0, pw, 0, ph), mode=mode)
+
+
+def _network(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    from posfeat.models import normalize_image
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            return model(normalize_image(x))
+    finally:
+        model.train(was_training)
+
+
+def extract_posfeat_batch(
+    model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
+) -> list[dict[str, np.ndarray]]:
+    """PoSFeat features of several images of the same size in one network call.
+
+    Args:
+        model: a PoSFeat model (``forward(normalised image) -> dict(local_map, score, …)``) on ``device``.
+        images: RGB uint8 ``(H, W, 3)`` images, all of the same shape.
+        config: detector settings.
+        device: where to run.
+
+    Returns:
+        One ``dict(keypoints, scores, descriptors, image_size)`` of NumPy arrays per image.
+    """
+    cfg = config or ExtractConfig()
+    dev = resolve_device(device) if isinstance(device, str) else device
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"extract_posfeat_batch needs images of one size, got {sorted(shapes)}")
+    for im in images:
+        if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
+            raise ValueError(f"expected RGB uint8 images (H, W, 3), got {im.dtype} {im.shape}")
+    h, w = images[0].shape[:2]
+    x = torch.from_numpy(np.stack(images)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
+    x = _pad_to_multiple(x, cfg.pad_multiple)
+    hp, wp = x.shape[-2:]
+    out = _network(model, x)
+    score, local = out["score"], out["local_map"]
+    if tuple(score.shape[-2:]) != (hp, wp):
+        raise RuntimeError(f"model score map {tuple(score.shape)} does not match its input {hp}×{wp}")
+    results = []
+    for b, im in enumerate(images):
+        if cfg.sift_keypoints:
+            sift = extract_sift(im, cfg.max_keypoints)
+            xy = torch.from_numpy(sift["keypoints"]).to(dev)
+            sc = torch.from_numpy(sift["scores"]).to(dev)
+        else:
+            xy, sc = detect_keypoints(
+                score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
+            )
+        desc = describe(local[b], xy, (wp, hp))
+        results.append(
+            {
+                "keypoints": xy.float().cpu().numpy(),
+                "scores": sc.float().cpu().numpy(),
+                "descriptors": desc.float().cpu().numpy(),
+                "image_size": np.array([w, h], np.int64),
+            }
+        )
+    return results
+
+
+def extract_posfeat(
+    model, image: np.ndarray, config: ExtractConfig | None = None, device: str | torch.device = "auto"
+) -> dict[str, np.ndarray]:
+    """PoSFeat features of one RGB uint8 image: ``dict(keypoints, scores, descriptors, image_size)``."""
+    return extract_posfeat_batch(model, [image], config, device)[0]
+
+
+# -------------------------------------------------------------------------------------- datasets
+def _prefetch(root: Path, names: Sequence[str], depth: int = 4) -> Iterator[tuple[str, np.ndarray]]:
+    """Read images in a background thread, ``depth`` ahead (OpenCV releases the GIL)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        queue: deque = deque()
+        it = iter(names)
+        for name in it:
+            queue.append((name, pool.submit(read_image, root / name)))
+            if len(queue) >= depth:
+                break
+        while queue:
+            name, fut = queue.popleft()
+            nxt = next(it, None)
+            if nxt is not None:
+                queue.append((nxt, pool.submit(read_image, root / nxt)))
+            yield name, fut.result()
+
+
+def _batches(
+    items: Iterable[tuple[str, np.ndarray]], batch_size: int, max_pixels: int | None = None
+) -> Iterator[list[tuple[str, np.ndarray]]]:
+    """Consecutive images of equal shape, at most ``batch_size`` (and ``max_pixels`` in all) at a time.
+
+    A single image larger than ``max_pixels`` still forms a batch of one.
+    """
+    batch: list[tuple[str, np.ndarray]] = []
+    for name, img in items:
+        if batch:
+            full = len(batch) >= batch_size
+            too_big = max_pixels is not None and (len(batch) + 1) * img.shape[0] * img.shape[1] > max_pixels
+            if full or too_big or img.shape != batch[0][1].shape:
+                yield batch
+                batch = []
+        batch.append((name, img))
+    if batch:
+        yield batch
+
+
+def extract_dataset(
+    method: str,
+    image_root: str | os.PathLike,
+    names: Sequence[str],
+    out_path: str | os.PathLike,
+    model=None,
+    config: ExtractConfig | None = None,
+    device: str | torch.device = "auto",
+    progress: bool = True,
+) -> dict:
+    """Extract features of ``names`` (relative to ``image_root``) into one hloc-layout HDF5 file.
+
+    The file appears only when every image succeeded (a corrupt or missing image raises
+    :class:`~posfeat.io.DataError` naming it, and nothing is written).
+
+    Args:
+        method: ``posfeat`` | ``sift`` | ``rootsift``.
+        image_root: folder the names are relative to (the group names in the file).
+        names: image names.
+        out_path: output ``.h5``.
+        model: the PoSFeat model (``method == "posfeat"``), moved to ``device``.
+        config: extraction settings.
+        device: ``auto`` | ``cpu`` | ``cuda[:N]``.
+        progress: show a tqdm bar.
+
+    Returns:
+        A summary: method, number of images, keypoints per image (mean/min/max), seconds, images/s.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    cfg = config or ExtractConfig()
+    dev = resolve_device(device) if isinstance(device, str) or device is None else device
+    root = Path(image_root)
+    names = list(names)
+    if not names:
+        raise DataError(f"{root}: no images to extract")
+    if method == "posfeat":
+        if model is None:
+            raise ValueError("method 'posfeat' needs a model")
+        model = model.to(dev)
+    if cfg.batch_size:
+        bs, max_pixels = int(cfg.batch_size), None
+    elif dev.type == "cuda":  # up to 8 images, at most 8 × 640×480 pixels per call (memory of the full-res head)
+        bs, max_pixels = 8, GPU_BATCH_PIXELS
+    else:
+        bs, max_pixels = 1, None
+    counts: list[int] = []
+    t0 = time.perf_counter()
+    attrs = {"method": method, "config": json.dumps(asdict(cfg))}
+    bar = tqdm(total=len(names), desc=f"extract {method}", unit="img", disable=not progress)
+    with FeatureWriter(out_path, attrs=attrs) as writer:
+        for batch in _batches(_prefetch(root, names), bs if method == "posfeat" else 1, max_pixels):
+            if method == "posfeat":
+                feats = extract_posfeat_batch(model, [im for _, im in batch], cfg, dev)
+            else:
+                feats = [extract_sift(im, cfg.max_keypoints, root=method == "rootsift") for _, im in batch]
+            for (name, _), f in zip(batch, feats):
+                writer.add(name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"])
+                counts.append(len(f["keypoints"]))
+            bar.update(len(batch))
+    bar.close()
+    dt = time.perf_counter() - t0
+    summary = {
+        "method": method,
+        "num_images": len(counts),
+        "keypoints_mean": float(np.mean(counts)),
+        "keypoints_min": int(np.min(counts)),
+        "keypoints_max": int(np.max(counts)),
+        "seconds": round(dt, 3),
+        "images_per_second": round(len(counts) / dt, 3) if dt > 0 else None,
+        "device": str(dev),
+        "config": asdict(cfg),
+    }
+    logger.info(
+        "%s: %d images, %.1f keypoints/image (min %d, max %d), %.1f s → %s",
+        method, len(counts), summary["keypoints_mean"], summary["keypoints_min"], summary["keypoints_max"],
+        dt, out_path,
+    )
+    return summary
+
+
+def load_model(weights: str | os.PathLike, device: str | torch.device = "auto"):
+    """Load a PoSFeat checkpoint onto ``device`` in eval mode."""
+    from posfeat.models import load_checkpoint
+
+    dev = resolve_device(device) if isinstance(device, str) else device
+    path = Path(weights)
+    if not path.is_file():
+        raise DataError(f"{path}: PoSFeat checkpoint not found")
+    model, _ = load_checkpoint(path, map_location=dev)
+    return model.to(dev).eval()
+
+
+def run_cli(args) -> int:
+    """``python -m posfeat extract …`` (arguments: :mod:`posfeat.cli`)."""
+    get_logger("posfeat")
+    mode = None if args.threshold_mode in (None, "none") else args.threshold_mode
+    cfg = ExtractConfig(
+        max_keypoints=args.max_keypoints,
+        nms_radius=args.nms_radius,
+        threshold=args.threshold,
+        threshold_mode=mode,
+        sift_keypoints=args.sift_keypoints,
+    )
+    model = None
+    if args.method == "posfeat":
+        if not args.weights:
+            raise SystemExit("extract --method posfeat needs --weights MODEL.pt")
+        model = load_model(args.weights, args.device)
+    elif args.sift_keypoints:
+        raise SystemExit("--sift-keypoints only applies to --method posfeat")
+    names = list_images(args.images)
+    summary = extract_dataset(args.method, args.images, names, args.out, model=model, config=cfg, device=args.device)
+    print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
+    return 0

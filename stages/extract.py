@@ -1,0 +1,79 @@
+"""DVC stage ``extract@<dataset>-<method>``: local features of one dataset's images into one HDF5 file.
+
+    python -m stages.extract <dataset> <method>      # dataset: hpatches | aachen | eth
+                                                     # method:  posfeat | sift | rootsift
+
+Reads params ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius, threshold,
+threshold_mode), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat loads
+``models/posfeat.pt``. Writes ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
+
+* hpatches: ``<seq>/<k>.ppm`` (relative to the HPatches root), all 6 images of every kept sequence;
+* aachen: relative to ``<root>/images/images_upright`` (``db/1.jpg``, ``query/day/nexus5x/x.jpg``, …);
+* eth: ``<Scene>/images/<file>`` relative to the ETH root, every image of every scene.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from posfeat.data.hpatches import list_sequences, load_sequence
+from posfeat.data.images import list_images
+from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_model
+from posfeat.io import DataError
+from posfeat.utils import get_logger
+from stages.common import ROOT, load_params
+
+DATASETS = ("hpatches", "aachen", "eth")
+MODEL_PATH = Path("models/posfeat.pt")
+
+
+def dataset_images(dataset: str, root: Path, exclude=()) -> tuple[Path, list[str]]:
+    """``(image root, names relative to it)`` of every image the benchmark of ``dataset`` needs."""
+    if dataset == "hpatches":
+        names = [im for s in list_sequences(root, exclude) for im in load_sequence(root, s).images]
+        return root, names
+    if dataset == "aachen":
+        image_root = root / "images" / "images_upright"
+        return image_root, list_images(image_root)
+    if dataset == "eth":
+        if not root.is_dir():
+            raise DataError(f"{root}: ETH root not found (expected <root>/<Scene>/images/*)")
+        scenes = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
+        if not scenes:
+            raise DataError(f"{root}: no scene with an images/ folder (expected <root>/<Scene>/images/*)")
+        names = [f"{s}/images/{n}" for s in scenes for n in list_images(root / s / "images")]
+        return root, names
+    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
+
+
+def main(dataset: str, method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
+    """Run the stage; relative paths (dataset roots, model, output) are taken from ``base_dir``."""
+    if dataset not in DATASETS:
+        raise SystemExit(f"dataset must be one of {DATASETS}, got {dataset!r}")
+    if method not in METHODS:
+        raise SystemExit(f"method must be one of {METHODS}, got {method!r}")
+    log = get_logger("stages.extract")
+    params = load_params() if params is None else params
+    base_dir = Path(base_dir)
+    root = Path(params["datasets"][dataset])
+    root = root if root.is_absolute() else base_dir / root
+    exclude = params["eval"]["hpatches"]["exclude"] if dataset == "hpatches" else ()
+    cfg = ExtractConfig.from_dict(params["extract"][dataset])
+    device = params.get("device", "auto")
+    image_root, names = dataset_images(dataset, root, exclude)
+    log.info("%s/%s: %d images under %s", method, dataset, len(names), image_root)
+    model = load_model(base_dir / MODEL_PATH, device) if method == "posfeat" else None
+    out = base_dir / "features" / method / f"{dataset}.h5"
+    summary = extract_dataset(method, image_root, names, out, model=model, config=cfg, device=device)
+    log.info("summary: %s", json.dumps({k: v for k, v in summary.items() if k != "config"}))
+    return summary
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("dataset", choices=DATASETS)
+    ap.add_argument("method", choices=METHODS)
+    a = ap.parse_args()
+    main(a.dataset, a.method)

@@ -1,0 +1,68 @@
+"""DVC stage ``prepare_megadepth``: the MegaDepth pair index and its report, from metadata only.
+
+Reads params ``datasets.megadepth``, ``datasets.megadepth_metadata``, ``prepare.*`` and ``seed``; writes
+``data/prepared/megadepth.json`` (the pair index the training stages read) and ``metrics/prepare.json``
+(flat counts). It first checks that the metadata manifest (the file DVC tracks instead of the dataset)
+still matches the ``img_cam.txt``/``pairs.txt`` files on disk, so a stale manifest is a clear error
+rather than a silently outdated index. Images are checked for existence only, never opened or hashed.
+
+Run: ``python -m stages.prepare_megadepth``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posfeat.data.manifest import check_metadata_manifest
+from posfeat.data.prepare import prepare_megadepth
+from posfeat.io import write_json
+from posfeat.utils import get_logger
+from stages.common import ROOT, load_params
+
+INDEX_PATH = Path("data/prepared/megadepth.json")
+METRICS_PATH = Path("metrics/prepare.json")
+
+log = get_logger(__name__)
+
+
+def _resolve(path: str | Path, base_dir: Path) -> Path:
+    """``path`` if absolute, else ``base_dir / path``."""
+    path = Path(path)
+    return path if path.is_absolute() else Path(base_dir) / path
+
+
+def _scene_id(s: str | int) -> str:
+    """A scene id from params: YAML may turn an unquoted ``0015`` into the int 15; ids are 4-digit strings."""
+    return f"{s:04d}" if isinstance(s, int) else str(s)
+
+
+def main(params: dict | None = None, base_dir: str | Path = ROOT) -> tuple[dict, dict]:
+    """Run the stage with ``params`` (default: ``params.yaml``); relative paths are taken from ``base_dir``.
+
+    Returns ``(index, report)`` as written. Raises :class:`posfeat.io.DataError` when the metadata
+    manifest is missing or stale, or when the metadata is malformed; nothing is written then.
+    """
+    params = load_params() if params is None else params
+    base_dir = Path(base_dir)
+    p = params["prepare"]
+    root = str(params["datasets"]["megadepth"])
+    root_path = _resolve(root, base_dir)
+    manifest = check_metadata_manifest(root_path, _resolve(params["datasets"]["megadepth_metadata"], base_dir))
+    log.info("metadata manifest up to date: %d files under %s", len(manifest["files"]), root_path)
+    index, report = prepare_megadepth(
+        root_path,
+        banned_scenes=[_scene_id(s) for s in p["banned_scenes"]],
+        max_pairs_per_scene=int(p["max_pairs_per_scene"]),
+        rot_thr=float(p["rot_thr"]),
+        val_fraction=float(p["val_fraction"]),
+        seed=int(params["seed"]),
+    )
+    index["root"] = root  # as given in params.yaml (relative to the repository root)
+    write_json(base_dir / INDEX_PATH, index)
+    write_json(base_dir / METRICS_PATH, report)
+    log.info("wrote %s and %s", base_dir / INDEX_PATH, base_dir / METRICS_PATH)
+    return index, report
+
+
+if __name__ == "__main__":
+    main()

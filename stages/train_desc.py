@@ -1,0 +1,65 @@
+"""DVC stage ``train_desc``: stage 1 of PoSFeat, the descriptor backbone (ALGORITHM.md §2).
+
+Reads params ``train_desc``, ``model``, ``optimizer`` and ``lr[optimizer]``, ``seed``, ``device``, and the
+pair index ``data/prepared/megadepth.json``. Writes ``models/desc.pt`` (final model, atomic),
+``models/ckpt_desc/last.pt`` (resumable state, a persistent output: a rerun continues from it),
+``dvclive/train_desc`` (metrics every ``log_every`` steps, visualisations under ``plots/images``) and
+``metrics/train_desc.json``.
+
+    python -m stages.train_desc                                   # one process
+    torchrun --nproc_per_node=2 -m stages.train_desc              # DistributedDataParallel
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posfeat.io import read_json
+from posfeat.training import train
+from stages.common import ROOT, load_params
+
+INDEX_PATH = Path("data/prepared/megadepth.json")
+MODEL_PATH = Path("models/desc.pt")
+CKPT_DIR = Path("models/ckpt_desc")
+LIVE_DIR = Path("dvclive/train_desc")
+METRICS_PATH = Path("metrics/train_desc.json")
+
+
+def load_stage_index(base_dir: Path) -> dict:
+    """The prepared pair index with its (possibly relative) dataset root resolved against ``base_dir``."""
+    index = read_json(Path(base_dir) / INDEX_PATH)
+    root = Path(str(index.get("root", "")))
+    if "root" in index and not root.is_absolute():
+        index["root"] = str(Path(base_dir) / root)
+    return index
+
+
+def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
+    """Run the stage with ``params`` (default: ``params.yaml``); paths are relative to ``base_dir``.
+
+    ``kwargs`` go to :func:`posfeat.training.train` (e.g. ``stop_after``, ``progress``).
+    """
+    params = load_params() if params is None else params
+    base_dir = Path(base_dir)
+    opt = str(params["optimizer"])
+    if opt not in params["lr"]:
+        raise SystemExit(f"params.yaml: lr has no entry for optimizer {opt!r} (have {sorted(params['lr'])})")
+    return train(
+        "desc",
+        load_stage_index(base_dir),
+        dict(params["train_desc"]),
+        out_model=base_dir / MODEL_PATH,
+        ckpt_dir=base_dir / CKPT_DIR,
+        live_dir=base_dir / LIVE_DIR,
+        metrics_path=base_dir / METRICS_PATH,
+        model_config=dict(params["model"]),
+        optimizer=opt,
+        lr=float(params["lr"][opt]),
+        seed=int(params["seed"]),
+        device=str(params.get("device", "auto")),
+        **kwargs,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""DVC stage ``train_kp``: stage 2 of PoSFeat, the detector head (ALGORITHM.md §3).
+
+Loads ``models/desc.pt`` (stage 1), freezes the backbone (eval mode, ``no_grad``) and trains the
+detector with the REINFORCE loss. Reads params ``train_kp`` (with its own ``optimizer`` and ``lr``: SGD
+1e-3 in the paper and the code), ``seed``, ``device`` and the pair index. Writes ``models/posfeat.pt``,
+``models/ckpt_kp/last.pt`` (persistent, resumable), ``dvclive/train_kp`` and ``metrics/train_kp.json``.
+The model architecture comes from ``models/desc.pt``.
+
+    python -m stages.train_kp
+    torchrun --nproc_per_node=2 -m stages.train_kp
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from posfeat.training import train
+from stages.common import ROOT, load_params
+from stages.train_desc import MODEL_PATH as DESC_MODEL_PATH
+from stages.train_desc import load_stage_index
+
+MODEL_PATH = Path("models/posfeat.pt")
+CKPT_DIR = Path("models/ckpt_kp")
+LIVE_DIR = Path("dvclive/train_kp")
+METRICS_PATH = Path("metrics/train_kp.json")
+
+
+def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
+    """Run the stage with ``params`` (default: ``params.yaml``); paths are relative to ``base_dir``."""
+    params = load_params() if params is None else params
+    base_dir = Path(base_dir)
+    cfg = dict(params["train_kp"])
+    opt = str(cfg.pop("optimizer", "sgd"))
+    lr = float(cfg.pop("lr", 1e-3))
+    return train(
+        "kp",
+        load_stage_index(base_dir),
+        cfg,
+        out_model=base_dir / MODEL_PATH,
+        ckpt_dir=base_dir / CKPT_DIR,
+        live_dir=base_dir / LIVE_DIR,
+        metrics_path=base_dir / METRICS_PATH,
+        init_checkpoint=base_dir / DESC_MODEL_PATH,
+        optimizer=opt,
+        lr=lr,
+        seed=int(params["seed"]),
+        device=str(params.get("device", "auto")),
+        **kwargs,
+    )
+
+
+if __name__ == "__main__":
+    main()

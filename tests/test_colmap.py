@@ -1,0 +1,219 @@
+"""posfeat.colmap: database round trip, pixel convention, poses, verification, statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pycolmap
+import pytest
+
+from posfeat import colmap
+from posfeat.geometry import fundamental_from_poses, qvec_to_rotmat, rotmat_to_qvec, symmetric_epipolar_distance_np
+from posfeat.io import DataError, FeatureReader, FeatureWriter
+
+
+def _rot(axis, deg):
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_rotvec(np.deg2rad(deg) * np.asarray(axis, float) / np.linalg.norm(axis)).as_matrix()
+
+
+def test_keypoint_convention_roundtrip():
+    xy = np.array([[0.0, 0.0], [10.25, 3.5], [639.0, 479.0]])
+    c = colmap.to_colmap_keypoints(xy)
+    assert c.dtype == np.float32 and c.flags["C_CONTIGUOUS"]
+    np.testing.assert_allclose(c, xy + 0.5)
+    np.testing.assert_allclose(colmap.from_colmap_keypoints(np.c_[c, np.ones((3, 4))]), xy, atol=1e-5)
+    assert colmap.from_colmap_keypoints(np.zeros((0, 6))).shape == (0, 2)
+
+
+def test_camera_from_K_shifts_principal_point():
+    K = np.array([[500.0, 0, 319.5], [0, 510.0, 239.5], [0, 0, 1]])
+    cam = colmap.camera_from_K(K, 640, 480)
+    assert cam.model == pycolmap.CameraModelId.PINHOLE
+    np.testing.assert_allclose(cam.params, [500, 510, 320, 240])
+    # our pixel x ↔ COLMAP x + 0.5: projecting a point with K (ours) and the camera (COLMAP's) differs by 0.5
+    X = np.array([0.3, -0.2, 2.0])
+    ours = (K @ X)[:2] / X[2]
+    np.testing.assert_allclose(cam.img_from_cam(X[None])[0], ours + 0.5, atol=1e-9)
+    with pytest.raises(DataError, match="SIMPLE_RADIAL"):
+        colmap.camera_from_params("SIMPLE_RADIAL", 640, 480, [500.0, 320.0])
+
+
+def test_pose_helpers_against_geometry():
+    R = _rot([0.3, -1.0, 0.2], 37.0)
+    t = np.array([0.5, -1.0, 2.0])
+    pose = colmap.rigid_from_Rt(R, t)
+    R2, t2 = colmap.rigid_to_Rt(pose)
+    np.testing.assert_allclose(R2, R, atol=1e-12)
+    np.testing.assert_allclose(t2, t, atol=1e-12)
+    q, tv = colmap.rigid_to_qvec_tvec(pose)
+    np.testing.assert_allclose(q, rotmat_to_qvec(R), atol=1e-10)  # scipy, independent
+    R3, _ = colmap.rigid_to_Rt(colmap.rigid_from_qvec_tvec(-q, tv))  # sign of q does not matter
+    np.testing.assert_allclose(R3, qvec_to_rotmat(q), atol=1e-10)
+    np.testing.assert_allclose(colmap.camera_center(pose), -R.T @ t, atol=1e-12)
+
+
+def test_database_roundtrip(tmp_path):
+    path = tmp_path / "db" / "database.db"
+    db = colmap.create_database(path)
+    try:
+        cam_a = colmap.add_camera(db, colmap.guess_camera(640, 480))
+        cam_b = colmap.add_camera(db, colmap.camera_from_K(np.diag([400.0, 400.0, 1.0]), 320, 240))
+        ia = colmap.add_image(db, "a.jpg", cam_a)
+        ib = colmap.add_image(db, "b.jpg", cam_b)
+        ic = colmap.add_image(db, "c.jpg", cam_b, image_id=42)
+        assert ic == 42
+        kp = np.random.default_rng(0).uniform(0, 300, (20, 2))
+        assert colmap.import_keypoints(db, ia, kp) == 20
+        colmap.import_keypoints(db, ib, kp[:10])
+        np.testing.assert_allclose(db.read_keypoints(ia)[:, :2], kp + 0.5, atol=1e-4)
+        m = np.array([[0, 3], [5, 1], [7, 9]])
+        assert colmap.import_matches(db, ib, ia, m) == 3  # larger id first: pycolmap swaps the columns
+        np.testing.assert_array_equal(colmap.read_matches(db, ib, ia), m)
+        np.testing.assert_array_equal(colmap.read_matches(db, ia, ib), m[:, ::-1])
+        assert colmap.import_matches(db, ia, ic, np.zeros((0, 2))) == 0
+        assert not db.exists_matches(ia, ic)
+        assert colmap.read_matches(db, ia, ic).shape == (0, 2)
+        assert colmap.read_inlier_matches(db, ia, ib).shape == (0, 2)
+        with pytest.raises(ValueError, match="itself"):
+            colmap.import_matches(db, ia, ia, m)
+        assert colmap.image_ids_by_name(db) == {"a.jpg": ia, "b.jpg": ib, "c.jpg": 42}
+        assert db.num_rigs() == 2 and db.num_frames() == 3
+        assert db.read_camera(cam_b).params[2] == pytest.approx(0.5)
+    finally:
+        db.close()
+    with pytest.raises(FileExistsError):
+        colmap.create_database(path, overwrite=False)
+    colmap.create_database(path).close()  # overwrite: a fresh, empty database
+    db = pycolmap.Database.open(str(path))
+    assert db.num_images() == 0
+    db.close()
+
+
+def test_write_pairs_file(tmp_path):
+    p = tmp_path / "pairs.txt"
+    assert colmap.write_pairs_file(p, [("a.jpg", "b.jpg"), ("b.jpg", "c.jpg")]) == 2
+    assert p.read_text() == "a.jpg b.jpg\nb.jpg c.jpg\n"
+    with pytest.raises(DataError, match="spaces"):
+        colmap.write_pairs_file(p, [("a b.jpg", "c.jpg")])
+
+
+def _two_view(rng, n=150):
+    """Two cameras seeing random 3D points: K, poses, our-convention projections."""
+    K = np.array([[500.0, 0, 319.5], [0, 500.0, 239.5], [0, 0, 1]])
+    R1, t1 = np.eye(3), np.zeros(3)
+    R2 = _rot([0, 1, 0.1], -12.0)
+    t2 = -R2 @ np.array([1.0, 0.1, 0.0])
+    X = np.c_[rng.uniform(-2, 2, n), rng.uniform(-1.5, 1.5, n), rng.uniform(4, 8, n)]
+
+    def proj(R, t):
+        x = (K @ (X @ R.T + t).T).T
+        return x[:, :2] / x[:, 2:]
+
+    return K, (R1, t1), (R2, t2), proj(R1, t1), proj(R2, t2)
+
+
+def test_verification_keeps_true_matches(tmp_path):
+    rng = np.random.default_rng(1)
+    K, (R1, t1), (R2, t2), x1, x2 = _two_view(rng)
+    F = fundamental_from_poses(K, R1, t1, K, R2, t2)
+    # 40 outliers: random positions in image 2, far (> 10 px) from their epipolar lines
+    out2 = []
+    while len(out2) < 40:
+        p = rng.uniform([0, 0], [640, 480])
+        if symmetric_epipolar_distance_np(x1[len(out2)][None], p[None], F)[0] > 10:
+            out2.append(p)
+    kp2 = np.vstack([x2, np.array(out2)])
+    n = len(x1)
+    matches = np.vstack([np.c_[np.arange(n), np.arange(n)], np.c_[np.arange(40), n + np.arange(40)]])
+    db_path = tmp_path / "database.db"
+    db = colmap.create_database(db_path)
+    cam = colmap.add_camera(db, colmap.camera_from_K(K, 640, 480))
+    i1, i2 = colmap.add_image(db, "1.png", cam), colmap.add_image(db, "2.png", cam)
+    colmap.import_keypoints(db, i1, x1)
+    colmap.import_keypoints(db, i2, kp2)
+    colmap.import_matches(db, i1, i2, matches)
+    db.close()
+    colmap.write_pairs_file(tmp_path / "pairs.txt", [("1.png", "2.png")])
+    with colmap.colmap_log_level(False):
+        colmap.verify_pairs(db_path, tmp_path / "pairs.txt")
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        inl = colmap.read_inlier_matches(db, i1, i2)
+        stats = colmap.verification_stats(db)
+    finally:
+        db.close()
+    true = {(i, i) for i in range(n)}
+    got = {tuple(r) for r in inl.tolist()}
+    assert len(got & true) >= 0.95 * n
+    assert not (got - true)  # no outlier survives
+    assert stats.num_matched_pairs == 1 and stats.num_matches == n + 40
+    assert stats.num_inlier_pairs == 1 and stats.num_inlier_matches == len(inl)
+    assert stats.inliers_per_pair == {(i1, i2): len(inl)}
+    with pytest.raises(DataError, match="pair list"):
+        colmap.verify_pairs(db_path, tmp_path / "missing.txt")
+
+
+def test_reconstruction_stats_and_largest_model():
+    zero = colmap.reconstruction_stats(None)
+    assert set(zero) == {"num_reg_images", "num_sparse_points", "num_observations", "mean_track_length",
+                         "num_observations_per_image", "mean_reproj_error"}
+    assert all(v == 0 for v in zero.values())
+    assert colmap.largest_model({}) is None
+
+    def model(n_images, n_points):
+        rec = pycolmap.Reconstruction()
+        cam = colmap.camera_from_K(np.array([[300.0, 0, 99.5], [0, 300.0, 99.5], [0, 0, 1]]), 200, 200, camera_id=1)
+        rec.add_camera_with_trivial_rig(cam)
+        for i in range(1, n_images + 1):
+            im = pycolmap.Image(name=f"{i}.png", camera_id=1, image_id=i)
+            im.points2D = pycolmap.Point2DList([pycolmap.Point2D(np.array([100.5, 100.5])) for _ in range(n_points)])
+            rec.add_image_with_trivial_frame(im, colmap.rigid_from_Rt(np.eye(3), np.array([-0.1 * i, 0, 0])))
+        for p in range(n_points):
+            X = np.array([0.05 * p, 0.0, 5.0])
+            track = pycolmap.Track()
+            for i in range(1, n_images + 1):
+                track.add_element(i, p)
+            rec.add_point3D(X, track)
+        return rec
+
+    a, b, c = model(2, 3), model(3, 2), model(3, 4)
+    assert colmap.largest_model({0: a, 1: b, 2: c}) is c
+    s = colmap.reconstruction_stats(c)
+    assert s["num_reg_images"] == 3 and s["num_sparse_points"] == 4
+    assert s["num_observations"] == 12
+    assert s["mean_track_length"] == pytest.approx(3.0)
+    assert s["num_observations_per_image"] == pytest.approx(4.0)
+    assert s["mean_reproj_error"] >= 0
+    poses = colmap.registered_poses(c)
+    assert sorted(poses) == ["1.png", "2.png", "3.png"]
+    np.testing.assert_allclose(colmap.camera_center(poses["2.png"]), [0.2, 0, 0], atol=1e-12)
+
+
+def test_match_and_import(tmp_path):
+    rng = np.random.default_rng(0)
+    d = rng.normal(size=(30, 16)).astype(np.float32)
+    d /= np.linalg.norm(d, axis=1, keepdims=True)
+    perm = rng.permutation(30)
+    h5 = tmp_path / "f.h5"
+    with FeatureWriter(h5) as fw:
+        fw.add("s/a", rng.uniform(0, 100, (30, 2)), np.ones(30), d, (100, 100))
+        fw.add("s/b", rng.uniform(0, 100, (30, 2)), np.ones(30), d[perm], (100, 100))
+        fw.add("s/c", np.zeros((0, 2)), np.zeros(0), np.zeros((0, 16)), (100, 100))
+    db = colmap.create_database(tmp_path / "database.db")
+    cam = colmap.add_camera(db, colmap.guess_camera(100, 100))
+    ids = {n: colmap.add_image(db, n, cam) for n in ("a", "b", "c")}
+    keys = {n: f"s/{n}" for n in ids}
+    with FeatureReader(h5) as fr:
+        st = colmap.match_and_import(db, fr, keys, ids, [("a", "b"), ("b", "a"), ("a", "c"), ("a", "a")],
+                                     ratio=0.75, progress=False)
+        with pytest.raises(DataError, match="'zz' is not in the database"):
+            colmap.match_and_import(db, fr, keys, ids, [("a", "zz")], progress=False)
+    m = colmap.read_matches(db, ids["a"], ids["b"])
+    db.close()
+    assert (st.num_pairs, st.num_matched_pairs, st.num_empty_pairs, st.num_duplicate_pairs) == (2, 1, 1, 2)
+    assert st.num_matches == 30 and st.matched_pairs == [("a", "b")]
+    # identical descriptors under a permutation: every match is i → position of i in perm
+    inv = np.argsort(perm)
+    np.testing.assert_array_equal(np.sort(m[:, 0]), np.arange(30))
+    np.testing.assert_array_equal(m[:, 1], inv[m[:, 0]])

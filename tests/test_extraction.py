@@ -1,0 +1,396 @@
+"""posfeat.extraction and stages.extract: detection rules, descriptor sampling, SIFT, feature files, stage runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from posfeat.extraction import (
+    ExtractConfig,
+    describe,
+    detect_keypoints,
+    extract_dataset,
+    extract_posfeat,
+    extract_posfeat_batch,
+    extract_sift,
+    nms_mask,
+    refine_subpixel,
+)
+from posfeat.io import DataError, FeatureReader
+from posfeat.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_checkpoint
+
+TINY_MODEL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
+"""An untrained model small enough for CPU tests (the demo encoder with a slim detector head)."""
+
+
+# ----------------------------------------------------------------------------------------- NMS
+def _nms_reference(s: np.ndarray, r: int) -> np.ndarray:
+    """Keep p iff it is the first (row-major) maximum of its window clipped to the map."""
+    h, w = s.shape
+    keep = np.zeros_like(s, dtype=bool)
+    for y in range(h):
+        for x in range(w):
+            win = s[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]
+            wy, wx = np.unravel_index(np.argmax(win), win.shape)  # argmax = first maximum
+            keep[y, x] = (max(0, y - r) + wy, max(0, x - r) + wx) == (y, x)
+    return keep
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_nms_matches_brute_force_with_ties(radius):
+    rng = np.random.default_rng(radius)
+    s = rng.integers(0, 6, size=(23, 31)).astype(np.float32)  # many ties
+    got = nms_mask(torch.from_numpy(s), radius).numpy()
+    np.testing.assert_array_equal(got, _nms_reference(s, radius))
+
+
+def test_nms_plateau_keeps_one_pixel_and_radius_zero_keeps_all():
+    s = torch.zeros(9, 9)
+    s[3:5, 3:6] = 2.0  # a 2×3 plateau
+    m = nms_mask(s, 1)
+    assert m[3:5, 3:6].sum() == 1 and m[3, 3]
+    assert nms_mask(s, 0).all()
+
+
+# ------------------------------------------------------------------------------------ sub-pixel
+def test_refine_subpixel_is_the_weighted_centroid():
+    s = torch.zeros(7, 8)
+    patch = torch.tensor([[0.0, 1.0, 0.0], [2.0, 4.0, 1.0], [0.0, 3.0, 0.0]])
+    s[2:5, 3:6] = patch  # peak at (row 3, col 4)
+    s[0, 0] = -5.0  # negative scores weigh 0
+    xy = refine_subpixel(s, torch.tensor([[3, 4], [1, 1]]))
+    tot = patch.sum()
+    ex = 4 + float((patch * torch.tensor([-1.0, 0.0, 1.0])[None, :]).sum() / tot)  # (−2 + 1) / 11
+    ey = 3 + float((patch * torch.tensor([-1.0, 0.0, 1.0])[:, None]).sum() / tot)  # (−1 + 3) / 11
+    np.testing.assert_allclose(xy[0].numpy(), [ex, ey], atol=1e-6)
+    np.testing.assert_allclose(xy[0].numpy(), [4 - 1 / 11, 3 + 2 / 11], atol=1e-6)
+    np.testing.assert_allclose(xy[1].numpy(), [1.0, 1.0])  # all-zero neighbourhood: integer peak
+
+
+def test_detect_symmetric_and_asymmetric_peaks():
+    yy, xx = np.mgrid[0:40, 0:50].astype(np.float64)
+    s = np.exp(-((xx - 20) ** 2 + (yy - 10) ** 2) / 4.0)  # symmetric peak at integer (20, 10)
+    s += 0.8 * np.exp(-((xx - 35.3) ** 2 + (yy - 27.0) ** 2) / 4.0)  # off-grid peak near (35, 27)
+    xy, sc = detect_keypoints(torch.from_numpy(s).float(), nms_radius=2, threshold=0.1, threshold_mode="abs")
+    assert len(xy) == 2
+    np.testing.assert_allclose(xy[0].numpy(), [20.0, 10.0], atol=1e-5)
+    assert 35.0 < xy[1, 0] < 35.3 + 1e-6 and abs(float(xy[1, 1]) - 27.0) < 1e-5  # pulled towards the true peak
+    assert sc[0] > sc[1]
+
+
+# ---------------------------------------------------------------------------------- thresholds
+def _three_peaks() -> torch.Tensor:
+    s = torch.zeros(20, 30)
+    s[5, 5], s[10, 15], s[15, 25] = 1.0, 2.0, 4.0
+    return s
+
+
+def test_threshold_modes():
+    s = _three_peaks()  # mean of the interior (18×28) = 7/504
+    for mode, thr, n in [("abs", 1.5, 2), ("abs", 0.5, 3), ("max", 0.4, 2), ("max", 0.1, 3), ("max", 1.0, 0)]:
+        xy, _ = detect_keypoints(s, 1, thr, mode, None)
+        assert len(xy) == n, (mode, thr)
+    mean = 7.0 / (18 * 28)
+    assert len(detect_keypoints(s, 1, 1.5 / mean, "mean", None)[0]) == 2
+    assert len(detect_keypoints(s, 1, 3.0 / mean, "mean", None)[0]) == 1
+    # no threshold: every NMS survivor, including flat-zero plateaus' first pixels
+    assert len(detect_keypoints(s, 1, None, None, None)[0]) > 3
+    with pytest.raises(ValueError):
+        detect_keypoints(s, 1, 0.5, "median", None)
+
+
+def test_top_n_sorted_and_no_padding_to_128():
+    s = _three_peaks()
+    xy, sc = detect_keypoints(s, 1, 0.5, "abs", max_keypoints=8192)
+    assert len(xy) == 3  # the original would return 128 points here (pitfall 7.4.6)
+    np.testing.assert_array_equal(sc.numpy(), [4.0, 2.0, 1.0])
+    np.testing.assert_allclose(xy.numpy(), [[25, 15], [15, 10], [5, 5]])
+    xy, sc = detect_keypoints(s, 1, 0.5, "abs", max_keypoints=2)
+    np.testing.assert_array_equal(sc.numpy(), [4.0, 2.0])
+
+
+def test_border_nan_and_empty():
+    s = torch.zeros(12, 12)
+    s[0, 6] = 9.0  # on the image edge: never a keypoint with border 1
+    s[6, 6] = 1.0
+    s[3, 3] = float("nan")
+    xy, sc = detect_keypoints(s[None, None], 1, 0.5, "abs", None, border=1)
+    np.testing.assert_allclose(xy.numpy(), [[6.0, 6.0]])
+    xy, _ = detect_keypoints(s, 1, 0.5, "abs", None, border=0)
+    assert [6.0, 0.0] in xy.numpy().round(6).tolist()
+    xy, sc = detect_keypoints(torch.zeros(10, 10), 1, 0.5, "abs")
+    assert xy.shape == (0, 2) and sc.shape == (0,)
+    assert detect_keypoints(torch.ones(2, 2), 1, None, None)[0].shape == (0, 2)
+
+
+# ------------------------------------------------------------------------------ descriptors
+def _ramp_map(hf: int, wf: int) -> torch.Tensor:
+    """(1, 3, Hf, Wf): channel 0 = column index, 1 = row index, 2 = constant 100."""
+    v, u = torch.meshgrid(torch.arange(hf, dtype=torch.float32), torch.arange(wf, dtype=torch.float32), indexing="ij")
+    return torch.stack([u, v, torch.full_like(u, 100.0)])[None]
+
+
+def test_describe_uses_the_sampling_convention_and_normalises():
+    W, H = 64, 48
+    fmap = _ramp_map(H // 4, W // 4)
+    xy = torch.tensor([[10.0, 7.5], [33.3, 20.0], [60.0, 40.0]])
+    d = describe(fmap, xy, (W, H))
+    assert d.shape == (3, 3)
+    np.testing.assert_allclose(d.norm(dim=1).numpy(), 1.0, atol=1e-6)
+    u = d[:, 0] / d[:, 2] * 100.0
+    v = d[:, 1] / d[:, 2] * 100.0
+    # ALGORITHM.md §0: x -> x·Wf/(W−1) − 0.5 (align_corners=True normalisation, align_corners=False sampling)
+    np.testing.assert_allclose(u.numpy(), (xy[:, 0] * (W // 4) / (W - 1) - 0.5).numpy(), atol=1e-4)
+    np.testing.assert_allclose(v.numpy(), (xy[:, 1] * (H // 4) / (H - 1) - 0.5).numpy(), atol=1e-4)
+    assert describe(fmap, torch.zeros(0, 2), (W, H)).shape == (0, 3)
+
+
+class _FakeModel(nn.Module):
+    """Score = the image's red channel (in [0, 1]); local map = a coordinate ramp at stride 4."""
+
+    def __init__(self):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.inputs: list[tuple[int, int]] = []
+
+    def forward(self, xn: torch.Tensor) -> dict:
+        mean = xn.new_tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = xn.new_tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        x = xn * std + mean
+        b, _, h, w = x.shape
+        self.inputs.append((h, w))
+        return {"score": x[:, :1], "local_map": _ramp_map(h // 4, w // 4).expand(b, -1, -1, -1)}
+
+
+def test_any_image_size_is_padded_without_shifting_coordinates():
+    H, W = 61, 75  # not multiples of 16 -> the network sees 64 × 80
+    img = np.zeros((H, W, 3), np.uint8)
+    peaks = [(10, 8), (40, 30), (W - 3, H - 3), (71, 20)]  # (x, y); two near the right/bottom edge
+    for x, y in peaks:
+        img[y - 1 : y + 2, x - 1 : x + 2, 0] = 60
+        img[y, x, 0] = 200
+    model = _FakeModel()
+    f = extract_posfeat(model, img, ExtractConfig(max_keypoints=100, nms_radius=2, threshold=0.05), "cpu")
+    assert model.inputs == [(64, 80)]
+    np.testing.assert_array_equal(f["image_size"], [W, H])
+    got = sorted(map(tuple, f["keypoints"].round(4).tolist()))
+    assert got == sorted((float(x), float(y)) for x, y in peaks)  # exact: symmetric 3×3 neighbourhoods
+    # descriptors are sampled from the padded image's map with the padded size (80 × 64)
+    u = f["descriptors"][:, 0] / f["descriptors"][:, 2] * 100.0
+    inside = f["keypoints"][:, 0] * 20 / 79 - 0.5 <= 19
+    np.testing.assert_allclose(u[inside], (f["keypoints"][:, 0] * 20 / 79 - 0.5)[inside], atol=1e-3)
+    assert f["keypoints"].dtype == np.float32 and f["descriptors"].dtype == np.float32
+
+
+def test_real_model_batch_equals_single_images():
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL)
+    rng = np.random.default_rng(0)
+    ims = [(rng.random((50, 70, 3)) * 255).astype(np.uint8) for _ in range(2)]
+    cfg = ExtractConfig(max_keypoints=64, threshold=None, threshold_mode=None)
+    batch = extract_posfeat_batch(model, ims, cfg, "cpu")
+    for im, fb in zip(ims, batch):
+        fs = extract_posfeat(model, im, cfg, "cpu")
+        assert len(fs["keypoints"]) == 64
+        np.testing.assert_allclose(fb["keypoints"], fs["keypoints"], atol=1e-4)
+        np.testing.assert_allclose(fb["descriptors"], fs["descriptors"], atol=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(fs["descriptors"], axis=1), 1.0, atol=1e-5)
+        assert np.all(np.diff(fs["scores"]) <= 0)
+        # peaks at least 1 px from the edge (border 1), refined by less than 1 px: inside the image
+        assert fs["keypoints"].min() > 0 and fs["keypoints"][:, 0].max() < 69 and fs["keypoints"][:, 1].max() < 49
+    # PoSFeat descriptors on SIFT keypoints
+    sift_img = _blob_image(120, 160, [(40.0, 50.0, 3.0), (110.0, 70.0, 4.0)])
+    f = extract_posfeat(model, sift_img, ExtractConfig(sift_keypoints=True), "cpu")
+    np.testing.assert_allclose(f["keypoints"], extract_sift(sift_img)["keypoints"])
+    assert f["descriptors"].shape == (len(f["keypoints"]), 128)
+    with pytest.raises(ValueError):
+        extract_posfeat_batch(model, [ims[0], ims[0][:40]], cfg, "cpu")
+
+
+def test_batches_group_equal_sizes_within_the_pixel_budget():
+    from posfeat.extraction import _batches
+
+    a, b = np.zeros((10, 10, 3), np.uint8), np.zeros((10, 20, 3), np.uint8)
+    items = [("1", a), ("2", a), ("3", a), ("4", b), ("5", b), ("6", a)]
+    sizes = [[n for n, _ in batch] for batch in _batches(items, 2)]
+    assert sizes == [["1", "2"], ["3"], ["4", "5"], ["6"]]
+    sizes = [[n for n, _ in batch] for batch in _batches(items, 8, max_pixels=250)]
+    assert sizes == [["1", "2"], ["3"], ["4"], ["5"], ["6"]]  # an image over the budget is a batch of one
+
+
+# ---------------------------------------------------------------------------------------- SIFT
+def _blob_image(h: int, w: int, blobs) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.full((h, w), 40.0)
+    for cx, cy, s in blobs:
+        img += 180.0 * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+    g = np.clip(np.round(img), 0, 255).astype(np.uint8)
+    return np.repeat(g[:, :, None], 3, axis=2)
+
+
+def test_sift_locations_are_unbiased_in_our_convention():
+    blobs = [(40.3, 50.7, 2.5), (110.0, 64.0, 3.0), (71.6, 100.2, 4.0)]
+    f = extract_sift(_blob_image(140, 160, blobs))
+    for cx, cy, _ in blobs:
+        d = np.hypot(f["keypoints"][:, 0] - cx, f["keypoints"][:, 1] - cy)
+        assert d.min() < 0.1, (cx, cy, d.min())  # OpenCV's default pyramid would be off by (0.25, 0.25)
+
+
+def test_sift_and_rootsift_descriptors():
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur((rng.random((160, 200)) * 255).astype(np.uint8), (0, 0), 2.0)
+    s = extract_sift(img)
+    r = extract_sift(img, root=True)
+    assert len(s["keypoints"]) > 20 and s["descriptors"].shape == (len(s["keypoints"]), 128)
+    np.testing.assert_array_equal(s["keypoints"], r["keypoints"])
+    np.testing.assert_allclose(np.linalg.norm(s["descriptors"], axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(r["descriptors"], axis=1), 1.0, atol=1e-5)
+    expected = np.sqrt(s["descriptors"] / s["descriptors"].sum(1, keepdims=True))  # Hellinger map
+    np.testing.assert_allclose(r["descriptors"], expected, atol=1e-5)
+    assert np.all(np.diff(s["scores"]) <= 0)
+    capped = extract_sift(img, max_keypoints=10)
+    assert len(capped["keypoints"]) == 10
+    np.testing.assert_allclose(capped["scores"], s["scores"][:10])
+    np.testing.assert_array_equal(s["image_size"], [200, 160])
+    flat = extract_sift(np.full((64, 64, 3), 128, np.uint8))
+    assert flat["keypoints"].shape == (0, 2) and flat["descriptors"].shape == (0, 128)
+
+
+# ------------------------------------------------------------------------------- feature files
+def _write_images(folder: Path, n: int = 3) -> list[str]:
+    rng = np.random.default_rng(0)
+    names = []
+    for i in range(n):
+        sub = folder / ("a" if i % 2 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        img = cv2.GaussianBlur((rng.random((90 + 10 * i, 120, 3)) * 255).astype(np.uint8), (0, 0), 1.5)
+        cv2.imwrite(str(sub / f"{i}.png"), img)
+        names.append(f"{sub.name}/{i}.png")
+    return sorted(names)
+
+
+def test_feature_file_reads_back_exactly(tmp_path):
+    from posfeat.data.images import read_image
+
+    names = _write_images(tmp_path / "imgs")
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL)
+    cfg = ExtractConfig(max_keypoints=50, threshold=None, threshold_mode=None)
+    for method in ("sift", "posfeat"):
+        out = tmp_path / f"{method}.h5"
+        summary = extract_dataset(method, tmp_path / "imgs", names, out, model=model, config=cfg,
+                                  device="cpu", progress=False)
+        assert summary["num_images"] == 3
+        with FeatureReader(out) as r:
+            assert r.names() == names
+            for name in names:
+                img = read_image(tmp_path / "imgs" / name)
+                want = (extract_posfeat(model, img, cfg, "cpu") if method == "posfeat"
+                        else extract_sift(img, cfg.max_keypoints))
+                got = r[name]
+                for key in ("keypoints", "scores", "descriptors", "image_size"):
+                    np.testing.assert_array_equal(got[key], want[key], err_msg=f"{method} {name} {key}")
+                assert got["descriptors"].shape[0] == len(got["keypoints"]) <= 50
+
+
+def test_corrupt_image_raises_and_leaves_no_file(tmp_path):
+    names = _write_images(tmp_path / "imgs", 2)
+    (tmp_path / "imgs" / "b" / "bad.png").write_bytes(b"not a png")
+    out = tmp_path / "f.h5"
+    with pytest.raises(DataError, match="bad.png"):
+        extract_dataset("sift", tmp_path / "imgs", names + ["b/bad.png"], out, progress=False)
+    assert not out.exists() and not list(tmp_path.glob(".f.h5*"))
+    with pytest.raises(ValueError):
+        extract_dataset("posfeat", tmp_path / "imgs", names, out, model=None, progress=False)
+    with pytest.raises(KeyError):
+        ExtractConfig.from_dict({"max_keypoints": 5, "nms": 3})
+    with pytest.raises(ValueError):
+        ExtractConfig.from_dict({"threshold_mode": "median"})
+    assert ExtractConfig.from_dict({"threshold_mode": "none"}).threshold_mode is None
+
+
+def test_cli_extract(tmp_path, capsys):
+    from posfeat.cli import main
+
+    names = _write_images(tmp_path / "imgs", 2)
+    out = tmp_path / "f.h5"
+    assert main(["extract", "--method", "rootsift", "--images", str(tmp_path / "imgs"), "--out", str(out),
+                 "--max-keypoints", "20"]) == 0
+    with FeatureReader(out) as r:
+        assert r.names() == names
+        assert all(len(r[n]["keypoints"]) <= 20 for n in names)
+    assert '"num_images": 2' in capsys.readouterr().out
+    ckpt = tmp_path / "m.pt"
+    torch.manual_seed(0)
+    save_checkpoint(ckpt, build_model(TINY_MODEL))
+    assert main(["extract", "--method", "posfeat", "--weights", str(ckpt), "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "p.h5"), "--threshold-mode", "none", "--max-keypoints", "30",
+                 "--device", "cpu"]) == 0
+    with FeatureReader(tmp_path / "p.h5") as r:
+        assert [len(r[n]["keypoints"]) for n in names] == [30, 30]
+
+
+# ---------------------------------------------------------------------------------------- stage
+def _params(demo_root: Path, exclude=()) -> dict:
+    return {
+        "device": "cpu",
+        "datasets": {d: str(demo_root / d) for d in ("hpatches", "aachen", "eth")},
+        "extract": {
+            "methods": ["posfeat", "sift"],
+            "hpatches": {"max_keypoints": 256, "nms_radius": 1, "threshold": 0.9, "threshold_mode": "abs"},
+            "aachen": {"max_keypoints": 512, "nms_radius": 3, "threshold": 0.5, "threshold_mode": "abs"},
+            "eth": {"max_keypoints": 512, "nms_radius": 3, "threshold": 0.9, "threshold_mode": "abs"},
+        },
+        "eval": {"hpatches": {"max_threshold": 15, "exclude": list(exclude)}},
+    }
+
+
+def test_stage_extract_sift_on_demo(demo_root, tmp_path):
+    from stages.extract import dataset_images, main
+
+    summary = main("hpatches", "sift", _params(demo_root), base_dir=tmp_path)
+    out = tmp_path / "features" / "sift" / "hpatches.h5"
+    with FeatureReader(out) as r:
+        names = r.names()
+    seqs = sorted(p.name for p in (demo_root / "hpatches").iterdir() if p.is_dir())
+    assert names == sorted(f"{s}/{k}.ppm" for s in seqs for k in range(1, 7))
+    assert summary["num_images"] == len(names) and 0 < summary["keypoints_mean"] <= 256
+
+    main("eth", "sift", _params(demo_root), base_dir=tmp_path)
+    with FeatureReader(tmp_path / "features" / "sift" / "eth.h5") as r:
+        eth_names = r.names()
+    assert eth_names and all(n.startswith("Plaza/images/") for n in eth_names)
+    assert all((demo_root / "eth" / n).is_file() for n in eth_names)
+
+    image_root, aachen = dataset_images("aachen", demo_root / "aachen")
+    assert image_root == demo_root / "aachen" / "images" / "images_upright"
+    assert any(n.startswith("db/") for n in aachen) and any(n.startswith("query/night/") for n in aachen)
+    assert all((image_root / n).is_file() for n in aachen)
+    with pytest.raises(DataError):
+        dataset_images("eth", tmp_path / "nowhere")
+
+
+def test_stage_extract_posfeat_with_tiny_checkpoint(demo_root, tmp_path):
+    from stages.extract import main
+
+    seqs = sorted(p.name for p in (demo_root / "hpatches").iterdir() if p.is_dir())
+    params = _params(demo_root, exclude=seqs[1:])  # one sequence: 6 images keep the test fast
+    torch.manual_seed(0)
+    save_checkpoint(tmp_path / "models" / "posfeat.pt", build_model(TINY_MODEL))
+    params["extract"]["hpatches"] = {"max_keypoints": 128, "nms_radius": 1, "threshold": 0.9, "threshold_mode": "abs"}
+    summary = main("hpatches", "posfeat", params, base_dir=tmp_path)
+    assert summary["num_images"] == 6
+    with FeatureReader(tmp_path / "features" / "posfeat" / "hpatches.h5") as r:
+        assert r.names() == [f"{seqs[0]}/{k}.ppm" for k in range(1, 7)]
+        f = r[f"{seqs[0]}/1.ppm"]
+    h, w = cv2.imread(str(demo_root / "hpatches" / seqs[0] / "1.ppm")).shape[:2]
+    np.testing.assert_array_equal(f["image_size"], [w, h])
+    assert 0 < len(f["keypoints"]) <= 128 and f["descriptors"].shape == (len(f["keypoints"]), 128)
+    assert np.all(f["scores"] > 0.9)  # the abs threshold on a Softplus score map
+    assert not math.isnan(float(f["keypoints"].sum()))

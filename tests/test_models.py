@@ -1,0 +1,181 @@
+"""PoSFeat networks: shapes per encoder, parameter counts, detector decoupling, checkpoints, ImageNet weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torchvision
+
+from posfeat.io import DataError
+from posfeat.models import (
+    KeypointDet,
+    ResUNet,
+    build_model,
+    load_checkpoint,
+    normalize_image,
+    pretrained_weights_path,
+    save_checkpoint,
+)
+from posfeat.models.posfeat import DEFAULT_CONFIG
+
+SMALL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
+
+
+def _count(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("encoder,stem", [("small", 32), ("resnet18", 64), ("resnet34", 64), ("resnet50", 64)])
+def test_model_shapes_every_encoder(encoder, stem):
+    torch.manual_seed(0)
+    model = build_model({"encoder": encoder, "det_conv1": 16, "det_img": 8, "det_mid": 8}).eval()
+    x = normalize_image(torch.rand(2, 3, 64, 96))
+    with torch.no_grad():
+        out = model(x)
+    assert out["local_map"].shape == (2, 128, 16, 24)
+    assert out["local_map_small"].shape == (2, stem, 16, 24)
+    assert out["score"].shape == (2, 1, 64, 96)
+    assert (out["local_map"] > -1).all()  # post-ELU descriptor
+    assert (out["score"] >= 0).all() and torch.isfinite(out["score"]).all()
+    assert "global_map" not in out
+
+
+def test_global_map_and_desc_dim():
+    net = ResUNet("small", desc_dim=64, global_map=True).eval()
+    with torch.no_grad():
+        out = net(torch.randn(1, 3, 48, 64))
+    assert out["local_map"].shape == (1, 64, 12, 16) and out["global_map"].shape == (1, 128, 3, 4)
+
+
+def test_parameter_counts_match_the_paper():
+    """ALGORITHM.md §1: ResUNet-50 (with the unused coarse head) 20,508,992; KeypointDet(192) 628,930."""
+    assert _count(ResUNet("resnet50", global_map=True)) == 8_543_296 + 11_965_696
+    assert _count(KeypointDet(192)) == 628_930
+    det = KeypointDet(192)
+    assert sum(isinstance(m, torch.nn.PReLU) for m in det.modules()) == 1  # one shared PReLU
+
+
+def test_bad_inputs_are_clear_errors():
+    net = ResUNet("small")
+    with pytest.raises(ValueError, match="multiples of 16"):
+        net(torch.randn(1, 3, 40, 64))
+    with pytest.raises(ValueError, match="B×3×H×W"):
+        net(torch.randn(3, 32, 32))
+    with pytest.raises(ValueError, match="unknown encoder"):
+        ResUNet("vgg16")
+    with pytest.raises(ValueError, match="unknown model config"):
+        build_model({"encoder": "small", "depth": 3})
+    with pytest.raises(ValueError, match="feature channels"):
+        KeypointDet(192)(torch.randn(1, 100, 8, 8), torch.randn(1, 3, 32, 32))
+
+
+def test_detector_is_decoupled_from_backbone():
+    torch.manual_seed(0)
+    model = build_model(SMALL)
+    out = model(normalize_image(torch.rand(1, 3, 32, 48)))
+    out["score"].sum().backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert all(p.grad is not None for p in model.detector.parameters())
+
+
+def test_score_is_instance_normalised_per_image():
+    """IN on the single output channel: the pre-Softplus logit has zero mean per image, for any input scale."""
+    torch.manual_seed(0)
+    det = KeypointDet(24, conv1_channels=8, img_channels=4, mid_channels=8).eval()
+    f, img = torch.randn(2, 24, 8, 8), torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        s = det(f, img)
+        s_scaled = det(10 * f, 10 * img)
+    logit = torch.log(torch.expm1(s))  # inverse Softplus
+    assert torch.allclose(logit.mean((1, 2, 3)), torch.zeros(2), atol=1e-4)
+    assert not torch.allclose(s, s_scaled)  # the conv biases make it scale-dependent, but still normalised
+    assert torch.allclose(torch.log(torch.expm1(s_scaled)).mean((1, 2, 3)), torch.zeros(2), atol=1e-4)
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(SMALL)
+    model.train()
+    model(normalize_image(torch.rand(2, 3, 32, 32)))  # move BN running statistics away from their init
+    model.eval()
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, model, extra={"step": 7, "stage": "desc", "history": [1.0, 2.0]})
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # no pickle of arbitrary objects
+    assert raw["config"] == {**DEFAULT_CONFIG, **SMALL}
+    loaded, extra = load_checkpoint(path)
+    assert extra == {"step": 7, "stage": "desc", "history": [1.0, 2.0]}
+    assert loaded.config == model.config
+    x = normalize_image(torch.rand(1, 3, 32, 48))
+    loaded.eval()
+    with torch.no_grad():
+        a, b = model(x), loaded(x)
+    for k in ("local_map", "local_map_small", "score"):
+        assert torch.equal(a[k], b[k]), k
+    assert not list(tmp_path.glob("*.tmp*"))  # atomic write leaves nothing behind
+
+
+def test_checkpoint_strips_ddp_prefix_and_rejects_bad_files(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(SMALL)
+    state = {
+        "config": dict(model.config),
+        "backbone": {"module." + k: v for k, v in model.backbone.state_dict().items()},
+        "detector": {"module." + k: v for k, v in model.detector.state_dict().items()},
+    }
+    torch.save(state, tmp_path / "ddp.pt")
+    loaded, extra = load_checkpoint(tmp_path / "ddp.pt")
+    assert extra == {}
+    assert torch.equal(loaded.backbone.conv_fine[0].weight, model.backbone.conv_fine[0].weight)
+
+    with pytest.raises(DataError, match="not found"):
+        load_checkpoint(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(DataError, match="junk.pt"):
+        load_checkpoint(tmp_path / "junk.pt")
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "other.pt")
+    with pytest.raises(DataError, match="expected a dict with keys"):
+        load_checkpoint(tmp_path / "other.pt")
+    bad = dict(state, config={**model.config, "desc_dim": 64})
+    torch.save(bad, tmp_path / "mismatch.pt")
+    with pytest.raises(DataError, match="does not match"):
+        load_checkpoint(tmp_path / "mismatch.pt")
+
+
+def test_pretrained_absent_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = pretrained_weights_path("resnet18")
+    assert str(path).startswith(str(tmp_path)) and path.name.startswith("resnet18")
+    with pytest.raises(RuntimeError, match="not found") as err:
+        build_model({"encoder": "resnet18", "pretrained": True})
+    assert str(path) in str(err.value)
+    with pytest.raises(ValueError, match="no ImageNet weights"):
+        build_model({"encoder": "small", "pretrained": True})
+
+
+def test_pretrained_loaded_from_local_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    torch.manual_seed(1)
+    reference = torchvision.models.resnet18(weights=None)
+    path = pretrained_weights_path("resnet18")
+    path.parent.mkdir(parents=True)
+    torch.save(reference.state_dict(), path)
+    net = ResUNet("resnet18", pretrained=True)
+    assert torch.equal(net.firstconv.weight, reference.conv1.weight)
+    assert torch.equal(net.layer3[1].conv2.weight, reference.layer3[1].conv2.weight)
+    # a checkpoint of a pretrained model reloads without needing the ImageNet file
+    save_checkpoint(tmp_path / "m.pt", build_model({"encoder": "resnet18", "pretrained": True, "det_mid": 8}))
+    path.unlink()
+    loaded, _ = load_checkpoint(tmp_path / "m.pt")
+    assert torch.equal(loaded.backbone.firstconv.weight, reference.conv1.weight)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_checkpoint_loads_on_gpu(tmp_path):
+    model = build_model(SMALL).eval()
+    save_checkpoint(tmp_path / "m.pt", model)
+    loaded, _ = load_checkpoint(tmp_path / "m.pt", map_location="cuda")
+    assert next(loaded.parameters()).device.type == "cuda"
+    x = normalize_image(torch.rand(1, 3, 32, 48))
+    with torch.no_grad():
+        a, b = model(x)["score"], loaded.eval()(x.cuda())["score"].cpu()
+    assert torch.allclose(a, b, atol=1e-4)
