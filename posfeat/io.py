@@ -42,6 +42,25 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             tmp.unlink()
 
 
+def fresh_workdir(path: str | os.PathLike, marker: str, owner: str, also_ours: tuple[str, ...] = ()) -> Path:
+    """Make ``path`` an empty work folder of ``owner``; an earlier run's folder is removed first.
+
+    Ours = it holds the file ``marker`` (written here) or one of ``also_ours``. A non-empty folder that
+    is not ours is never deleted: :class:`DataError`. Reruns therefore never trip over old work.
+    """
+    path = Path(path)
+    if path.exists():
+        if not path.is_dir():
+            raise DataError(f"{path}: expected a work folder, found a file")
+        ours = (path / marker).exists() or any((path / name).exists() for name in also_ours)
+        if any(path.iterdir()) and not ours:
+            raise DataError(f"{path}: not empty and not a {owner} work folder ({marker} missing); refusing to delete it")
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    (path / marker).write_text(f"work folder of {owner}; deleted by the next run\n")
+    return path
+
+
 def write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path, suffix=".json") as tmp:

@@ -30,7 +30,6 @@ like the benchmark's site: position error = distance of the camera centres, rota
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -44,7 +43,7 @@ from tqdm import tqdm
 from posfeat import colmap
 from posfeat.data.aachen import AachenLayout, QueryCamera, load_queries, load_reference, read_ground_truth, read_pair_list
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
-from posfeat.io import DataError, FeatureReader, atomic_path, write_json
+from posfeat.io import DataError, FeatureReader, atomic_path, fresh_workdir, write_json
 from posfeat.utils import get_logger, resolve_device
 
 log = get_logger(__name__)
@@ -427,19 +426,8 @@ WORK_MARKER = ".posfeat-aachen-work"
 
 
 def _fresh_dir(path: Path) -> Path:
-    """Empty work folder ``path``; the leftovers of an earlier run are removed.
-
-    A non-empty folder that is not one of ours (no marker file, no ``database.db``) is never deleted.
-    """
-    if path.exists():
-        if not path.is_dir():
-            raise DataError(f"{path}: expected a work folder, found a file")
-        if any(path.iterdir()) and not ((path / WORK_MARKER).exists() or (path / "database.db").exists()):
-            raise DataError(f"{path}: not empty and not an Aachen work folder; refusing to delete it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    (path / WORK_MARKER).write_text("work folder of posfeat.evaluation.aachen; deleted by the next run\n")
-    return path
+    """Empty work folder ``path``; a non-empty folder that is not ours (no marker, no ``database.db``) is refused."""
+    return fresh_workdir(path, WORK_MARKER, "posfeat.evaluation.aachen", also_ours=("database.db",))
 
 
 def evaluate_aachen(

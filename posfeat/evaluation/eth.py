@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,7 @@ from posfeat.data.eth import list_scene_images, list_scenes, read_gt_cameras
 from posfeat.data.megadepth import Camera
 from posfeat.geometry import rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, write_json
+from posfeat.io import fresh_workdir as io_fresh_workdir
 from posfeat.utils import get_logger, resolve_device
 
 log = get_logger(__name__)
@@ -229,20 +229,8 @@ def pose_accuracy(rec: pycolmap.Reconstruction | None, gt: dict[str, Camera]) ->
 
 # ------------------------------------------------------------------------------------ work folder
 def fresh_workdir(path: str | os.PathLike) -> Path:
-    """Empty work folder ``path``; an earlier run's folder (marker file) is removed first.
-
-    A non-empty folder without the marker is never deleted (:class:`DataError`).
-    """
-    path = Path(path)
-    if path.exists():
-        if not path.is_dir():
-            raise DataError(f"{path}: expected a work folder, found a file")
-        if any(path.iterdir()) and not (path / WORK_MARKER).exists():
-            raise DataError(f"{path}: not empty and not an ETH work folder ({WORK_MARKER} missing); refusing to delete it")
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
-    (path / WORK_MARKER).write_text("work folder of posfeat.evaluation.eth; deleted by the next run\n")
-    return path
+    """Empty work folder ``path`` (:func:`posfeat.io.fresh_workdir`); a foreign non-empty folder is refused."""
+    return io_fresh_workdir(path, WORK_MARKER, "posfeat.evaluation.eth")
 
 
 def resolve_feature_keys(features: FeatureReader, scene: str, names: Sequence[str]) -> dict[str, str]:
