@@ -26,7 +26,14 @@ SCRIPT = r'''
 import json, os, sys
 from pathlib import Path
 import torch
+import torch.distributed as dist
 from posfeat.training import train
+
+# One process group for both stages (train() joins an existing group and leaves it up): re-creating a group
+# on torchrun's agent store right after destroying one can read the old group's addresses.
+DDP = int(os.environ.get("WORLD_SIZE", "1")) > 1
+if DDP:
+    dist.init_process_group("gloo")
 
 out = Path(sys.argv[1]); index = sys.argv[2]; init_kp = Path(sys.argv[3])  # same stage-1 model for both runs
 model = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
@@ -43,6 +50,8 @@ for stage, cfg, init in (("desc", desc, None), ("kp", kp, init_kp)):
     res[stage] = m
 if int(os.environ.get("RANK", "0")) == 0:
     (out / "result.json").write_text(json.dumps(res))
+if DDP:
+    dist.destroy_process_group()
 '''
 
 
