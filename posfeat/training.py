@@ -125,6 +125,25 @@ def _file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+TRAINING_CODE = ("training.py", "geometry.py", "data/pairs.py", "models", "losses")
+"""Library files whose code decides a training trajectory (relative to the ``posfeat`` package)."""
+
+
+def code_digest() -> str:
+    """sha256 over the source of :data:`TRAINING_CODE`, part of the checkpoint fingerprint.
+
+    DVC reruns a training stage when its code changes; without this, the rerun would find the previous run's
+    final checkpoint under the same parameters and "resume" at its last step instead of training anew.
+    """
+    pkg = Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for rel in TRAINING_CODE:
+        path = pkg / rel
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(f.relative_to(pkg).as_posix().encode() + b"\0" + _file_digest(f).encode())
+    return h.hexdigest()
+
+
 def fingerprint(**parts: Any) -> str:
     """sha256 of the JSON of everything that determines the training trajectory."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
@@ -609,7 +628,7 @@ def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_
 
     fp = fingerprint(stage=stage, cfg={k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
                      model=dict(model.config), optimizer=optimizer, lr=lr, seed=seed, index=index_digest,
-                     init=init_digest, format=CHECKPOINT_FORMAT)
+                     init=init_digest, format=CHECKPOINT_FORMAT, code=code_digest())
 
     # -------------------------------------------------------------- resume
     ckpt_path = ckpt_dir / CHECKPOINT_NAME

@@ -275,3 +275,22 @@ def test_stage_mains_write_their_outputs(index, tmp_path):
     sd, sp = d.state_dict(), p.state_dict()
     assert all(torch.equal(sd[k], sp[k]) for k in sd if k.startswith("backbone."))
     assert any(not torch.equal(sd[k], sp[k]) for k in sd if k.startswith("detector."))
+
+
+def test_changed_training_code_does_not_resume_a_finished_run(index, tmp_path, monkeypatch):
+    """DVC reruns train_* when their code changes: the old final checkpoint must not be 'resumed'."""
+    import posfeat.training as T
+
+    cfg = tiny_cfg("desc", steps_per_epoch=2, epochs=1, checkpoint_every=1, log_every=1)
+    kw = dict(model_config=TINY_MODEL, optimizer="adam", lr=1e-3, seed=0, device="cpu", progress=False)
+    first = train("desc", index, cfg, out_model=tmp_path / "m.pt", ckpt_dir=tmp_path / "ckpt", **kw)
+    ckpt = tmp_path / "ckpt" / "last.pt"
+    before = torch.load(ckpt, weights_only=True)["fingerprint"]
+    # same code: the finished run is found and nothing is retrained (same fingerprint, same model)
+    again = train("desc", index, cfg, out_model=tmp_path / "m.pt", ckpt_dir=tmp_path / "ckpt", **kw)
+    assert again["loss"] == first["loss"]
+    assert torch.load(ckpt, weights_only=True)["fingerprint"] == before
+    # changed code: the checkpoint is ignored and the run starts over under a new fingerprint
+    monkeypatch.setattr(T, "code_digest", lambda: "changed-code")
+    train("desc", index, cfg, out_model=tmp_path / "m.pt", ckpt_dir=tmp_path / "ckpt", **kw)
+    assert torch.load(ckpt, weights_only=True)["fingerprint"] != before
