@@ -40,7 +40,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -53,7 +53,7 @@ from tqdm import tqdm
 from posfeat.data.images import list_images, read_image
 from posfeat.geometry import sample_feature_map
 from posfeat.io import DataError, FeatureWriter
-from posfeat.utils import get_logger, resolve_device
+from posfeat.utils import config_from_dict, get_logger, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,8 @@ class ExtractConfig:
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ExtractConfig":
-        """Build from a mapping (e.g. ``params.yaml: extract.<dataset>``); unknown keys are an error."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise KeyError(f"unknown extraction setting(s) {sorted(unknown)}; expected some of {sorted(known)}")
-        return cls(**d)
+        """From a params mapping; unknown keys are an error naming them."""
+        return config_from_dict(cls, d, "extract")
 
 
 # --------------------------------------------------------------------------------------- detection

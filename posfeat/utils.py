@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
+from typing import Any, Mapping, TypeVar
 
 import numpy as np
 import torch
+
+
+T = TypeVar("T")
+
+
+class UnknownSettingError(KeyError, ValueError):
+    """A settings mapping names a key the configuration does not have (a typo must not be ignored)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def config_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:
+    """Build dataclass ``cls`` from a params mapping; unknown keys raise :class:`UnknownSettingError` naming them."""
+    d = dict(d or {})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise UnknownSettingError(f"{what}: unknown settings {sorted(unknown)} (known: {sorted(known)})")
+    return cls(**d)
 
 
 def seed_everything(seed: int) -> None:

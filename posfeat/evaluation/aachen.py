@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -44,7 +44,7 @@ from posfeat import colmap
 from posfeat.data.aachen import AachenLayout, QueryCamera, load_queries, load_reference, read_ground_truth, read_pair_list
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, atomic_path, fresh_workdir, write_json
-from posfeat.utils import get_logger, resolve_device
+from posfeat.utils import config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
 
@@ -90,13 +90,8 @@ class AachenConfig:
 
     @classmethod
     def from_dict(cls, d: Mapping | None) -> "AachenConfig":
-        """From a params dict; unknown keys are an error (a typo must not be silently ignored)."""
-        d = dict(d or {})
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown eval.aachen settings {sorted(unknown)} (known: {sorted(known)})")
-        return cls(**d)
+        """From a params mapping; unknown keys are an error naming them."""
+        return config_from_dict(cls, d, "eval.aachen")
 
 
 @dataclass

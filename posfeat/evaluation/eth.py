@@ -42,7 +42,7 @@ from posfeat.data.megadepth import Camera
 from posfeat.geometry import rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, write_json
 from posfeat.io import fresh_workdir as io_fresh_workdir
-from posfeat.utils import get_logger, resolve_device
+from posfeat.utils import config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
 
@@ -68,13 +68,9 @@ class ETHConfig:
     seed: int = 0  # RANSAC, pair sampling and mapper seed
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ETHConfig":
-        """Build from a params dict; unknown keys are an error naming them."""
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"eval.eth: unknown settings {sorted(unknown)} (known: {sorted(known)})")
-        return cls(**d)
+    def from_dict(cls, d: dict | None) -> "ETHConfig":
+        """From a params mapping; unknown keys are an error naming them."""
+        return config_from_dict(cls, d, "eval.eth")
 
 
 @dataclass
