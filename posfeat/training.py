@@ -63,6 +63,8 @@ STAGE_KEYS = {
 #: optional keys and their defaults
 OPTIONAL = {
     "color_jitter": None,      # (brightness, contrast, saturation, hue) or None
+    "rotation": 0.0,           # degrees: second image's in-plane camera rotation, uniform in ±rotation
+    "scale": (1.0, 1.0),       # (min, max): second image's zoom, log-uniform (exact view augmentation)
     "num_workers": 0,
     "amp": True,               # autocast on CUDA (bf16 where supported, else fp16 + GradScaler)
     "freeze_bn": False,        # BatchNorm of the trained backbone in eval mode (running statistics)
@@ -594,7 +596,8 @@ def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_
         index_digest = hashlib.sha256(json.dumps(index, sort_keys=True).encode()).hexdigest()
     else:
         index_digest = _file_digest(index)
-    train_set = PairDataset(index, "train", (W, H), cfg["color_jitter"], seed)
+    train_set = PairDataset(index, "train", (W, H), cfg["color_jitter"], seed, float(cfg["rotation"]),
+                            tuple(cfg["scale"]))
     if len(train_set) == 0:
         raise DataError(f"{index if not isinstance(index, dict) else 'index'}: no training pairs")
     val_set = PairDataset(index, "val", (W, H), None, seed)

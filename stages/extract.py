@@ -1,11 +1,12 @@
 """DVC stage ``extract@<dataset>-<method>``: local features of one dataset's images into one HDF5 file.
 
     python -m stages.extract <dataset> <method>      # dataset: hpatches | aachen | eth
-                                                     # method:  posfeat | sift | rootsift
+                                                     # method:  posfeat | posfeat_sift | sift | rootsift
 
 Reads params ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius, threshold,
 threshold_mode), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat loads
-``models/posfeat.pt``. Writes ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
+``models/posfeat.pt``. ``posfeat_sift`` is PoSFeat's descriptors on OpenCV SIFT keypoints (the official
+code's ``use_sift: True``), so that detector and descriptor quality read separately. Writes ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
 
 * hpatches: ``<seq>/<k>.ppm`` (relative to the HPatches root), all 6 images of every kept sequence;
 * aachen: relative to ``<root>/images/images_upright`` (``db/1.jpg``, ``query/day/nexus5x/x.jpg``, …);
@@ -26,6 +27,8 @@ from posfeat.utils import get_logger
 from stages.common import ROOT, load_params
 
 DATASETS = ("hpatches", "aachen", "eth")
+#: the study's methods: the library's, plus PoSFeat descriptors on SIFT keypoints
+STUDY_METHODS = (*METHODS, "posfeat_sift")
 MODEL_PATH = Path("models/posfeat.pt")
 
 
@@ -52,8 +55,8 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     """Run the stage; relative paths (dataset roots, model, output) are taken from ``base_dir``."""
     if dataset not in DATASETS:
         raise SystemExit(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if method not in METHODS:
-        raise SystemExit(f"method must be one of {METHODS}, got {method!r}")
+    if method not in STUDY_METHODS:
+        raise SystemExit(f"method must be one of {STUDY_METHODS}, got {method!r}")
     log = get_logger("stages.extract")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
@@ -61,12 +64,15 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     root = root if root.is_absolute() else base_dir / root
     exclude = params["eval"]["hpatches"]["exclude"] if dataset == "hpatches" else ()
     cfg = ExtractConfig.from_dict(params["extract"][dataset])
+    library_method = method
+    if method == "posfeat_sift":
+        library_method, cfg.sift_keypoints = "posfeat", True
     device = params.get("device", "auto")
     image_root, names = dataset_images(dataset, root, exclude)
     log.info("%s/%s: %d images under %s", method, dataset, len(names), image_root)
-    model = load_model(base_dir / MODEL_PATH, device) if method == "posfeat" else None
+    model = load_model(base_dir / MODEL_PATH, device) if library_method == "posfeat" else None
     out = base_dir / "features" / method / f"{dataset}.h5"
-    summary = extract_dataset(method, image_root, names, out, model=model, config=cfg, device=device)
+    summary = extract_dataset(library_method, image_root, names, out, model=model, config=cfg, device=device)
     log.info("summary: %s", json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return summary
 
@@ -74,6 +80,6 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dataset", choices=DATASETS)
-    ap.add_argument("method", choices=METHODS)
+    ap.add_argument("method", choices=STUDY_METHODS)
     a = ap.parse_args()
     main(a.dataset, a.method)

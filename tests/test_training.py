@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from posfeat.data.pairs import PairDataset, StepBatchSampler, color_jitter, global_batch, scale_intrinsics
+from posfeat.data.pairs import (PairDataset, StepBatchSampler, color_jitter, global_batch, scale_intrinsics,
+                                view_augmentation, warp_image)
 from posfeat.data.prepare import prepare_megadepth
 from posfeat.io import DataError, write_json
 from posfeat.training import (
@@ -120,6 +121,50 @@ def test_pair_dataset_geometry_and_bad_image(index, tmp_path):
     assert out["skipped"] >= 1 and broken not in (out["name1"], out["name2"])
     with pytest.raises(DataError, match="lacks"):
         PairDataset({"root": ".", "images": {}}, "train")
+
+
+def test_view_augmentation_is_an_exact_camera_change():
+    """Rotating a camera about its axis and zooming: the warp maps each old projection onto the new one."""
+    rng = np.random.default_rng(3)
+    K = np.array([[300.0, 0, 130.2], [0, 310.0, 94.7], [0, 0, 1]])
+    Hw, K2, Rz = view_augmentation(K, (256, 192), 25.0, 1.3)
+    assert np.allclose(Rz @ Rz.T, np.eye(3)) and np.isclose(np.linalg.det(Rz), 1.0)
+    X = rng.uniform([-2, -2, 3], [2, 2, 9], size=(50, 3))  # camera-frame points at many depths
+    x_old = (K @ X.T).T
+    x_new = (K2 @ (Rz @ X.T)).T
+    x_warp = (Hw @ x_old.T).T
+    assert np.allclose(x_warp[:, :2] / x_warp[:, 2:], x_new[:, :2] / x_new[:, 2:], atol=1e-8)
+    # the image centre stays put under a pure zoom, and a zoom scales distances from it
+    Hz, _, _ = view_augmentation(K, (256, 192), 0.0, 2.0)
+    c = Hz @ np.array([127.5, 95.5, 1.0])
+    assert np.allclose(c[:2] / c[2], [127.5, 95.5])
+    # warp_image moves a bright dot where Hw says
+    img = np.zeros((192, 256, 3), np.uint8)
+    img[100, 140] = 255
+    out = warp_image(img, Hw)
+    p = Hw @ np.array([140.0, 100.0, 1.0])
+    yy, xx = np.nonzero(out[:, :, 0] > 0)
+    assert abs(np.average(xx, weights=out[yy, xx, 0]) - p[0] / p[2]) < 1.0
+    assert abs(np.average(yy, weights=out[yy, xx, 0]) - p[1] / p[2]) < 1.0
+
+
+def test_augmented_pairs_keep_the_epipolar_geometry(index):
+    """With rotation and zoom on, x2ᵀ F12 x1 = 0 still holds for the returned K1, K2, R, t and F12."""
+    ds = PairDataset(index, "train", SIZE, None, 0, rotation=40.0, scale=(0.6, 1.6))
+    for i in range(3):
+        s = ds[(i % len(ds), 77 + i)]
+        K1, K2 = s["K1"].double().numpy(), s["K2"].double().numpy()
+        R, t = s["R"].double().numpy(), s["t"].double().numpy()
+        Xc1 = np.array([0.2, -0.1, 1.0]) * 4.0
+        x1, x2 = K1 @ Xc1, K2 @ (R @ Xc1 + t)
+        x1, x2 = x1 / x1[2], x2 / x2[2]
+        line = s["F12"].double().numpy() @ x1
+        assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+    plain = PairDataset(index, "train", SIZE, None, 0)[(0, 5)]
+    rotated = PairDataset(index, "train", SIZE, None, 0, rotation=40.0)[(0, 5)]
+    assert torch.equal(plain["image1"], rotated["image1"]) and not torch.equal(plain["image2"], rotated["image2"])
+    with pytest.raises(ValueError, match="rotation"):
+        PairDataset(index, "train", SIZE, None, 0, scale=(1.5, 1.0))
 
 
 def test_stage_config_is_checked():

@@ -62,7 +62,10 @@ logger = get_logger(__name__)
 #: scikit-image sample photographs (shipped with the package, no download) used by TRAINING scenes.
 TRAIN_PHOTOS: tuple[str, ...] = (
     "astronaut", "coffee", "chelsea", "camera", "brick", "grass", "clock", "page", "hubble_deep_field",
+    "grace_hopper", "jacksboro_fault_dem",
 )
+#: images that come with matplotlib (its sample data) rather than scikit-image; the DEM is hill-shaded.
+MATPLOTLIB_PHOTOS = {"grace_hopper": "grace_hopper.jpg", "jacksboro_fault_dem": "jacksboro_fault_dem.npz"}
 #: photographs used by EVALUATION scenes (HPatches, Aachen, ETH); disjoint from :data:`TRAIN_PHOTOS`.
 EVAL_PHOTOS: tuple[str, ...] = (
     "rocket", "gravel", "coins", "text", "moon", "immunohistochemistry", "retina", "cell",
@@ -121,6 +124,9 @@ def photo_pool(split: str) -> tuple[tuple[str, np.ndarray], ...]:
     names = {"train": TRAIN_PHOTOS, "eval": EVAL_PHOTOS}[split]
     out = []
     for name in names:
+        if name in MATPLOTLIB_PHOTOS:
+            out.append((name, _matplotlib_photo(name)))
+            continue
         img = getattr(skimage.data, name)()
         if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
             out.append((f"{name}_left", _to_rgb_uint8(img[0])))
@@ -128,6 +134,20 @@ def photo_pool(split: str) -> tuple[tuple[str, np.ndarray], ...]:
         else:
             out.append((name, _to_rgb_uint8(img)))
     return tuple(out)
+
+
+def _matplotlib_photo(name: str) -> np.ndarray:
+    """One of matplotlib's sample images as RGB uint8; an elevation model is hill-shaded (rock, terrain)."""
+    import matplotlib.cbook as cbook
+    from matplotlib import colormaps
+    from matplotlib.colors import LightSource
+
+    path = cbook.get_sample_data(MATPLOTLIB_PHOTOS[name], asfileobj=False)
+    if str(path).endswith(".npz"):
+        z = np.load(path)["elevation"].astype(np.float64)
+        rgb = LightSource(azdeg=315, altdeg=40).shade(z, cmap=colormaps["gist_earth"], vert_exag=0.05, blend_mode="soft")
+        return _to_rgb_uint8(rgb[:, :, :3])
+    return _to_rgb_uint8(cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
 
 
 def value_noise(rng: np.random.Generator, h: int, w: int, cells: tuple[int, ...] = (3, 9, 27, 81)) -> np.ndarray:
@@ -215,34 +235,93 @@ def _draw_shapes(canvas: np.ndarray, rng: np.random.Generator, n: int, scale: fl
                         max(1, int(fs * 1.5)), lineType=cv2.LINE_AA)
 
 
+def _photo_layer(rng: np.random.Generator, h: int, w: int, photo: np.ndarray, px_scale: float) -> np.ndarray:
+    """``photo`` resampled at ``px_scale`` (texture px per photo px), randomly rotated/flipped/shifted, tiled
+    by mirroring to fill ``(h, w)``: a seamless photographic surface, float32 RGB in [0, 255]."""
+    img = photo if rng.random() < 0.5 else photo[:, ::-1]
+    img = np.rot90(img, int(rng.integers(0, 4))) if rng.random() < 0.3 else img
+    ph, pw = img.shape[:2]
+    angle = rng.uniform(-20, 20) if rng.random() < 0.5 else 0.0
+    A = cv2.getRotationMatrix2D(((pw - 1) / 2, (ph - 1) / 2), angle, px_scale)
+    A[:, 2] += np.array([(w - 1) / 2, (h - 1) / 2]) - np.array([(pw - 1) / 2, (ph - 1) / 2]) + rng.uniform(-0.5, 0.5, 2) * (w, h)
+    flags = cv2.INTER_AREA if px_scale < 1 else cv2.INTER_CUBIC
+    return cv2.warpAffine(np.ascontiguousarray(img), A, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101).astype(np.float32)
+
+
+def _soft_mask(rng: np.random.Generator, h: int, w: int, cells: int = 3) -> np.ndarray:
+    """A blobby [0, 1] mask with soft edges (a few px of feathering), covering ~30–60% of the canvas."""
+    n = value_noise(rng, h, w, cells=(cells, 3 * cells))[:, :, 0]
+    thr = rng.uniform(0.45, 0.65)
+    edge = rng.uniform(0.02, 0.08)
+    return np.clip((n - thr) / edge + 0.5, 0.0, 1.0)
+
+
+def _draw_facade(canvas: np.ndarray, rng: np.random.Generator, photos) -> None:
+    """Windows on a building face: a regular grid of framed, dark, reflective panes (in place, float32)."""
+    H, W = canvas.shape[:2]
+    cols, rows = int(rng.integers(3, 9)), int(rng.integers(2, 6))
+    cw, ch = W / cols, H / rows
+    fw, fh = rng.uniform(0.35, 0.65) * cw, rng.uniform(0.35, 0.6) * ch
+    frame = rng.uniform(0.04, 0.1) * min(fw, fh)
+    _, refl_photo = photos[int(rng.integers(0, len(photos)))]
+    refl = _photo_layer(rng, H, W, refl_photo, rng.uniform(0.5, 1.5)) * rng.uniform(0.25, 0.5)
+    frame_col = rng.uniform(0.6, 1.4, 3).astype(np.float32)
+    for i in range(cols):
+        for j in range(rows):
+            if rng.random() < 0.08:
+                continue  # a missing window (a door, a sign) keeps the grid from being perfectly periodic
+            x0, y0 = int(i * cw + (cw - fw) / 2), int(j * ch + (ch - fh) / 2)
+            x1, y1 = int(x0 + fw), int(y0 + fh)
+            f = max(1, int(frame))
+            canvas[y0 - f:y1 + f, x0 - f:x1 + f] *= frame_col * 1.1
+            pane = canvas[y0:y1, x0:x1]
+            pane[:] = pane * 0.25 + refl[y0:y1, x0:x1]
+            if rng.random() < 0.5:  # a sill: a bright ledge with a shadow below
+                canvas[y1 + f:y1 + 2 * f + 1, x0 - 2 * f:x1 + 2 * f] *= 1.3
+                canvas[y1 + 2 * f + 1:y1 + 4 * f + 1, x0 - 2 * f:x1 + 2 * f] *= 0.6
+
+
 def make_texture(
-    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float = 1.0,
-    grain: float = 0.35,
+    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float = 0.03,
+    grain: float = 0.2, facade: bool = False,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
-    """A rich texture: colour noise base, a mosaic of photo crops, procedural shapes and text.
+    """A photographic surface: real photographs blended with soft masks, with shading and a little detail.
+
+    The base is one photograph resampled to cover the whole texture; ``~photo_density`` further photographs
+    per (300 px)² are blended in through soft, blobby masks (weathering, stains, patches of another
+    material), the result is shaded by smooth low-frequency illumination, and only a few synthetic shapes
+    (signs, marks) are drawn. ``facade`` adds a grid of framed, reflective windows (building faces).
 
     Args:
         rng: random stream.
         h, w: texture size in pixels.
-        photos: ``(name, RGB uint8)`` pool to draw crops from.
-        photo_density: photo crops per (180 px)² of texture.
-        shape_density: shapes per (60 px)² of texture.
+        photos: ``(name, RGB uint8)`` pool to draw photographs from.
+        photo_density: blended photographs per (300 px)² of texture.
+        shape_density: synthetic shapes per (60 px)² of texture (0.03: a few per face).
         grain: amplitude of the unique fine grain (:func:`apply_grain`) that makes repeated patterns distinct.
+        facade: draw windows.
 
     Returns:
         ``(texture uint8 (h, w, 3), names of the photographs used)``.
     """
-    base = value_noise(rng, h, w)
-    palette = rng.uniform(40, 220, size=(2, 3)).astype(np.float32)
-    canvas = (palette[0] + base * (palette[1] - palette[0])).astype(np.uint8)
     used = set()
-    n_photos = max(1, int(round(photo_density * h * w / 180.0**2)))
-    patch_size = min(h, w, 260)
-    for _ in range(n_photos):
+
+    def layer() -> np.ndarray:
         name, photo = photos[int(rng.integers(0, len(photos)))]
         used.add(name)
-        _paste_photo(canvas, rng, photo, int(rng.uniform(0.4, 1.0) * patch_size))
-    n_shapes = int(round(shape_density * h * w / 60.0**2))
+        scale = float(np.exp(rng.uniform(np.log(0.35), np.log(1.3))))
+        out = _photo_layer(rng, h, w, photo, scale)
+        return out * rng.uniform(0.75, 1.25, size=3).astype(np.float32)  # material tint
+
+    canvas = layer()
+    for _ in range(int(rng.poisson(max(0.5, photo_density * h * w / 300.0**2)))):
+        m = _soft_mask(rng, h, w, cells=int(rng.integers(2, 6)))[:, :, None]
+        canvas = canvas * (1 - m) + layer() * m
+    if facade:
+        _draw_facade(canvas, rng, photos)
+    shade = 0.75 + 0.5 * value_noise(rng, h, w, cells=(2, 5))[:, :, :1]  # soft shadows, dirt, uneven light
+    canvas = np.clip(canvas * shade, 0, 255).astype(np.uint8)
+    n_shapes = int(rng.poisson(shape_density * h * w / 60.0**2))
     _draw_shapes(canvas, rng, n_shapes, scale=min(h, w, 90))
     return apply_grain(canvas, rng, grain), tuple(sorted(used))
 
@@ -306,15 +385,17 @@ def _tex_size(size_m: float, ppm: float, max_px: int = 2048) -> int:
     return int(np.clip(round(size_m * ppm), 32, max_px))
 
 
-def _box_faces(rng, photos, center_xy, size, yaw: float, ppm: float, name: str, top: bool = True) -> list[Plane]:
-    """The 4 side faces (and the top) of a box standing on the ground, outward-facing, single-sided."""
+def _box_faces(rng, photos, center_xy, size, yaw: float, ppm: float, name: str, top: bool = True,
+               facade: bool = False) -> list[Plane]:
+    """The 4 side faces (and the top) of a box standing on the ground, outward-facing, single-sided;
+    ``facade``: the side faces have windows."""
     sx, sy, sz = size
     c, s = np.cos(yaw), np.sin(yaw)
     ex, ey, ez = np.array([c, s, 0.0]), np.array([-s, c, 0.0]), np.array([0.0, 0.0, 1.0])
     base = np.array([center_xy[0], center_xy[1], 0.0])
     faces = []
     for k, (n, half, width) in enumerate([(ex, sx / 2, sy), (-ex, sx / 2, sy), (ey, sy / 2, sx), (-ey, sy / 2, sx)]):
-        tex, src = make_texture(rng, _tex_size(sz, ppm), _tex_size(width, ppm), photos)
+        tex, src = make_texture(rng, _tex_size(sz, ppm), _tex_size(width, ppm), photos, facade=facade)
         faces.append(_face(base + n * half + ez * sz / 2, n, width, sz, tex, f"{name}_side{k}", sources=src))
     if top:
         tex, src = make_texture(rng, _tex_size(sy, ppm), _tex_size(sx, ppm), photos)
@@ -354,7 +435,8 @@ def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (
     for b, ang in enumerate(angles):
         w, d, h = rng.uniform(10, 20), rng.uniform(6, 10), rng.uniform(8, 16)
         r = 20.0 + d / 2
-        planes += _box_faces(rng, photos, (r * np.cos(ang), r * np.sin(ang)), (d, w, h), ang, 28.0 * texture_scale, f"building{b}")
+        planes += _box_faces(rng, photos, (r * np.cos(ang), r * np.sin(ang)), (d, w, h), ang, 28.0 * texture_scale, f"building{b}",
+                             facade=True)
     # the object cluster
     no = int(rng.integers(n_objects[0], n_objects[1] + 1))
     for o in range(no):
@@ -362,8 +444,27 @@ def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (
         size = (rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.5))
         planes += _box_faces(rng, photos, (rad * np.cos(ang), rad * np.sin(ang)), size, rng.uniform(0, np.pi), 90.0 * texture_scale,
                             f"box{o}")
+    light_planes(rng, planes)
     sources = set().union(*[set(p.sources) for p in planes])
     return World(planes, np.array([0.0, 0.0, 1.0]), 5.0, sources)
+
+
+def light_planes(rng: np.random.Generator, planes: list[Plane], skip: tuple[str, ...] = ("sky",)) -> None:
+    """Bake a sun and sky light into the planes' textures (Lambertian, so the same from every view).
+
+    One sun per world (elevation 20–65°, any azimuth) and an ambient term: a face turned to the sun is up
+    to ~2.5× brighter than one in its own shadow, as on a sunny day.
+    """
+    el, az = np.radians(rng.uniform(20, 65)), rng.uniform(0, 2 * np.pi)
+    sun = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    ambient = rng.uniform(0.35, 0.6)
+    for p in planes:
+        if p.name in skip:
+            continue
+        facing = -p.normal  # planes are seen (unmirrored) from the side opposite to axis_u x axis_v
+        f = (ambient + (1 - ambient) * max(0.0, float(facing @ sun))) / (0.5 + 0.5 * ambient)
+        p.texture = np.clip(p.texture.astype(np.float32) * f, 0, 255).astype(np.uint8)
+        p._pyramid = None
 
 
 def orbit_camera(rng: np.random.Generator, world: World, azimuth: float, radius: float, height: float,
@@ -576,7 +677,7 @@ def write_hpatches_v(root: Path, seed: int, s: int, size=(480, 352)) -> str:
     rng = _rng(seed, "hpatches_v", s)
     ts = W / 480.0  # texture resolution follows the image size (small sequences for tests are fast)
     tex, _ = make_texture(rng, int(round(1200 * ts)), int(round(1600 * ts)), photo_pool("eval"),
-                          photo_density=1.3, shape_density=1.0)
+                          photo_density=1.3)
     plane = rect_plane(np.zeros(3), (1, 0, 0), (0, -1, 0), 8.0, 6.0, tex, two_sided=False, name="v_plane")
     # normal = u x v = (1,0,0)x(0,-1,0) = -z: seen unmirrored from +z
     cams = _hpatches_v_cameras(rng, plane, size)

@@ -15,7 +15,11 @@ Differences from the original ``MegaDepth_SIFT`` (on purpose):
 * no per-sample SIFT (the stage-1 loss makes its own grid points, §7.4.12);
 * images are resized to a fixed training size and the intrinsics follow the resize exactly;
 * colour jitter draws its factors from an explicit per-sample generator, so the data of step ``s`` is a
-  function of ``(seed, s)`` only — that is what makes resumed training bit-identical on CPU.
+  function of ``(seed, s)`` only — that is what makes resumed training bit-identical on CPU;
+* optional *exact* view augmentation of the second image (:func:`view_augmentation`): an in-plane camera
+  rotation and a zoom, applied as the homography they induce, with the camera (``K2``, ``R2``, ``t2``) and
+  so the fundamental matrices updated to match. Real photographs rotate and change scale between views far
+  more than the demo world's orbit cameras do (HPatches ``v_*``, internet photos).
 """
 
 from __future__ import annotations
@@ -70,6 +74,36 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return img
     shrink = w < img.shape[1] or h < img.shape[0]
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+# ------------------------------------------------------------------------------ view augmentation
+def view_augmentation(K: np.ndarray, size: tuple[int, int], angle_deg: float, scale: float
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exact image warp of rotating a camera about its optical axis and zooming about the image centre.
+
+    A camera ``P = K [R | t]`` rotated by ``Rz(angle)`` about its optical axis and zoomed by ``scale``
+    (a similarity ``A`` about the image centre ``((W−1)/2, (H−1)/2)``) becomes ``P' = A K Rz [R | t]``: its
+    image is the old one warped by ``Hw = A K Rz K⁻¹`` whatever the scene's depth, and its camera is
+    ``K' = A K``, ``R' = Rz R``, ``t' = Rz t``. Positive angles turn the image content clockwise on screen.
+
+    Returns:
+        ``(Hw, K', Rz)``: 3×3 pixel homography (old → new pixel), new intrinsics, the camera rotation.
+    """
+    W, H = size
+    a = np.deg2rad(float(angle_deg))
+    Rz = np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
+    cx, cy = (W - 1) / 2.0, (H - 1) / 2.0
+    A = np.array([[scale, 0.0, cx - scale * cx], [0.0, scale, cy - scale * cy], [0.0, 0.0, 1.0]])
+    K = np.asarray(K, np.float64)
+    Hw = A @ K @ Rz @ np.linalg.inv(K)
+    return Hw / Hw[2, 2], A @ K, Rz
+
+
+def warp_image(img: np.ndarray, Hw: np.ndarray) -> np.ndarray:
+    """``img`` (H×W×3 uint8) warped by the pixel homography ``Hw`` (old → new), same size, black outside."""
+    h, w = img.shape[:2]
+    return cv2.warpPerspective(img, Hw, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                               borderValue=(0, 0, 0))
 
 
 # ----------------------------------------------------------------------------------- colour jitter
@@ -157,6 +191,9 @@ class PairDataset(Dataset):
         color_jitter: ``(brightness, contrast, saturation, hue)`` or ``None``; applied independently
             to each image of a pair.
         seed: base seed.
+        rotation: the second image's camera turns about its optical axis by an angle uniform in
+            ``[−rotation, rotation]`` degrees (:func:`view_augmentation`); 0 disables it.
+        scale: ``(min, max)`` zoom of the second image, log-uniform; ``(1, 1)`` disables it.
     """
 
     def __init__(
@@ -166,6 +203,8 @@ class PairDataset(Dataset):
         image_size: tuple[int, int] = (640, 480),
         color_jitter: Sequence[float] | None = None,
         seed: int = 0,
+        rotation: float = 0.0,
+        scale: Sequence[float] = (1.0, 1.0),
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -176,6 +215,10 @@ class PairDataset(Dataset):
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.color_jitter = None if color_jitter is None else tuple(float(v) for v in color_jitter)
         self.seed = int(seed)
+        self.rotation = float(rotation)
+        self.scale = (float(scale[0]), float(scale[1]))
+        if self.rotation < 0 or not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"need rotation >= 0 and 0 < scale[0] <= scale[1], got {rotation}, {tuple(scale)}")
         self.num_skipped = 0  # in this process (workers keep their own count; use the 'skipped' field)
 
     def __len__(self) -> int:
@@ -199,6 +242,12 @@ class PairDataset(Dataset):
         k1, k2 = self.pairs[idx]
         img1, K1, R1, t1 = self._load(k1)
         img2, K2, R2, t2 = self._load(k2)
+        if self.rotation > 0 or self.scale != (1.0, 1.0):
+            u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
+            angle = (2 * u[0] - 1) * self.rotation
+            zoom = float(np.exp(np.log(self.scale[0]) + u[1] * (np.log(self.scale[1]) - np.log(self.scale[0]))))
+            Hw, K2, Rz = view_augmentation(K2, self.image_size, angle, zoom)
+            img2, R2, t2 = warp_image(img2, Hw), Rz @ R2, Rz @ t2
         R, t = relative_pose(R1, t1, R2, t2)
         if np.linalg.norm(t) < 1e-9 * max(1.0, np.linalg.norm(t1), np.linalg.norm(t2)):
             raise DataError(f"pair ({k1}, {k2}): no baseline, the epipolar geometry is undefined")

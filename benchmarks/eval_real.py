@@ -1,0 +1,170 @@
+"""A trained model against SIFT on the real photographs of ``../shared/data`` (a measurement, not a test).
+
+    python benchmarks/eval_real.py --weights models/posfeat.pt                   # writes benchmarks/results/real.json
+    python benchmarks/eval_real.py --weights exp.pt --out /tmp/real.json --no-eth
+
+What it measures, on images the default study never trains on:
+
+* **HPatches** (``hpatches-oxford/``, e.g. ``v_boat``: zoom + rotation): D2-Net protocol, mutual NN,
+  MMA@1..10 and the MMA score, for three methods: ``posfeat`` (its keypoints, the study's HPatches
+  extraction settings: 8192 keypoints, NMS r=1, threshold 0.9), ``posfeat_sift_kp`` (PoSFeat descriptors on
+  OpenCV SIFT keypoints, the official ``use_sift: True``) and ``sift``.
+* **ETH layout** (``megadepth-strecha/<scene>``: real Strecha scenes with exact cameras): each scene is
+  written as an ETH-layout scene (``images/`` + ``gt_cameras.txt``) in a scratch folder, then reconstructed
+  with the study's ETH pipeline (20480 keypoints, NMS r=3, threshold 0.9 for PoSFeat; ratio 0.75):
+  registered images, 3D points, median rotation error against the ground truth.
+
+SIFT features do not depend on the model; they are cached in the scratch folder (``--work``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
+from posfeat.data.images import list_images  # noqa: E402
+from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
+from posfeat.evaluation.hpatches import evaluate_pairs, summarize  # noqa: E402
+from posfeat.data.megadepth import read_img_cam  # noqa: E402
+from posfeat.geometry import fundamental_from_poses  # noqa: E402
+from posfeat.io import FeatureReader  # noqa: E402
+from posfeat.matching import match_descriptors  # noqa: E402
+import numpy as np  # noqa: E402
+from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
+
+HPATCHES_CFG = dict(max_keypoints=8192, nms_radius=1, threshold=0.9, threshold_mode="abs")
+ETH_CFG = dict(max_keypoints=20480, nms_radius=3, threshold=0.9, threshold_mode="abs")
+SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
+ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
+            "median_rotation_error_deg")
+
+
+def _extract(method: str, root: Path, names: list[str], out: Path, model, cfg: dict, sift_kp: bool = False,
+             cache: bool = False) -> Path:
+    """Extract ``names`` under ``root`` into ``out`` (reused when ``cache`` and present)."""
+    if cache and out.is_file():
+        return out
+    config = ExtractConfig(**cfg, sift_keypoints=sift_kp)
+    extract_dataset(method, root, names, out, model=model if method == "posfeat" else None, config=config,
+                    device="cpu", progress=False)
+    return out
+
+
+def eval_hpatches(data: Path, work: Path, model) -> dict:
+    """MMA of posfeat / posfeat_sift_kp / sift on every sequence under ``data/hpatches-oxford``."""
+    root = data / "hpatches-oxford"
+    names = [im for s in list_sequences(root, ()) for im in load_sequence(root, s).images]
+    feats = {
+        "posfeat": _extract("posfeat", root, names, work / "hp_posfeat.h5", model, HPATCHES_CFG),
+        "posfeat_sift_kp": _extract("posfeat", root, names, work / "hp_posfeat_sift_kp.h5", model, HPATCHES_CFG,
+                                    sift_kp=True),
+        "sift": _extract("sift", root, names, work / "hp_sift.h5", None, HPATCHES_CFG, cache=True),
+    }
+    sequences = list_sequences(root, ())
+    out = {}
+    for m, path in feats.items():
+        raw = evaluate_pairs(root, path, sequences, 15, "cpu", progress=False)
+        r = summarize(raw, 15)
+        out[m] = {k: round(r["overall"][k], 4) for k in SUMMARY_KEYS} | {
+            "matches_per_pair": r["matches_per_pair"],
+            "mma@3_per_pair": [round(float(p[2]), 3) for p in raw.precision]}
+    return out
+
+
+def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0)) -> dict:
+    """Mutual-NN matches between consecutive images of the real ``megadepth-strecha`` scenes, scored by
+    their symmetric epipolar distance under the exact cameras: precision at 1 and 3 px, matches per pair.
+    (A necessary condition only: a wrong match along its epipolar line counts as right.)"""
+    out: dict = {}
+    for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
+        aligned = next(md_scene.glob("dense*/aligned"))
+        cams = read_img_cam(aligned / "img_cam.txt")
+        names = sorted(cams)
+        for method in ("posfeat", "posfeat_sift_kp", "sift"):
+            f = work / f"epi_{md_scene.name}_{method}.h5"
+            _extract("posfeat" if method != "sift" else "sift", aligned / "images", names, f, model, HPATCHES_CFG,
+                     sift_kp=method == "posfeat_sift_kp", cache=method == "sift")
+            prec, counts = [], []
+            with FeatureReader(f) as r:
+                for a, b in zip(names[:-1], names[1:]):
+                    fa, fb = r[a], r[b]
+                    m = match_descriptors(fa["descriptors"], fb["descriptors"], mutual=True, device="cpu")
+                    ca, cb = cams[a], cams[b]
+                    F = fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t)
+                    x1 = np.c_[fa["keypoints"][m[:, 0]], np.ones(len(m))]
+                    x2 = np.c_[fb["keypoints"][m[:, 1]], np.ones(len(m))]
+                    l2, l1 = x1 @ F.T, x2 @ F
+                    d = 0.5 * (np.abs((x2 * l2).sum(1)) / np.linalg.norm(l2[:, :2], axis=1)
+                               + np.abs((x1 * l1).sum(1)) / np.linalg.norm(l1[:, :2], axis=1))
+                    prec.append([(d <= t).mean() if len(d) else 0.0 for t in thresholds])
+                    counts.append(len(m))
+            p = np.mean(prec, 0)
+            out.setdefault(method, {})[md_scene.name] = {
+                **{f"precision@{t:g}": round(float(v), 4) for t, v in zip(thresholds, p)},
+                "matches_per_pair": round(float(np.mean(counts)), 1)}
+    return out
+
+
+def write_eth_scene(megadepth_scene: Path, out: Path) -> Path:
+    """A MegaDepth-layout scene (``dense*/aligned/{images, img_cam.txt}``) as an ETH-layout scene."""
+    aligned = next(megadepth_scene.glob("dense*/aligned"))
+    if not (out / "images").is_dir():
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(aligned / "images", tmp / "images")
+        shutil.copy(aligned / "img_cam.txt", tmp / "gt_cameras.txt")
+        tmp.rename(out)
+    return out
+
+
+def eval_eth(data: Path, work: Path, model) -> dict:
+    """ETH statistics of posfeat / sift on every ``megadepth-strecha`` scene written as an ETH scene."""
+    out: dict = {}
+    for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
+        scene = write_eth_scene(md_scene, work / "eth" / md_scene.name)
+        names = list_images(scene / "images")
+        for method in ("posfeat", "sift"):
+            f = _extract(method, scene / "images", names, work / f"eth_{md_scene.name}_{method}.h5", model, ETH_CFG,
+                         cache=method == "sift")
+            r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, ETHConfig(), device="cpu",
+                               progress=False)
+            out.setdefault(method, {})[md_scene.name] = {k: r.stats.get(k) for k in ETH_KEYS}
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--weights", default=str(ROOT / "models/posfeat.pt"), help="PoSFeat checkpoint")
+    ap.add_argument("--data", default=str(ROOT.parent / "shared/data"), help="the real data folder")
+    ap.add_argument("--work", default="/tmp/posfeat_eval_real", help="scratch folder (SIFT cache, scenes)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/real.json"), help="results JSON")
+    ap.add_argument("--no-eth", action="store_true", help="HPatches only (fast)")
+    a = ap.parse_args(argv)
+    data, work = Path(a.data), Path(a.work)
+    if not data.is_dir():
+        raise SystemExit(f"{data}: real data folder not found")
+    work.mkdir(parents=True, exist_ok=True)
+    model = load_model(a.weights, "cpu")
+    t0 = time.perf_counter()
+    res = {"weights": str(a.weights), "hpatches": eval_hpatches(data, work, model),
+           "epipolar": epipolar_precision(data, work, model)}
+    if not a.no_eth:
+        res["eth"] = eval_eth(data, work, model)
+    res["seconds"] = round(time.perf_counter() - t0, 1)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
