@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,15 +19,62 @@ class DataError(ValueError):
     """Bad input: the message names the file (and line) and what was expected."""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Remove temporaries of :func:`atomic_path` for ``path`` that a killed process left behind.
+
+    They are named ``.<name>.<pid>-<random><suffix>`` beside ``path``; one whose process no longer runs is
+    removed (``.<name>.<random><suffix>`` without a pid, from before pids were recorded, too). A temporary
+    of a live process (a concurrent writer) is kept. Returns the removed paths.
+    """
+    path = Path(path)
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    prefix, end = f".{path.name}.", suffix or ".tmp"
+    for p in path.parent.iterdir():
+        name = p.name
+        if not (name.startswith(prefix) and name.endswith(end)) or len(name) <= len(prefix) + len(end):
+            continue
+        middle = name[len(prefix):len(name) - len(end)]
+        pid_text, sep, rand = middle.partition("-")
+        if sep and pid_text.isdigit():
+            if int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+                continue
+        elif not (len(middle) == 8 and middle.replace("_", "").isalnum()):  # mkstemp's 8 characters
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    if removed:
+        logging.getLogger(__name__).info("removed %d temporary file(s) of an interrupted write of %s: %s",
+                                         len(removed), path, ", ".join(p.name for p in removed))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    Works for files and directories. On error the temporary is removed and ``path`` is untouched.
+    Works for files and directories. On error the temporary is removed and ``path`` is untouched. The
+    temporary is ``.<name>.<pid>-<random><suffix>``; one left by a killed process is removed by the next
+    write of ``path`` (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp = Path(tmp)
