@@ -33,6 +33,17 @@ def debug_enabled(argv: Sequence[str] = ()) -> bool:
     return DEBUG_FLAG in argv or env not in ("", "0", "false", "no", "off")
 
 
+def _close_progress_bars() -> None:
+    """Close the progress bars the failed work left open, so the message starts on a line of its own."""
+    try:
+        from tqdm import tqdm
+
+        for bar in list(getattr(tqdm, "_instances", ())):
+            bar.close()
+    except Exception:  # cosmetic only
+        pass
+
+
 def run_entry(func: Callable[[list[str]], Any], argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     """Run ``func(argv without --debug)`` and return an exit status (``func``'s int result, else 0).
 
@@ -48,6 +59,7 @@ def run_entry(func: Callable[[list[str]], Any], argv: Sequence[str] | None = Non
         if debug:
             raise
         text = " ".join(str(e).split("\n")).strip() or type(e).__name__
+        _close_progress_bars()
         print(f"{prog}: error: {text}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
