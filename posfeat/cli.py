@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from posfeat.entry import DEBUG_ENV, run_entry
+
 
 def _kv(text: str) -> tuple[str, str]:
     if "=" not in text:
@@ -20,6 +22,8 @@ def _kv(text: str) -> tuple[str, str]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="posfeat", description=__doc__.splitlines()[0])
+    p.add_argument("--debug", action="store_true",
+                   help=f"show the traceback of a bad-input error (also: {DEBUG_ENV}=1); accepted anywhere")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("demo", help="render the demo world (MegaDepth, HPatches, Aachen and ETH layouts)")
@@ -75,11 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _run(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(args.module)
     rc = module.run_cli(args)
     return int(rc or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``posfeat`` command (and ``python -m posfeat``): bad input ends in one message, exit status 2."""
+    return run_entry(_run, argv, prog="posfeat")
 
 
 if __name__ == "__main__":

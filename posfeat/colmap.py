@@ -31,7 +31,7 @@ import pycolmap
 import torch
 from tqdm import tqdm
 
-from posfeat.io import DataError, FeatureReader
+from posfeat.io import DataError, FeatureReader, check_descriptor_dims
 from posfeat.matching import match_descriptors
 from posfeat.utils import get_logger
 
@@ -395,7 +395,9 @@ def match_and_import(
             continue
         seen.add(key)
         stats.num_pairs += 1
-        m = match_descriptors(cache[feature_keys[a]], cache[feature_keys[b]], mutual=mutual, ratio=ratio, device=device)
+        da, db_ = cache[feature_keys[a]], cache[feature_keys[b]]
+        check_descriptor_dims(features.path, da, features.path, db_, feature_keys[a], feature_keys[b])
+        m = match_descriptors(da, db_, mutual=mutual, ratio=ratio, device=device)
         n = import_matches(db, ia, ib, m)
         if n == 0:
             stats.num_empty_pairs += 1

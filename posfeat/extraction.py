@@ -100,9 +100,9 @@ class ExtractConfig:
             )
 
     @classmethod
-    def from_dict(cls, d: dict | None) -> "ExtractConfig":
-        """From a params mapping; unknown keys are an error naming them."""
-        return config_from_dict(cls, d, "extract")
+    def from_dict(cls, d: dict | None, what: str = "extract") -> "ExtractConfig":
+        """From params mapping ``what`` (e.g. ``extract.hpatches``); unknown keys or wrong types name the key."""
+        return config_from_dict(cls, d, what)
 
 
 # --------------------------------------------------------------------------------------- detection

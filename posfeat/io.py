@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -18,15 +19,62 @@ class DataError(ValueError):
     """Bad input: the message names the file (and line) and what was expected."""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists (another user's) or cannot tell: keep its file
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None) -> list[Path]:
+    """Remove temporaries of :func:`atomic_path` for ``path`` that a killed process left behind.
+
+    They are named ``.<name>.<pid>-<random><suffix>`` beside ``path``; one whose process no longer runs is
+    removed (``.<name>.<random><suffix>`` without a pid, from before pids were recorded, too). A temporary
+    of a live process (a concurrent writer) is kept. Returns the removed paths.
+    """
+    path = Path(path)
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    prefix, end = f".{path.name}.", suffix or ".tmp"
+    for p in path.parent.iterdir():
+        name = p.name
+        if not (name.startswith(prefix) and name.endswith(end)) or len(name) <= len(prefix) + len(end):
+            continue
+        middle = name[len(prefix):len(name) - len(end)]
+        pid_text, sep, rand = middle.partition("-")
+        if sep and pid_text.isdigit():
+            if int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
+                continue
+        elif not (len(middle) == 8 and middle.replace("_", "").isalnum()):  # mkstemp's 8 characters
+            continue
+        try:
+            shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            removed.append(p)
+        except FileNotFoundError:
+            pass
+    if removed:
+        logging.getLogger(__name__).info("removed %d temporary file(s) of an interrupted write of %s: %s",
+                                         len(removed), path, ", ".join(p.name for p in removed))
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    Works for files and directories. On error the temporary is removed and ``path`` is untouched.
+    Works for files and directories. On error the temporary is removed and ``path`` is untouched. The
+    temporary is ``.<name>.<pid>-<random><suffix>``; one left by a killed process is removed by the next
+    write of ``path`` (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+    remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix or ".tmp", dir=path.parent)
     os.close(fd)
     os.unlink(tmp)
     tmp = Path(tmp)
@@ -123,6 +171,23 @@ class FeatureWriter:
         self.close(ok=exc_type is None)
 
 
+FEATURE_DATASETS = ("keypoints", "scores", "descriptors", "image_size")
+"""The datasets every image group of a feature file holds."""
+
+
+def check_descriptor_dims(path1: str | os.PathLike, d1: np.ndarray, path2: str | os.PathLike, d2: np.ndarray,
+                          name1: str = "", name2: str = "") -> None:
+    """N×D descriptors to be matched must share D: otherwise :class:`DataError` naming both files (and images).
+
+    Call it where descriptors of two images (of one file or of two) meet, before matching.
+    """
+    if d1.ndim == 2 and d2.ndim == 2 and len(d1) and len(d2) and d1.shape[1] != d2.shape[1]:
+        a = f"{path1}" + (f" ({name1!r})" if name1 else "")
+        b = f"{path2}" + (f" ({name2!r})" if name2 else "")
+        raise DataError(f"descriptor widths differ: {a} has {d1.shape[1]}-dimensional descriptors, "
+                        f"{b} has {d2.shape[1]}; both files must come from the same method")
+
+
 def _visit_groups(h5: h5py.File) -> list[str]:
     names: list[str] = []
 
@@ -168,12 +233,35 @@ class FeatureReader:
         if name not in self._h5:
             raise DataError(f"{self.path}: no features for image {name!r}")
         g = self._h5[name]
-        return {
-            "keypoints": g["keypoints"][()],
-            "scores": g["scores"][()],
-            "descriptors": g["descriptors"][()].T.copy(),
-            "image_size": g["image_size"][()],
-        }
+        if not isinstance(g, h5py.Group):
+            raise DataError(f"{self.path}: {name!r} is a dataset, expected a group of features for that image")
+        out = {}
+        for key in FEATURE_DATASETS:
+            if key not in g:
+                raise DataError(f"{self.path}: image {name!r} has no dataset {key!r} "
+                                f"(expected {', '.join(FEATURE_DATASETS)}; has {', '.join(sorted(g)) or 'nothing'})")
+            try:
+                out[key] = g[key][()]
+            except (OSError, KeyError, TypeError) as e:
+                raise DataError(f"{self.path}: image {name!r}: dataset {key!r} cannot be read ({e})") from e
+        kp, sc, de = out["keypoints"], out["scores"], out["descriptors"]
+        n = len(kp) if kp.ndim == 2 and kp.shape[1] == 2 else None
+        if n is None or sc.shape != (n,) or de.ndim != 2 or de.shape[1] != n or out["image_size"].shape != (2,):
+            raise DataError(
+                f"{self.path}: image {name!r}: inconsistent shapes keypoints {kp.shape}, scores {sc.shape}, "
+                f"descriptors {de.shape}, image_size {out['image_size'].shape} (expected N×2, N, D×N, 2)"
+            )
+        out["descriptors"] = de.T.copy()
+        return out
+
+    def descriptor_dim(self, name: str | None = None) -> int | None:
+        """Descriptor width D of image ``name`` (default: the first image); ``None`` for an empty file."""
+        if name is None:
+            names = self.names()
+            if not names:
+                return None
+            name = names[0]
+        return int(self[name]["descriptors"].shape[1])
 
     def close(self) -> None:
         self._h5.close()

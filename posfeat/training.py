@@ -46,7 +46,7 @@ from tqdm import tqdm
 from posfeat.data.pairs import PairDataset, StepBatchSampler, derive_seed
 from posfeat.io import DataError, atomic_path
 from posfeat.models import build_model, load_checkpoint, normalize_image, save_checkpoint
-from posfeat.utils import get_logger, resolve_device, seed_everything
+from posfeat.utils import ParamError, check_params, get_logger, resolve_device, seed_everything
 
 logger = get_logger(__name__)
 
@@ -75,6 +75,17 @@ OPTIONAL = {
 #: keys that do not change the trajectory (so they may change between a run and its resume)
 NOT_FINGERPRINTED = {"log_every", "vis_every", "checkpoint_every", "num_workers", "epochs", "vis_pairs",
                      "vis_keypoints", "metrics_window"}
+#: the type of every configuration key, checked where the configuration is read (a wrong type is a ParamError
+#: naming ``train_<stage>.<key>``, never a late ``int()`` failure)
+KEY_TYPES: dict[str, Any] = {
+    "image_size": tuple[int, int], "color_jitter": list[float] | None, "amp": bool, "freeze_bn": bool,
+    "lr_gamma": float, "window_size": float, "temperature": float, "win_cost_thr": float, "reward_thr": float,
+    "good_reward": float, "bad_reward": float, "kp_penalty": float, "optimizer": str, "lr": float,
+    "rotation": float, "scale": tuple[float, float],
+    **{k: int for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every",
+                        "checkpoint_every", "grid_size", "line_step", "num_workers", "vis_pairs", "vis_keypoints",
+                        "metrics_window")},
+}
 
 
 # ================================================================================ configuration
@@ -84,14 +95,15 @@ def check_stage_config(stage: str, cfg: dict) -> dict:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     missing = [k for k in COMMON_KEYS + STAGE_KEYS[stage] if k not in cfg]
     if missing:
-        raise ValueError(f"train_{stage} configuration lacks {missing}")
+        raise ParamError(f"train_{stage} configuration lacks {missing}")
     out = {**OPTIONAL, **cfg}
+    check_params(out, KEY_TYPES, f"train_{stage}")
     w, h = (int(v) for v in out["image_size"])
     if w % 16 or h % 16:
-        raise ValueError(f"train_{stage}.image_size must be multiples of 16 (ALGORITHM.md §7.3), got {w}x{h}")
+        raise ParamError(f"train_{stage}.image_size must be multiples of 16 (ALGORITHM.md §7.3), got {w}x{h}")
     for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every", "checkpoint_every"):
         if int(out[k]) < 1:
-            raise ValueError(f"train_{stage}.{k} must be >= 1, got {out[k]}")
+            raise ParamError(f"train_{stage}.{k} must be >= 1, got {out[k]}")
     return out
 
 

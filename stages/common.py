@@ -1,15 +1,63 @@
-"""What every stage module shares: reading ``params.yaml``."""
+"""What every stage module shares: reading ``params.yaml``, typed parameter access, the entry point."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any, Callable
 
 import yaml
 
+from posfeat.entry import run_entry
+from posfeat.io import DataError
+from posfeat.utils import ParamError, check_param
+
 ROOT = Path(__file__).resolve().parents[1]
+_MISSING = object()
 
 
 def load_params(path: str | Path = ROOT / "params.yaml") -> dict:
-    """The study's parameters as a dict (the library never reads this file)."""
-    with open(path) as f:
-        return yaml.safe_load(f)
+    """The study's parameters as a dict (the library never reads this file); a bad file is a DataError."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: parameter file not found")
+    try:
+        with open(path) as f:
+            params = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise DataError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+    if not isinstance(params, dict):
+        raise DataError(f"{path}: expected a mapping of parameters, got {type(params).__name__}")
+    return params
+
+
+def param(params: dict, name: str, hint: Any = Any, default: Any = _MISSING) -> Any:
+    """``params`` at dotted ``name`` (``eval.hpatches.max_threshold``), type-checked against ``hint``.
+
+    A missing key (without ``default``) or a value of the wrong type is a :class:`ParamError` naming the
+    full dotted name, the value and the expected type.
+    """
+    node: Any = params
+    parts = name.split(".")
+    for i, key in enumerate(parts):
+        if not isinstance(node, dict):
+            raise ParamError(f"params.yaml: {'.'.join(parts[:i])} = {node!r}: expected a mapping (with key {key!r})")
+        if key not in node:
+            if default is not _MISSING:
+                return default
+            raise ParamError(f"params.yaml: {name} is missing")
+        node = node[key]
+    return check_param(node, hint, name)
+
+
+def stage_entry(main: Callable[[], Any], prog: str) -> None:
+    """``python -m stages.<name>`` for a stage without arguments: bad input → one message, exit status 2."""
+    def run(argv: list[str]) -> int:
+        if argv:
+            raise SystemExit(f"{prog}: takes no arguments except --debug, got {argv}")
+        main()
+        return 0
+
+    sys.exit(run_entry(run, prog=prog))

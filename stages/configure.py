@@ -15,7 +15,9 @@ from pathlib import Path
 
 from ruamel.yaml import YAML
 
-from stages.common import ROOT
+from posfeat.entry import run_entry
+from posfeat.io import DataError
+from stages.common import ROOT, load_params
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
@@ -32,7 +34,7 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, object]:
 def _merge(dst, src: dict, where: str = "") -> None:
     for k, v in src.items():
         if k not in dst:
-            raise KeyError(f"override key {where}{k!r} does not exist in params.yaml")
+            raise DataError(f"override key {where}{k!r} does not exist in params.yaml")
         if isinstance(v, dict):
             _merge(dst[k], v, f"{where}{k}.")
         else:
@@ -55,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     yaml = YAML()
     yaml.preserve_quotes = True
-    overrides = YAML(typ="safe").load(Path(args.overrides).read_text()) or {}
+    overrides = load_params(args.overrides)  # DataError: missing, not YAML, not a mapping
     if args.dvc_args:
         print(" ".join(f"'{a}'" if a != "-S" else a for a in dvc_args(overrides)))
         return 0
@@ -71,4 +73,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_entry(main, prog="stages.configure"))

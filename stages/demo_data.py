@@ -16,8 +16,8 @@ from pathlib import Path
 from posfeat.data.demo import DEFAULT_SIZES, generate_demo
 from posfeat.data.manifest import write_metadata_manifest
 from posfeat.io import atomic_path
-from posfeat.utils import get_logger
-from stages.common import ROOT, load_params
+from posfeat.utils import ParamError, check_param, get_logger
+from stages.common import ROOT, load_params, stage_entry
 
 OUT_DIR = Path("data/demo")
 MANIFEST_NAME = "megadepth_metadata.json"
@@ -32,10 +32,13 @@ def demo_config(p: dict) -> tuple[int, dict]:
     error, so a typo in ``params.yaml`` cannot be silently ignored); ``*_size`` values become ``(W, H)``.
     """
     p = dict(p)
-    seed = int(p.pop("seed", 0))
+    seed = check_param(p.pop("seed", 0), int, "demo.seed")
     unknown = sorted(set(p) - set(DEFAULT_SIZES))
     if unknown:
-        raise ValueError(f"params.yaml demo: unknown keys {unknown} (known: seed, {', '.join(sorted(DEFAULT_SIZES))})")
+        raise ParamError(f"params.yaml demo: unknown keys {unknown} (known: seed, {', '.join(sorted(DEFAULT_SIZES))})")
+    for k, v in p.items():  # the type of each default: int counts, float fractions, (W, H) sizes
+        d = DEFAULT_SIZES[k]
+        check_param(v, tuple[int, int] if isinstance(d, tuple) else type(d), f"demo.{k}")
     sizes = {k: tuple(int(x) for x in v) if k.endswith("_size") else v for k, v in p.items()}
     return seed, sizes
 
@@ -69,4 +72,4 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT, workers: int |
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.demo_data")

@@ -16,7 +16,7 @@ from pathlib import Path
 from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen, format_metrics, write_submission
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params
+from stages.common import ROOT, load_params, param, stage_entry
 
 METRICS_PATH = Path("metrics/aachen.json")
 RESULTS_DIR = Path("results/aachen")
@@ -27,18 +27,18 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     log = get_logger("stages.eval_aachen")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(params["datasets"]["aachen"])
+    root = Path(param(params, "datasets.aachen", str))
     root = root if root.is_absolute() else base_dir / root
-    settings = dict(params["eval"]["aachen"])
-    settings.setdefault("seed", int(params.get("seed", 0)))
+    settings = dict(param(params, "eval.aachen", dict))
+    settings.setdefault("seed", param(params, "seed", int, 0))
     config = AachenConfig.from_dict(settings)
     results_dir = base_dir / RESULTS_DIR
     metrics: dict = {}
-    for method in params["extract"]["methods"]:
+    for method in param(params, "extract.methods", list[str]):
         features = base_dir / "features" / method / "aachen.h5"
         log.info("%s: localizing the queries of %s", method, root)
         result = evaluate_aachen(root, features, results_dir / "work" / method, config,
-                                 device=params.get("device", "auto"))
+                                 device=param(params, "device", str, "auto"))
         write_submission(results_dir / f"{method}.txt", result.queries)
         write_json(results_dir / f"{method}.json", {
             "metrics": result.metrics,
@@ -58,4 +58,4 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.eval_aachen")

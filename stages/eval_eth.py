@@ -16,7 +16,7 @@ from posfeat.data.eth import list_scenes
 from posfeat.evaluation.eth import ETHConfig, evaluate_scene, format_table
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params
+from stages.common import ROOT, load_params, param, stage_entry
 
 METRICS_PATH = Path("metrics/eth.json")
 RESULTS_DIR = Path("results/eth")
@@ -27,16 +27,16 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     log = get_logger("stages.eval_eth")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(params["datasets"]["eth"])
+    root = Path(param(params, "datasets.eth", str))
     root = root if root.is_absolute() else base_dir / root
-    settings = dict(params["eval"]["eth"])
-    settings.setdefault("seed", int(params.get("seed", 0)))
+    settings = dict(param(params, "eval.eth", dict))
+    settings.setdefault("seed", param(params, "seed", int, 0))
     config = ETHConfig.from_dict(settings)
-    device = params.get("device", "auto")
+    device = param(params, "device", str, "auto")
     scenes = list_scenes(root)
     results_dir = base_dir / RESULTS_DIR
     metrics: dict[str, dict[str, dict]] = {}
-    for method in params["extract"]["methods"]:
+    for method in param(params, "extract.methods", list[str]):
         features = base_dir / "features" / method / "eth.h5"
         details = {}
         metrics[method] = {}
@@ -55,4 +55,4 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.eval_eth")

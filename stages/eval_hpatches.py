@@ -14,7 +14,7 @@ from posfeat.evaluation.hpatches import evaluate_hpatches, format_table, write_c
 from posfeat.evaluation.plots import plot_mma_curves
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params
+from stages.common import ROOT, load_params, param, stage_entry
 
 METRICS_PATH = Path("metrics/hpatches.json")
 CURVES_DIR = Path("plots/hpatches")
@@ -26,13 +26,13 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     get_logger("stages.eval_hpatches")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    p = params["eval"]["hpatches"]
-    root = Path(params["datasets"]["hpatches"])
+    root = Path(param(params, "datasets.hpatches", str))
     root = root if root.is_absolute() else base_dir / root
-    features = {m: base_dir / "features" / m / "hpatches.h5" for m in params["extract"]["methods"]}
+    features = {m: base_dir / "features" / m / "hpatches.h5" for m in param(params, "extract.methods", list[str])}
     results = evaluate_hpatches(
-        root, features, exclude=tuple(p["exclude"]), max_threshold=int(p["max_threshold"]),
-        device=params.get("device", "auto"),
+        root, features, exclude=tuple(param(params, "eval.hpatches.exclude", list[str])),
+        max_threshold=param(params, "eval.hpatches.max_threshold", int),
+        device=param(params, "device", str, "auto"),
     )
     write_json(base_dir / METRICS_PATH, results)
     write_curves(results, base_dir / CURVES_DIR)
@@ -42,4 +42,4 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.eval_hpatches")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from posfeat.data.hpatches import list_sequences, load_sequence
@@ -24,7 +25,8 @@ from posfeat.data.images import list_images
 from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_model
 from posfeat.io import DataError
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params
+from posfeat.entry import run_entry
+from stages.common import ROOT, load_params, param
 
 DATASETS = ("hpatches", "aachen", "eth")
 #: the study's methods: the library's, plus PoSFeat descriptors on SIFT keypoints
@@ -60,14 +62,14 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     log = get_logger("stages.extract")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(params["datasets"][dataset])
+    root = Path(param(params, f"datasets.{dataset}", str))
     root = root if root.is_absolute() else base_dir / root
-    exclude = params["eval"]["hpatches"]["exclude"] if dataset == "hpatches" else ()
-    cfg = ExtractConfig.from_dict(params["extract"][dataset])
+    exclude = param(params, "eval.hpatches.exclude", list[str]) if dataset == "hpatches" else ()
+    cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
     library_method = method
     if method == "posfeat_sift":
         library_method, cfg.sift_keypoints = "posfeat", True
-    device = params.get("device", "auto")
+    device = param(params, "device", str, "auto")
     image_root, names = dataset_images(dataset, root, exclude)
     log.info("%s/%s: %d images under %s", method, dataset, len(names), image_root)
     model = load_model(base_dir / MODEL_PATH, device) if library_method == "posfeat" else None
@@ -77,9 +79,14 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     return summary
 
 
-if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def _cli(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="stages.extract", description=__doc__.splitlines()[0])
     ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("method", choices=STUDY_METHODS)
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     main(a.dataset, a.method)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_entry(_cli, prog="stages.extract"))

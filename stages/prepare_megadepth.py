@@ -17,7 +17,7 @@ from posfeat.data.manifest import check_metadata_manifest
 from posfeat.data.prepare import prepare_megadepth
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params
+from stages.common import ROOT, load_params, param, stage_entry
 
 INDEX_PATH = Path("data/prepared/megadepth.json")
 METRICS_PATH = Path("metrics/prepare.json")
@@ -44,18 +44,17 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT) -> tuple[dict,
     """
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    p = params["prepare"]
-    root = str(params["datasets"]["megadepth"])
+    root = param(params, "datasets.megadepth", str)
     root_path = _resolve(root, base_dir)
-    manifest = check_metadata_manifest(root_path, _resolve(params["datasets"]["megadepth_metadata"], base_dir))
+    manifest = check_metadata_manifest(root_path, _resolve(param(params, "datasets.megadepth_metadata", str), base_dir))
     log.info("metadata manifest up to date: %d files under %s", len(manifest["files"]), root_path)
     index, report = prepare_megadepth(
         root_path,
-        banned_scenes=[_scene_id(s) for s in p["banned_scenes"]],
-        max_pairs_per_scene=int(p["max_pairs_per_scene"]),
-        rot_thr=float(p["rot_thr"]),
-        val_fraction=float(p["val_fraction"]),
-        seed=int(params["seed"]),
+        banned_scenes=[_scene_id(s) for s in param(params, "prepare.banned_scenes", list[str | int])],
+        max_pairs_per_scene=param(params, "prepare.max_pairs_per_scene", int),
+        rot_thr=float(param(params, "prepare.rot_thr", float)),
+        val_fraction=float(param(params, "prepare.val_fraction", float)),
+        seed=param(params, "seed", int),
     )
     index["root"] = root  # as given in params.yaml (relative to the repository root)
     write_json(base_dir / INDEX_PATH, index)
@@ -65,4 +64,4 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT) -> tuple[dict,
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.prepare_megadepth")

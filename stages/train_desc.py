@@ -16,7 +16,8 @@ from pathlib import Path
 
 from posfeat.io import read_json
 from posfeat.training import train
-from stages.common import ROOT, load_params
+from posfeat.utils import ParamError
+from stages.common import ROOT, load_params, param, stage_entry
 
 INDEX_PATH = Path("data/prepared/megadepth.json")
 MODEL_PATH = Path("models/desc.pt")
@@ -41,25 +42,26 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     """
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    opt = str(params["optimizer"])
-    if opt not in params["lr"]:
-        raise SystemExit(f"params.yaml: lr has no entry for optimizer {opt!r} (have {sorted(params['lr'])})")
+    opt = param(params, "optimizer", str)
+    lrs = param(params, "lr", dict)
+    if opt not in lrs:
+        raise ParamError(f"params.yaml: lr has no entry for optimizer {opt!r} (have {sorted(lrs)})")
     return train(
         "desc",
         load_stage_index(base_dir),
-        dict(params["train_desc"]),
+        dict(param(params, "train_desc", dict)),
         out_model=base_dir / MODEL_PATH,
         ckpt_dir=base_dir / CKPT_DIR,
         live_dir=base_dir / LIVE_DIR,
         metrics_path=base_dir / METRICS_PATH,
-        model_config=dict(params["model"]),
+        model_config=dict(param(params, "model", dict)),
         optimizer=opt,
-        lr=float(params["lr"][opt]),
-        seed=int(params["seed"]),
-        device=str(params.get("device", "auto")),
+        lr=float(param(params, f"lr.{opt}", float)),
+        seed=param(params, "seed", int),
+        device=param(params, "device", str, "auto"),
         **kwargs,
     )
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.train_desc")

@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from posfeat.training import train
-from stages.common import ROOT, load_params
+from stages.common import ROOT, load_params, param, stage_entry
 from stages.train_desc import MODEL_PATH as DESC_MODEL_PATH
 from stages.train_desc import load_stage_index
 
@@ -29,9 +29,10 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     """Run the stage with ``params`` (default: ``params.yaml``); paths are relative to ``base_dir``."""
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    cfg = dict(params["train_kp"])
-    opt = str(cfg.pop("optimizer", "sgd"))
-    lr = float(cfg.pop("lr", 1e-3))
+    cfg = dict(param(params, "train_kp", dict))
+    opt = param(cfg, "optimizer", str, "sgd")
+    lr = float(param(cfg, "lr", float, 1e-3))
+    cfg.pop("optimizer", None), cfg.pop("lr", None)
     return train(
         "kp",
         load_stage_index(base_dir),
@@ -43,11 +44,11 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
         init_checkpoint=base_dir / DESC_MODEL_PATH,
         optimizer=opt,
         lr=lr,
-        seed=int(params["seed"]),
-        device=str(params.get("device", "auto")),
+        seed=param(params, "seed", int),
+        device=param(params, "device", str, "auto"),
         **kwargs,
     )
 
 
 if __name__ == "__main__":
-    main()
+    stage_entry(main, "stages.train_kp")

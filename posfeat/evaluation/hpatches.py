@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from posfeat.data.hpatches import D2NET_EXCLUDE, load_sequence, list_sequences
 from posfeat.geometry import apply_homography_np
-from posfeat.io import DataError, FeatureReader, write_json
+from posfeat.io import DataError, FeatureReader, check_descriptor_dims, write_json
 from posfeat.matching import match_descriptors
 from posfeat.utils import get_logger, resolve_device
 
@@ -103,6 +103,8 @@ def evaluate_pairs(
             fa = feats[0]
             for k in range(2, len(seq.images) + 1):
                 fb = feats[k - 1]
+                check_descriptor_dims(reader.path, fa["descriptors"], reader.path, fb["descriptors"],
+                                      seq.images[0], seq.images[k - 1])
                 m = match_descriptors(fa["descriptors"], fb["descriptors"], mutual=True, device=device)
                 err = match_errors(fa["keypoints"], fb["keypoints"], m, seq.homographies[k])
                 res.kinds.append(seq.kind)
