@@ -203,3 +203,28 @@ def test_stable_sigma_through_the_loss():
     assert out[torch.float64, True][0] == pytest.approx(out[torch.float64, False][0], rel=1e-6)
     assert out[torch.float64, True][1] == pytest.approx(out[torch.float64, False][1], rel=1e-6)
     assert out[torch.float32, True][1] != out[torch.float32, False][1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_fidelity_on_cuda():
+    """On CUDA: two passes equal the two-call reference in train mode; the loss ignores bf16 autocast."""
+    torch.manual_seed(0)
+    model = build_model(SMALL).cuda()
+    ref = copy.deepcopy(model)
+    im1, im2 = (x.cuda() for x in _images())
+    set_train_modes(model, "desc")
+    set_train_modes(ref, "desc")
+    a1, a2 = StageForward(model, "desc", 2)(im1, im2)
+    r1, r2 = (ref.backbone(normalize_image(x))["local_map"] for x in (im1, im2))
+    assert torch.allclose(a1, r1, atol=1e-4) and torch.allclose(a2, r2, atol=1e-4)
+    for k, v in _bn_state(ref.backbone).items():
+        assert torch.allclose(_bn_state(model.backbone)[k].float(), v.float(), rtol=1e-4, atol=1e-5), k
+    W, H = 128, 96
+    F12, F21 = (m.cuda() for m in _pair_geometry(W, H))
+    f1, f2 = (torch.randn(1, 16, H // 4, W // 4, device="cuda").bfloat16() for _ in range(2))
+    l2w = Line2WindowLoss(line_step=30, win_cost_thr=0.5)
+    gen = lambda: torch.Generator(device="cuda").manual_seed(1)  # noqa: E731
+    plain = l2w(f1.float(), f2.float(), F12, F21, (W, H), generator=gen())[0]
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        auto = l2w(f1, f2, F12, F21, (W, H), generator=gen())[0]
+    assert auto.dtype == torch.float32 and torch.allclose(auto, plain, rtol=1e-5, atol=1e-5)
