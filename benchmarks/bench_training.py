@@ -12,6 +12,16 @@ or the direct formulation of the original on the same inputs (``reference``: sta
 ``D``-dimensional descriptors at every line/window point; stage 2 builds the ``B×n×n`` tensors in the
 autograd graph). The figure is the ratio reference / fast.
 
+Each iteration also reports the seconds spent in the loss's forward, and (unless ``--no-loss-share``) the
+same iterations are repeated with the loss replaced by a trivial function of the network's outputs: the
+loss's share of a step is ``1 − t_network_only / t_step`` (its forward *and* backward). The model, image
+sizes, batches and BatchNorm settings (``freeze_bn``, ``backbone_passes``) are those of ``params.yaml`` (demo)
+and ``configs/paper.yaml`` (paper); float32 unless ``--amp`` (bf16 autocast on CUDA, as ``amp: true``).
+
+For the README's CPU figures, on a quiet machine (nothing else running)::
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_training.py --device cpu --iters 5 --out benchmarks/results/training_cpu.json
+
 Each case runs in its own process so that the peak memory is its own: ``torch.cuda.max_memory_allocated``
 on GPU, the peak resident set size (``ru_maxrss``) minus the RSS before the first iteration on CPU.
 The paper scale on a CPU runs a reduced batch (``--paper-cpu-batch``, default 1 pair) for 1 iteration.
@@ -34,10 +44,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 SCALES = {
-    # model config, stage-1 (size, batch), stage-2 (size, batch)
-    "demo": {"model": {"encoder": "small", "det_conv1": 64, "det_img": 16, "det_mid": 16},
-             "desc": ((256, 192), 4), "kp": ((256, 192), 2)},
-    "paper": {"model": {"encoder": "resnet50"}, "desc": ((640, 480), 8), "kp": ((640, 480), 6)},
+    # model config, stage-1 (size, batch), stage-2 (size, batch), stage-1 BatchNorm (freeze_bn, backbone_passes)
+    # as in params.yaml (demo) and configs/paper.yaml (paper)
+    "demo": {"model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32},
+             "desc": ((256, 192), 4), "kp": ((256, 192), 2), "bn": (True, 1)},
+    "paper": {"model": {"encoder": "resnet50"}, "desc": ((640, 480), 8), "kp": ((640, 480), 6), "bn": (False, 2)},
 }
 DESC_LOSS = dict(grid_size=16, line_step=100, window_size=0.1, temperature=60.0, win_cost_thr=0.1)
 KP_LOSS = dict(grid_size=8, temperature=60.0, reward_thr=2.0, good_reward=1.0, bad_reward=-0.25, kp_penalty=1e-3)
@@ -69,8 +80,15 @@ def _fundamentals(width: int, height: int, batch: int):
     return t(F12), t(F21)
 
 
-def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: int | None) -> dict:
-    """Time ``iters`` iterations (after one warm-up when ``iters > 1``) of one stage at one scale."""
+def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: int | None, amp: bool = False,
+             loss_share: bool = True) -> dict:
+    """Time ``iters`` iterations (after one warm-up when ``iters > 1``) of one stage at one scale.
+
+    ``amp``: bf16 autocast (fp16 where bf16 is unsupported) on CUDA around the network forward, as the
+    trainer's ``amp: true``; the losses run in float32 either way. ``loss_share``: also time the same
+    iterations with the loss replaced by a trivial function of the same outputs (network forward, backward
+    and update only); the loss's share of a step is ``1 − t_network_only / t_step``.
+    """
     import torch
 
     from posfeat.losses.line2window import Line2WindowLoss
@@ -82,6 +100,7 @@ def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: 
     dev = resolve_device(device)
     spec = SCALES[scale]
     (w, h), b = spec[stage]
+    freeze_bn, passes = spec["bn"]
     b = int(batch or b)
     torch.manual_seed(0)
     model = build_model(spec["model"]).to(dev)
@@ -90,57 +109,78 @@ def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: 
         p.requires_grad_(False)
     for p in trained.parameters():
         p.requires_grad_(True)
-    fwd = StageForward(model, stage)
+    fwd = StageForward(model, stage, passes)
     opt = torch.optim.SGD(trained.parameters(), lr=1e-3)
     loss_fn = Line2WindowLoss(**DESC_LOSS) if stage == "desc" else ReinforceLoss(**KP_LOSS)
     F12, F21 = (m.to(dev) for m in _fundamentals(w, h, b))
     gen_img = torch.Generator().manual_seed(1)
     im1 = torch.rand(b, 3, h, w, generator=gen_img).to(dev)
     im2 = torch.rand(b, 3, h, w, generator=gen_img).to(dev)
-    use_amp = dev.type == "cuda"
+    use_amp = bool(amp) and dev.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)  # noqa: E731
 
-    def step(i: int) -> float:
-        set_train_modes(model, stage)
+    def step(i: int, with_loss: bool = True) -> tuple[float, float]:
+        """One iteration → (loss value, seconds in the loss's forward)."""
+        set_train_modes(model, stage, freeze_bn)
         gen = torch.Generator(device=dev).manual_seed(100 + i)
         with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
             out = fwd(im1, im2)
-        if stage == "desc":
+        sync()
+        t0 = time.perf_counter()
+        if not with_loss:  # network only: a loss that touches every output the real one does
+            loss = sum(o.float().mean() for o in (out if stage == "desc" else out[2:]))
+        elif stage == "desc":
             loss, _ = loss_fn(out[0].float(), out[1].float(), F12, F21, (w, h), generator=gen, impl=impl)
         else:
             res = loss_fn.terms(out[2].float(), out[3].float(), out[0].float(), out[1].float(), F12, F21,
                                 image_size=(w, h), generator=gen, impl="fast" if impl == "fast" else "dense")
             loss = res["loss"]
+        sync()
+        t_loss = time.perf_counter() - t0
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss), t_loss
 
+    def timed(n: int, with_loss: bool) -> tuple[list[float], list[float], list[float]]:
+        times, loss_times, losses = [], [], []
+        for i in range(n):
+            sync()
+            t0 = time.perf_counter()
+            value, t_loss = step(i + 1, with_loss)
+            sync()
+            times.append(time.perf_counter() - t0)
+            loss_times.append(t_loss)
+            losses.append(value)
+        return times, loss_times, losses
+
+    sync()
     if dev.type == "cuda":
-        torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
     rss0 = _rss_mb()
-    losses = []
     if iters > 1:
-        losses.append(step(0))  # warm-up (allocator, cuDNN autotune)
-    times = []
-    for i in range(iters):
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        t0 = time.perf_counter()
-        losses.append(step(i + 1))
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        times.append(time.perf_counter() - t0)
+        step(0)  # warm-up (allocator, cuDNN autotune)
+    times, loss_times, losses = timed(iters, True)
     if dev.type == "cuda":
         peak = torch.cuda.max_memory_allocated(dev) / 2**20
         kind = "cuda_max_allocated_MiB"
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - rss0
         kind = "cpu_peak_rss_increase_MiB"
-    return {"stage": stage, "scale": scale, "impl": impl, "device": str(dev), "image_size": [w, h], "batch": b,
-            "iters": iters, "seconds_per_iteration": sum(times) / len(times), "peak_memory_MiB": peak,
-            "memory_kind": kind, "loss": losses[-1], "threads": torch.get_num_threads()}
+    t_step = sum(times) / len(times)
+    res = {"stage": stage, "scale": scale, "impl": impl, "device": str(dev), "image_size": [w, h], "batch": b,
+           "amp": str(amp_dtype).replace("torch.", "") if use_amp else "float32",
+           "freeze_bn": freeze_bn, "backbone_passes": passes if stage == "desc" else None,
+           "iters": iters, "seconds_per_iteration": t_step, "seconds_per_iteration_all": times,
+           "loss_forward_seconds": sum(loss_times) / len(loss_times),
+           "peak_memory_MiB": peak, "memory_kind": kind, "loss": losses[-1], "threads": torch.get_num_threads()}
+    if loss_share:
+        net_times, _, _ = timed(iters, False)
+        t_net = sum(net_times) / len(net_times)
+        res["seconds_per_iteration_network_only"] = t_net
+        res["loss_share"] = max(0.0, 1.0 - t_net / t_step)  # loss forward + its backward, of a whole step
+    return res
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,13 +191,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--paper-cpu-batch", type=int, default=1, help="pairs per batch at paper scale on a CPU")
     p.add_argument("--device", default="auto")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast around the network on CUDA (default float32)")
+    p.add_argument("--no-loss-share", action="store_true", help="skip the network-only iterations")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--case", nargs=5, metavar=("STAGE", "SCALE", "IMPL", "ITERS", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.case:  # child process: one case, JSON on the last stdout line
         stage, scale, impl, iters, batch = args.case
-        res = run_case(stage, scale, impl, int(iters), args.device, int(batch) or None)
+        res = run_case(stage, scale, impl, int(iters), args.device, int(batch) or None, amp=args.amp,
+                       loss_share=not args.no_loss_share)
         print(json.dumps(res))
         return 0
 
@@ -172,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 iters = 1 if cpu_paper else args.iters
                 batch = args.paper_cpu_batch if cpu_paper else 0
                 cmd = [sys.executable, __file__, "--device", str(dev), "--case", stage, scale, impl, str(iters), str(batch)]
+                cmd += ["--amp"] * args.amp + ["--no-loss-share"] * args.no_loss_share
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
                 if proc.returncode != 0:
                     err = (proc.stderr.strip().splitlines() or ["?"])[-1]
@@ -189,13 +233,15 @@ def main(argv: list[str] | None = None) -> int:
                 summary.append({"scale": scale, "stage": stage,
                                 "speedup": r["seconds_per_iteration"] / f["seconds_per_iteration"],
                                 "memory_ratio": r["peak_memory_MiB"] / max(f["peak_memory_MiB"], 1e-9)})
-    print(f"\n{'scale':6} {'stage':5} {'impl':9} {'batch':>5} {'s/iter':>9} {'peak MiB':>9}")
+    print(f"\n{'scale':6} {'stage':5} {'impl':9} {'batch':>5} {'s/iter':>9} {'loss fwd s':>10} {'loss share':>10} "
+          f"{'peak MiB':>9}")
     for r in results:
         if "error" in r:
             print(f"{r['scale']:6} {r['stage']:5} {r['impl']:9} error: {r['error']}")
         else:
+            share = f"{100 * r['loss_share']:9.0f}%" if "loss_share" in r else f"{'-':>10}"
             print(f"{r['scale']:6} {r['stage']:5} {r['impl']:9} {r['batch']:5d} {r['seconds_per_iteration']:9.3f} "
-                  f"{r['peak_memory_MiB']:9.1f}")
+                  f"{r['loss_forward_seconds']:10.3f} {share} {r['peak_memory_MiB']:9.1f}")
     for s in summary:
         print(f"{s['scale']:6} {s['stage']:5} reference/fast: time ×{s['speedup']:.2f}, memory ×{s['memory_ratio']:.2f}")
     if args.out:

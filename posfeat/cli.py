@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method-name", default="posfeat")
     s.add_argument("--device", default="auto")
     s.set_defaults(module="posfeat.evaluation.aachen")
+
+    s = sub.add_parser("convert-official", help="convert the official backbone.pth + localheader.pth to one model .pt")
+    s.add_argument("backbone", help="official backbone state dict (backbone.pth)")
+    s.add_argument("localheader", help="official detector state dict (localheader.pth)")
+    s.add_argument("--out", required=True, help="output model .pt (the format of models/posfeat.pt)")
+    s.add_argument("--keep-global-map", action="store_true", help="keep the unused CAPS global head (conv_coarse)")
+    s.set_defaults(module="posfeat.convert")
     return p
 
 

@@ -66,8 +66,12 @@ OPTIONAL = {
     "rotation": 0.0,           # degrees: second image's in-plane camera rotation, uniform in ±rotation
     "scale": (1.0, 1.0),       # (min, max): second image's zoom, log-uniform (exact view augmentation)
     "num_workers": 0,
-    "amp": True,               # autocast on CUDA (bf16 where supported, else fp16 + GradScaler)
+    "amp": False,              # opt-in: autocast on CUDA (bf16 where supported, else fp16 + GradScaler);
+                               # off = float32, as the official code trains
     "freeze_bn": False,        # BatchNorm of the trained backbone in eval mode (running statistics)
+    "backbone_passes": 2,      # stage 1: 2 = backbone on image 1, then on image 2 (the official code's
+                               # BatchNorm batches and running-average updates); 1 = one pass over both
+    "stable_sigma": False,     # stage 1: centred variance for the loss's σ (off = the official formula)
     "vis_pairs": 4,            # fixed validation pairs drawn for the visualisations
     "vis_keypoints": 512,      # keypoints per image in the match visualisation
     "metrics_window": 20,      # final metrics average the last N steps
@@ -81,7 +85,7 @@ KEY_TYPES: dict[str, Any] = {
     "image_size": tuple[int, int], "color_jitter": list[float] | None, "amp": bool, "freeze_bn": bool,
     "lr_gamma": float, "window_size": float, "temperature": float, "win_cost_thr": float, "reward_thr": float,
     "good_reward": float, "bad_reward": float, "kp_penalty": float, "optimizer": str, "lr": float,
-    "rotation": float, "scale": tuple[float, float],
+    "rotation": float, "scale": tuple[float, float], "backbone_passes": int, "stable_sigma": bool,
     **{k: int for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every",
                         "checkpoint_every", "grid_size", "line_step", "num_workers", "vis_pairs", "vis_keypoints",
                         "metrics_window")},
@@ -104,6 +108,11 @@ def check_stage_config(stage: str, cfg: dict) -> dict:
     for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every", "checkpoint_every"):
         if int(out[k]) < 1:
             raise ParamError(f"train_{stage}.{k} must be >= 1, got {out[k]}")
+    if out["backbone_passes"] not in (1, 2):
+        raise ParamError(f"train_{stage}.backbone_passes must be 1 or 2, got {out['backbone_passes']!r}")
+    for k in ("amp", "freeze_bn", "stable_sigma"):
+        if not isinstance(out[k], bool):
+            raise ParamError(f"train_{stage}.{k} must be true or false, got {out[k]!r}")
     return out
 
 
@@ -123,7 +132,8 @@ def build_loss(stage: str, cfg: dict) -> nn.Module:
 
         return Line2WindowLoss(grid_size=int(cfg["grid_size"]), line_step=int(cfg["line_step"]),
                                window_size=float(cfg["window_size"]), temperature=float(cfg["temperature"]),
-                               win_cost_thr=float(cfg["win_cost_thr"]))
+                               win_cost_thr=float(cfg["win_cost_thr"]),
+                               stable_sigma=bool(cfg.get("stable_sigma", False)))
     from posfeat.losses.reinforce import ReinforceLoss
 
     return ReinforceLoss(grid_size=int(cfg["grid_size"]), temperature=float(cfg["temperature"]),
@@ -231,18 +241,29 @@ def set_rng_state(state: dict) -> None:
 class StageForward(nn.Module):
     """What one training step runs through the network (the module DDP wraps).
 
-    ``desc``: ``describe`` on both images (detector not run) → ``(local_map1, local_map2)``.
-    ``kp``: backbone under ``no_grad`` (frozen), then the detector → ``(local_map1, local_map2,
-    score1, score2)``.
+    ``desc``: ``describe`` on both images (detector not run) → ``(local_map1, local_map2)``. With
+    ``backbone_passes=2`` (default) the backbone runs on image 1, then on image 2, as the official code's
+    ``extract(im1)``, ``extract(im2)``: in train mode each BatchNorm normalises with the statistics of B
+    images and updates its running averages twice per step. ``backbone_passes=1`` runs one pass over
+    ``cat([im1, im2])`` (statistics of 2B images, one update per step); with frozen BatchNorm
+    (``freeze_bn``) both give the same outputs.
+    ``kp``: backbone under ``no_grad`` (frozen, eval mode), then the detector (instance norms only, so
+    per-image) on both images at once → ``(local_map1, local_map2, score1, score2)``.
     """
 
-    def __init__(self, model: nn.Module, stage: str):
+    def __init__(self, model: nn.Module, stage: str, backbone_passes: int = 2):
         super().__init__()
+        if backbone_passes not in (1, 2):
+            raise ValueError(f"backbone_passes must be 1 or 2, got {backbone_passes!r}")
         self.model = model
         self.stage = stage
+        self.backbone_passes = int(backbone_passes)
 
     def forward(self, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor, ...]:
         b = image1.shape[0]
+        if self.stage == "desc" and self.backbone_passes == 2:
+            return (self.model.describe(normalize_image(image1))["local_map"],
+                    self.model.describe(normalize_image(image2))["local_map"])
         x = normalize_image(torch.cat([image1, image2], 0))
         if self.stage == "desc":
             fmap = self.model.describe(x)["local_map"]
@@ -310,7 +331,7 @@ def _desc_objective(loss_fn, outputs, F12, F21, image_size, seed, step, first_po
         draws[3].append(draw_jitter(1, p2.shape[1], loss_fn.window_size, gen, device))
     pts1, pts2, jit1, jit2 = (torch.cat(d, 0) for d in draws)
     kw = dict(line_step=loss_fn.line_step, window_size=loss_fn.window_size, temperature=loss_fn.temperature,
-              impl="fast")
+              impl="fast", stable_sigma=loss_fn.stable_sigma)
     thr = loss_fn.win_cost_thr * min(width, height)
     nums, local = [], []
     with torch.autocast(device_type=device.type, enabled=False):
@@ -670,7 +691,7 @@ def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_
     if start > total_steps:
         raise ValueError(f"{ckpt_path}: checkpoint is at step {start}, beyond the {total_steps} steps configured")
 
-    fwd: nn.Module = StageForward(model, stage)
+    fwd: nn.Module = StageForward(model, stage, int(cfg["backbone_passes"]))
     if info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 

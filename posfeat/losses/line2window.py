@@ -9,7 +9,8 @@ For each grid point ``x1`` of image 1 (one random pixel per ``grid_size``² cell
    is valid iff its line crosses exactly two borders and the jittered centre lies inside ``[−1, 1]²``;
 3. **window soft-argmax** (differentiable): ``softmax(60·cos)`` over a ``int(ws·Hf)×int(ws·Wf)`` grid
    of offsets in ``[−ws, ws]²`` around the centre (``zeros`` padding) gives the expected location ``ĉ``
-   and a spread ``σ = √var_x + √var_y``;
+   and a spread ``σ = √var_x + √var_y`` (``var = Σp·c² − ĉ²`` as the original, or the centred
+   ``Σp·(c − ĉ)²`` with ``stable_sigma``);
 4. **loss**: the epipolar distance ``c`` (pixels) of ``ĉ`` from ``F12·x1``, masked by ``c < thr·min(H, W)``
    and validity, weighted by ``s = 1/σ`` (detached): ``Σ m·s·c / (Σ m·s + 1e-8·Σ s)`` — exactly the
    original's ``mean(w·c)`` with ``w = (s/mean(s))·m / (mean((s/mean(s))·m) + 1e-8)`` (pooled over the batch).
@@ -214,6 +215,24 @@ class _DirectSampler:
             return torch.einsum("bnd,bdnk->bnk", self.q, feats)  # feats: B×D×n×K
 
 
+@torch.no_grad()
+def window_sigma(prob: torch.Tensor, grid: torch.Tensor, c_hat: torch.Tensor, stable: bool = False) -> torch.Tensor:
+    """Spread ``σ = √var_x + √var_y`` of the window distribution (detached), ``B×n``.
+
+    ``prob``: ``B×n×K`` softmax weights, ``grid``: ``B×n×K×2`` window points (normalised units), ``c_hat``:
+    ``B×n×2`` their expectation. ``stable=False`` is the official code's ``var = Σp·c² − ĉ²`` (cancellation:
+    in float32 the variance of a peaked window, ≲ 1e-7 in normalised units, is of the order of the rounding
+    error of ``Σp·c² ≈ ĉ²``, so ``1/σ`` of such windows is noise); ``stable=True`` the centred
+    ``var = Σp·(c − ĉ)²``, the same value in exact arithmetic. Both clamp ``var`` at ``1e-10``.
+    """
+    prob, c_hat = prob.detach(), c_hat.detach()
+    if stable:
+        var = (prob[..., None] * (grid - c_hat[:, :, None, :]) ** 2).sum(2)
+    else:
+        var = (prob[..., None] * grid**2).sum(2) - c_hat**2
+    return var.clamp_min(1e-10).sqrt().sum(-1)
+
+
 def _search_direction(
     fmap_q: torch.Tensor,
     fmap_t: torch.Tensor,
@@ -225,6 +244,7 @@ def _search_direction(
     window_size: float,
     temperature: float,
     impl: str,
+    stable_sigma: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One direction (query map → target map): line search, jitter, window soft-argmax, epipolar cost."""
     width, height = image_size
@@ -243,9 +263,7 @@ def _search_direction(
 
     prob = torch.softmax(sampler(grid_w, "zeros", grad=True), dim=-1)  # B×n×K
     c_hat = (prob[..., None] * grid_w).sum(2)  # normalised, differentiable
-    with torch.no_grad():
-        var = (prob.detach()[..., None] * grid_w**2).sum(2) - c_hat.detach() ** 2
-        sigma = var.clamp_min(1e-10).sqrt().sum(-1)
+    sigma = window_sigma(prob, grid_w, c_hat, stable=stable_sigma)
     c_hat_px = denormalize_coords(c_hat, width, height)
     cost = epipolar_distance(points, c_hat_px, F_qt)
     return {"cost": cost, "sigma": sigma, "valid": valid, "corloc": c_hat_px, "centre": centre}
@@ -294,6 +312,7 @@ def line2window_parts(
     temperature: float = 60.0,
     win_cost_thr: float = 0.1,
     impl: str = "fast",
+    stable_sigma: bool = False,
 ) -> dict:
     """The stage-1 loss for given random draws, as additive parts (both directions).
 
@@ -304,6 +323,7 @@ def line2window_parts(
         points1, points2: ``B×n×2`` query pixels (:func:`sample_grid_points`).
         jitter1, jitter2: ``B×n×2`` centre jitter in normalised units (:func:`draw_jitter`).
         impl: ``"fast"`` (correlation GEMM, scalar sampling) or ``"reference"`` (direct descriptor sampling).
+        stable_sigma: centred variance for ``σ`` (:func:`window_sigma`); ``False`` = the official formula.
 
     Returns:
         ``{"loss", "num1", "den1", "num2", "den2", "stats", "corloc1", "corloc2", "mask1", "mask2"}``:
@@ -326,7 +346,8 @@ def line2window_parts(
     if fmap1.dtype in (torch.float16, torch.bfloat16):  # the loss always runs in float32
         fmap1, fmap2 = fmap1.float(), fmap2.float()
     dt = fmap1.dtype
-    kw = dict(line_step=line_step, window_size=window_size, temperature=temperature, impl=impl)
+    kw = dict(line_step=line_step, window_size=window_size, temperature=temperature, impl=impl,
+              stable_sigma=stable_sigma)
     with torch.autocast(device_type=fmap1.device.type, enabled=False):
         d1 = _search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, **kw)
         d2 = _search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, **kw)
@@ -373,12 +394,13 @@ def line2window_terms(
     temperature: float = 60.0,
     win_cost_thr: float = 0.1,
     impl: str = "fast",
+    stable_sigma: bool = False,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(loss_w1 + loss_w2, stats)`` for given random draws; see :func:`line2window_parts`."""
     res = line2window_parts(
         fmap1, fmap2, F12, F21, image_size, points1, points2, jitter1, jitter2,
         line_step=line_step, window_size=window_size, temperature=temperature, win_cost_thr=win_cost_thr,
-        impl=impl,
+        impl=impl, stable_sigma=stable_sigma,
     )
     return res["loss"], res["stats"]
 
@@ -499,7 +521,11 @@ def line2window_reference(
 
 
 class Line2WindowLoss(nn.Module):
-    """Stage-1 loss (fast formulation); draws the grid points and the jitter from ``generator``."""
+    """Stage-1 loss (fast formulation); draws the grid points and the jitter from ``generator``.
+
+    ``stable_sigma``: compute ``σ`` with the centred variance (:func:`window_sigma`); off by default
+    (the official formula). The loss always runs in float32 (or float64 for float64 inputs), autocast off.
+    """
 
     def __init__(
         self,
@@ -508,8 +534,10 @@ class Line2WindowLoss(nn.Module):
         window_size: float = 0.1,
         temperature: float = 60.0,
         win_cost_thr: float = 0.1,
+        stable_sigma: bool = False,
     ):
         super().__init__()
+        self.stable_sigma = bool(stable_sigma)
         self.grid_size = int(grid_size)
         self.line_step = int(line_step)
         self.window_size = float(window_size)
@@ -548,7 +576,7 @@ class Line2WindowLoss(nn.Module):
         res = line2window_parts(
             fmap1, fmap2, F12, F21, (width, height), points1, points2, jitter1, jitter2,
             line_step=self.line_step, window_size=self.window_size, temperature=self.temperature,
-            win_cost_thr=self.win_cost_thr, impl=impl,
+            win_cost_thr=self.win_cost_thr, impl=impl, stable_sigma=self.stable_sigma,
         )
         res["points1"], res["points2"] = points1, points2
         return res
