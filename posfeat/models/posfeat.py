@@ -18,6 +18,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "pretrained": False,
     "desc_dim": 128,
     "global_map": False,   # build the unused CAPS coarse head (ALGORITHM.md §1.1)
+    "decoder": None,       # U-Net decoder widths [up3, up2]; None = the encoder's (resnet: 512, 256 as the paper)
     "det_conv1": None,     # detector conv1 width at H/4; None = its input channels (paper)
     "det_img": 64,         # detector image-branch width (paper)
     "det_mid": 128,        # detector conv2 width at full resolution (paper)
@@ -31,7 +32,8 @@ class PoSFeat(nn.Module):
         super().__init__()
         cfg = resolve_config(config or {})
         self.config = cfg
-        self.backbone = ResUNet(cfg["encoder"], bool(cfg["pretrained"]), int(cfg["desc_dim"]), bool(cfg["global_map"]))
+        self.backbone = ResUNet(cfg["encoder"], bool(cfg["pretrained"]), int(cfg["desc_dim"]), bool(cfg["global_map"]),
+                                cfg["decoder"])
         in_channels = self.backbone.desc_dim + self.backbone.stem_channels
         self.detector = KeypointDet(in_channels, 1, cfg["det_conv1"], int(cfg["det_img"]), int(cfg["det_mid"]))
 
@@ -58,6 +60,11 @@ def resolve_config(config: dict) -> dict:
     cfg = {**DEFAULT_CONFIG, **config}
     if cfg["encoder"] not in ENCODERS:
         raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(ENCODERS)}")
+    dec = cfg["decoder"]
+    if dec is not None:
+        if not (isinstance(dec, (list, tuple)) and len(dec) == 2 and all(isinstance(v, int) and v > 0 for v in dec)):
+            raise ValueError(f"model config: decoder must be null or two positive widths [up3, up2], got {dec!r}")
+        cfg["decoder"] = [int(dec[0]), int(dec[1])]
     return cfg
 
 

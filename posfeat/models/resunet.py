@@ -126,13 +126,18 @@ class ResUNet(nn.Module):
         desc_dim: channels of ``local_map`` (128 in the paper).
         global_map: also build ``conv_coarse`` and return ``global_map`` (unused by the method; the
             parameter count of ALGORITHM.md §1.1, 20.51 M for resnet50, includes it).
+        decoder: widths ``(up3, up2)`` of the decoder at H/8 and H/4; ``None`` = the encoder's default
+            (512, 256 for the ResNets, as the paper; 64, 32 for ``small``).
     """
 
-    def __init__(self, encoder: str = "resnet50", pretrained: bool = False, desc_dim: int = 128, global_map: bool = False):
+    def __init__(self, encoder: str = "resnet50", pretrained: bool = False, desc_dim: int = 128, global_map: bool = False,
+                 decoder: tuple[int, int] | None = None):
         super().__init__()
         if encoder not in _ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; expected one of {list(_ENCODERS)}")
         stem, filters, (up3, up2) = _ENCODERS[encoder]
+        if decoder is not None:
+            up3, up2 = (int(v) for v in decoder)
         self.encoder_name = encoder
         self.desc_dim = int(desc_dim)
         self.stem_channels = stem
