@@ -8,9 +8,9 @@ a resumed run logs and reports what an uninterrupted one does.
 
 from __future__ import annotations
 
-import numpy as np
+import math
 
-from posfeat.training.live import window_mean
+import numpy as np
 
 
 class History:
@@ -70,3 +70,14 @@ class History:
         if last_val:
             metrics["val"] = {k.split("/", 1)[1]: v for k, v in last_val.items()}
         return metrics
+
+
+def window_mean(records: list[dict]) -> dict[str, float]:
+    """Per key (``step`` aside), the mean of the finite values that ``records`` hold for it."""
+    keys = {k for r in records for k in r} - {"step"}
+    out = {}
+    for k in sorted(keys):
+        vals = [r[k] for r in records if k in r and r[k] is not None and math.isfinite(r[k])]
+        if vals:
+            out[k] = float(np.mean(vals))
+    return out

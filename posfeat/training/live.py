@@ -1,4 +1,4 @@
-"""The DVCLive logger of a run, and the window means that its rows and the final metrics are made of."""
+"""The DVCLive logger of a run: metrics rows and images on rank 0, rebuilt as it was on resume."""
 
 from __future__ import annotations
 
@@ -61,14 +61,3 @@ class LiveLogger:
         """Close the DVCLive run."""
         if self.live is not None:
             self.live.end()
-
-
-def window_mean(records: list[dict]) -> dict[str, float]:
-    """Per key (``step`` aside), the mean of the finite values that ``records`` hold for it."""
-    keys = {k for r in records for k in r} - {"step"}
-    out = {}
-    for k in sorted(keys):
-        vals = [r[k] for r in records if k in r and r[k] is not None and math.isfinite(r[k])]
-        if vals:
-            out[k] = float(np.mean(vals))
-    return out
