@@ -45,7 +45,7 @@ out = Path(sys.argv[1]); index = sys.argv[2]; init_kp = Path(sys.argv[3])  # sam
 
 # Record the (all-reduced) gradients of the first update and the weights right after it, with step hooks on
 # the optimizer that train() makes (GradScaler is disabled on CPU, so it calls opt.step() directly).
-import posfeat.training as T
+import posfeat.training.config as T  # the optimiser factory the loop calls
 _make_optimizer = T.make_optimizer
 CAPTURE = {}
 

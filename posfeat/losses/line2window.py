@@ -378,30 +378,10 @@ def line2window_parts(
     }
 
 
-def line2window_terms(
-    fmap1: torch.Tensor,
-    fmap2: torch.Tensor,
-    F12: torch.Tensor,
-    F21: torch.Tensor,
-    image_size: tuple[int, int],
-    points1: torch.Tensor,
-    points2: torch.Tensor,
-    jitter1: torch.Tensor,
-    jitter2: torch.Tensor,
-    *,
-    line_step: int = 100,
-    window_size: float = 0.1,
-    temperature: float = 60.0,
-    win_cost_thr: float = 0.1,
-    impl: str = "fast",
-    stable_sigma: bool = False,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``(loss_w1 + loss_w2, stats)`` for given random draws; see :func:`line2window_parts`."""
-    res = line2window_parts(
-        fmap1, fmap2, F12, F21, image_size, points1, points2, jitter1, jitter2,
-        line_step=line_step, window_size=window_size, temperature=temperature, win_cost_thr=win_cost_thr,
-        impl=impl, stable_sigma=stable_sigma,
-    )
+def line2window_terms(*args, **kwargs) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``(loss_w1 + loss_w2, stats)`` for given random draws: :func:`line2window_parts` (same arguments),
+    reduced to its loss and statistics."""
+    res = line2window_parts(*args, **kwargs)
     return res["loss"], res["stats"]
 
 

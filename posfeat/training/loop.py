@@ -1,0 +1,334 @@
+"""The training loop: :func:`train` builds a run from its parts, steps through the seeded global batches,
+logs, visualises and checkpoints, and writes the final model and metrics.
+
+A run is set up in the order that fixes its random streams: data, ``seed_everything``, model, loss and
+optimiser, fingerprint, resume (which restores the RNG states), data loader, visualiser, logger. Each step
+(:func:`_train_step`) runs :class:`~posfeat.training.forward.StageForward`, computes this rank's objective
+(:func:`~posfeat.training.objectives.compute_objective`) and updates the trained module unless the loss is
+not finite (the original's NaN guard).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from posfeat.data.pairs import PairDataset, StepBatchSampler
+from posfeat.io import DataError
+from posfeat.models import build_model, load_checkpoint, save_checkpoint
+from posfeat.training import config
+from posfeat.training.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, load_training_state,
+                                         restore_training_state, save_training_state, training_state)
+from posfeat.training.config import NOT_FINGERPRINTED, build_loss, check_stage_config
+from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
+from posfeat.training import fingerprints
+from posfeat.training.forward import StageForward, set_train_modes, trainable_module
+from posfeat.training.history import History
+from posfeat.training.live import LiveLogger
+from posfeat.training.objectives import compute_objective
+from posfeat.training.visualizer import Visualizer
+from posfeat.utils import get_logger, resolve_device, seed_everything
+
+logger = get_logger(__name__)
+
+
+class TrainingInterrupted(RuntimeError):
+    """Raised by :func:`train` when ``stop_after`` steps have run (simulates a killed run)."""
+
+
+def train(
+    stage: str,
+    index: str | os.PathLike | dict,
+    cfg: dict,
+    *,
+    out_model: str | os.PathLike,
+    ckpt_dir: str | os.PathLike,
+    live_dir: str | os.PathLike | None = None,
+    metrics_path: str | os.PathLike | None = None,
+    model_config: dict | None = None,
+    init_checkpoint: str | os.PathLike | None = None,
+    optimizer: str = "adam",
+    lr: float = 1e-4,
+    seed: int = 0,
+    device: str = "auto",
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict:
+    """Train one stage and write its final model (atomically); returns the final metrics.
+
+    Args:
+        stage: ``"desc"`` (backbone, line-to-window loss; the detector is not run) or ``"kp"`` (detector,
+            REINFORCE; the backbone from ``init_checkpoint`` is frozen and run under ``no_grad``).
+        index: the prepared pair index (path or dict; see :mod:`posfeat.data.pairs`).
+        cfg: the stage configuration (``params.yaml``'s ``train_desc`` / ``train_kp``; see
+            :data:`~posfeat.training.config.COMMON_KEYS`, :data:`~posfeat.training.config.STAGE_KEYS`,
+            :data:`~posfeat.training.config.OPTIONAL`).
+        out_model: final checkpoint (:func:`posfeat.models.save_checkpoint` format).
+        ckpt_dir: where ``last.pt`` (the resumable state) lives.
+        live_dir: DVCLive directory (``None``: no logs).
+        metrics_path: final metrics JSON (``None``: not written).
+        model_config: :func:`posfeat.models.build_model` configuration (stage 1).
+        init_checkpoint: the stage-1 model (stage 2, required).
+        optimizer, lr: ``adam`` | ``sgd`` and its learning rate.
+        seed: everything random derives from it.
+        device: ``auto`` | ``cpu`` | ``cuda[:N]`` (under ``torchrun``: ``cuda:LOCAL_RANK``).
+        stop_after: raise :class:`TrainingInterrupted` after this many steps of *this* call (tests).
+        progress: show a tqdm bar (rank 0).
+    """
+    cfg = check_stage_config(stage, cfg)
+    dev = resolve_device(device)
+    info = init_distributed(dev)
+    try:
+        if info.enabled and dev.type == "cuda":
+            dev = torch.device("cuda", info.local_rank)
+            torch.cuda.set_device(dev)
+        return _train(stage, index, cfg, dev, info, Path(out_model), Path(ckpt_dir),
+                      None if live_dir is None else Path(live_dir),
+                      None if metrics_path is None else Path(metrics_path),
+                      model_config, init_checkpoint, optimizer, float(lr), int(seed), stop_after, progress)
+    finally:
+        if info.owner:
+            dist.destroy_process_group()
+
+
+@dataclass
+class _Run:
+    """The objects of one run that every step uses."""
+
+    stage: str
+    cfg: dict
+    dev: torch.device
+    info: DistInfo
+    seed: int
+    model: nn.Module
+    loss_fn: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    use_amp: bool
+    amp_dtype: torch.dtype
+    fp: str = ""
+    ckpt_path: Path | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Training image size ``(W, H)``."""
+        w, h = (int(v) for v in self.cfg["image_size"])
+        return w, h
+
+    @property
+    def batch_size(self) -> int:
+        """The global batch size."""
+        return int(self.cfg["batch_size"])
+
+    def due(self, key: str, step: int) -> bool:
+        """Whether ``step`` is a multiple of ``cfg[key]`` or the last step."""
+        return step % int(self.cfg[key]) == 0 or step == self.total_steps
+
+    @property
+    def total_steps(self) -> int:
+        """Epochs × steps per epoch."""
+        return int(self.cfg["epochs"]) * int(self.cfg["steps_per_epoch"])
+
+
+def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_path, model_config,
+           init_checkpoint, optimizer, lr, seed, stop_after, progress) -> dict:
+    """:func:`train` after the configuration check and the distributed setup."""
+    bsz = int(cfg["batch_size"])
+    if bsz % info.world_size:
+        raise ValueError(f"train_{stage}.batch_size {bsz} is not divisible by the {info.world_size} processes")
+    index_digest = fingerprints.index_digest(index)
+    train_set, val_set = _datasets(index, cfg, seed)
+    seed_everything(seed)
+    model, init_digest = _build_model(stage, model_config, init_checkpoint, dev, info)
+    run = _optimisation(stage, cfg, dev, info, seed, model, optimizer, lr)
+    run.fp = fingerprints.fingerprint(
+        stage=stage, cfg={k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED}, model=dict(model.config),
+        optimizer=optimizer, lr=lr, seed=seed, index=index_digest, init=init_digest, format=CHECKPOINT_FORMAT,
+        code=fingerprints.code_digest())
+    run.ckpt_path = ckpt_dir / CHECKPOINT_NAME
+    history = History(int(cfg["metrics_window"]), int(cfg["log_every"]), run.total_steps)
+    start = _resume(run, history)
+    fwd = _wrap_forward(run)
+    sampler = StepBatchSampler(len(train_set), bsz, seed, run.total_steps, start, info.rank, info.world_size)
+    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=int(cfg["num_workers"]),
+                        pin_memory=dev.type == "cuda", persistent_workers=False)
+    visualizer = (Visualizer(val_set, stage, int(cfg["vis_pairs"]), int(cfg["vis_keypoints"]), seed)
+                  if info.is_main else None)
+    log = LiveLogger(live_dir, info.is_main, history.rows, start)
+    step, last_val = _run_steps(run, fwd, loader, history, log, visualizer, start, stop_after, progress)
+    return _finish(run, history, step, last_val, log, out_model, metrics_path)
+
+
+def _datasets(index, cfg: dict, seed: int) -> tuple[PairDataset, PairDataset]:
+    """The training pairs (jitter and view augmentation) and the validation pairs (the training pairs when
+    the index has none); a :class:`DataError` when there is nothing to train on."""
+    size = tuple(int(v) for v in cfg["image_size"])
+    train_set = PairDataset(index, "train", size, cfg["color_jitter"], seed, float(cfg["rotation"]),
+                            tuple(cfg["scale"]))
+    if len(train_set) == 0:
+        raise DataError(f"{index if not isinstance(index, dict) else 'index'}: no training pairs")
+    val_set = PairDataset(index, "val", size, None, seed)
+    if len(val_set) == 0:
+        val_set = PairDataset(index, "train", size, None, seed)
+    return train_set, val_set
+
+
+def _build_model(stage: str, model_config, init_checkpoint, dev: torch.device, info: DistInfo):
+    """The model on ``dev`` with only the stage's module trainable → ``(model, digest of init_checkpoint)``."""
+    if stage == "desc":
+        model = build_model(dict(model_config or {}))
+        init_digest = None
+    else:
+        if init_checkpoint is None:
+            raise ValueError("stage 'kp' needs init_checkpoint (the stage-1 model, models/desc.pt)")
+        model, _ = load_checkpoint(init_checkpoint, map_location="cpu")
+        init_digest = fingerprints.file_digest(init_checkpoint)
+    model.to(dev)
+    trained = trainable_module(model, stage)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in trained.parameters():
+        p.requires_grad_(True)
+    if info.enabled and dev.type == "cuda":
+        model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
+    return model, init_digest
+
+
+def _optimisation(stage, cfg, dev, info, seed, model, optimizer: str, lr: float) -> _Run:
+    """Loss, optimiser over the trained module, step scheduler and AMP settings, gathered into a :class:`_Run`."""
+    loss_fn = build_loss(stage, cfg)
+    opt = config.make_optimizer(optimizer, [p for p in trainable_module(model, stage).parameters()], lr)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["lr_decay_step"]), gamma=float(cfg["lr_gamma"]))
+    use_amp = bool(cfg["amp"]) and dev.type == "cuda"
+    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    return _Run(stage, cfg, dev, info, seed, model, loss_fn, opt, sched, scaler, use_amp, amp_dtype)
+
+
+def _resume(run: _Run, history: History) -> int:
+    """Continue from the run's own checkpoint where there is one; returns the step to start at."""
+    state = load_training_state(run.ckpt_path, run.fp)
+    start = 0
+    if state is not None:
+        start = restore_training_state(state, run.model, run.opt, run.sched, run.scaler, history)
+        if run.info.is_main:
+            logger.info("resuming %s training from %s at step %d/%d", run.stage, run.ckpt_path, start, run.total_steps)
+    if start > run.total_steps:
+        raise ValueError(f"{run.ckpt_path}: checkpoint is at step {start}, beyond the {run.total_steps} steps configured")
+    return start
+
+
+def _wrap_forward(run: _Run) -> nn.Module:
+    """The stage forward pass, wrapped in ``DistributedDataParallel`` when there are several processes."""
+    fwd: nn.Module = StageForward(run.model, run.stage, int(run.cfg["backbone_passes"]))
+    if run.info.enabled:
+        from torch.nn.parallel import DistributedDataParallel as DDP
+
+        fwd = DDP(fwd, device_ids=[run.dev.index] if run.dev.type == "cuda" else None, broadcast_buffers=False)
+    return fwd
+
+
+def _run_steps(run: _Run, fwd, loader, history: History, log: LiveLogger, visualizer, start: int,
+               stop_after: int | None, progress: bool) -> tuple[int, dict[str, float]]:
+    """The steps from ``start`` on; returns the last step and the last validation statistics."""
+    bar = tqdm(total=run.total_steps, initial=start, desc=f"train_{run.stage}", unit="step",
+               disable=not (progress and run.info.is_main), dynamic_ncols=True)
+    step, ran, last_val = start, 0, {}
+    for batch in loader:
+        t0 = time.perf_counter()
+        loss, stats, lr_now = _train_step(run, fwd, batch, step, history)
+        step += 1
+        ran += 1
+        if step % int(run.cfg["steps_per_epoch"]) == 0:
+            run.sched.step()
+        if run.dev.type == "cuda":
+            torch.cuda.synchronize(run.dev)
+        row = history.add(step, loss, stats, lr_now, time.perf_counter() - t0)
+        if row is not None:
+            log.metrics(row)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}")
+        if visualizer is not None and run.due("vis_every", step):
+            last_val = _visualize(run, visualizer, log, step, log_stats=True)
+        if run.due("checkpoint_every", step) and run.info.is_main:
+            save_training_state(run.ckpt_path, training_state(run.fp, run.stage, step, run.model, run.opt,
+                                                              run.sched, run.scaler, history))
+        if stop_after is not None and ran >= stop_after and step < run.total_steps:
+            bar.close()
+            log.end()
+            raise TrainingInterrupted(f"stopped after {ran} steps (at step {step}) as asked")
+    bar.close()
+    if visualizer is not None and ran == 0:  # a finished run rerun: its final visualisation again
+        last_val = _visualize(run, visualizer, log, step, log_stats=False)
+    return step, last_val
+
+
+def _train_step(run: _Run, fwd, batch: dict, step: int, history: History) -> tuple[float, dict, float]:
+    """One update on this rank's slice of global batch ``step`` → ``(loss, stats, learning rate used)``."""
+    set_train_modes(run.model, run.stage, bool(run.cfg["freeze_bn"]))
+    im1 = batch["image1"].to(run.dev, non_blocking=True)
+    im2 = batch["image2"].to(run.dev, non_blocking=True)
+    with torch.autocast(device_type=run.dev.type, dtype=run.amp_dtype, enabled=run.use_amp):
+        outputs = fwd(im1, im2)
+    local = run.batch_size // run.info.world_size
+    objective, loss, stats = compute_objective(run.stage, run.loss_fn, outputs, batch, run.size, run.seed, step,
+                                               run.info.rank * local, run.batch_size, run.info)
+    _update(run, objective, loss, step, history)
+    skipped = batch["skipped"].sum().to(torch.float64)
+    history.counters["skipped_samples"] += int(all_reduce(skipped, run.info).item())
+    return loss, stats, run.opt.param_groups[0]["lr"]
+
+
+def _update(run: _Run, objective: torch.Tensor, loss: float, step: int, history: History) -> None:
+    """Back-propagate ``objective`` and step the optimiser, unless the loss is not finite (then the update
+    is skipped and counted; the gradients were still synchronised)."""
+    run.opt.zero_grad(set_to_none=True)
+    run.scaler.scale(objective).backward()
+    if math.isfinite(loss):
+        run.scaler.step(run.opt)
+        run.scaler.update()
+        return
+    history.counters["skipped_steps"] += 1
+    run.opt.zero_grad(set_to_none=True)
+    if run.info.is_main:
+        logger.warning("step %d: non-finite loss %s; update skipped", step, loss)
+
+
+def _visualize(run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, log_stats: bool) -> dict[str, float]:
+    """Render the validation pairs and log the images (and, with ``log_stats``, their statistics)."""
+    images, val = visualizer(run.model, run.dev)
+    log.images(step, images)
+    if log_stats and val:
+        log.metrics({"step": step, **val})
+    return val
+
+
+def _finish(run: _Run, history: History, step: int, last_val: dict, log: LiveLogger, out_model: Path,
+            metrics_path: Path | None) -> dict:
+    """Write the final model and metrics (rank 0), close the logger, wait for the other ranks."""
+    metrics = history.metrics(step, run.info.world_size, str(run.dev), last_val)
+    if run.info.is_main:
+        save_checkpoint(out_model, run.model, extra={"stage": run.stage, "steps": step, "fingerprint": run.fp})
+        if metrics_path is not None:
+            from posfeat.io import write_json
+
+            write_json(metrics_path, metrics)
+        nan = float("nan")
+        logger.info("%s: %d steps, loss %.4f (first %d steps: %.4f), %.3f s/step → %s", run.stage, step,
+                    nan if metrics["loss"] is None else metrics["loss"], len(history.first_window),
+                    nan if metrics["loss_initial"] is None else metrics["loss_initial"],
+                    metrics["seconds_per_iteration"] or 0.0, out_model)
+    log.end()
+    if run.info.enabled:
+        dist.barrier()
+    return metrics

@@ -1,0 +1,125 @@
+"""The training data: intrinsics under resizing, global batches over ranks, colour jitter, the pair dataset, view augmentation (CPU, fast)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from posfeat.data.pairs import (PairDataset, StepBatchSampler, color_jitter, global_batch, scale_intrinsics,
+                                view_augmentation, warp_image)
+from posfeat.io import DataError
+from training_setup import SIZE, index  # noqa: F401 (a fixture)
+
+
+def test_scale_intrinsics_follows_cv2_resize():
+    K = np.array([[500.0, 0, 319.5], [0, 510.0, 239.5], [0, 0, 1]])
+    X = np.array([[0.3, -0.2, 4.0], [-1.0, 0.5, 7.0]])
+    sx, sy = 320 / 640, 256 / 480
+    p = (K @ X.T).T
+    p = p[:, :2] / p[:, 2:]
+    expected = np.stack([(p[:, 0] + 0.5) * sx - 0.5, (p[:, 1] + 0.5) * sy - 0.5], 1)
+    q = (scale_intrinsics(K, sx, sy) @ X.T).T
+    np.testing.assert_allclose(q[:, :2] / q[:, 2:], expected, atol=1e-9)
+
+
+def test_global_batch_is_split_exactly_over_ranks():
+    full = global_batch(7, 4, 5, seed=3)
+    assert full == global_batch(7, 4, 5, seed=3)  # pure function
+    parts = [list(StepBatchSampler(7, 4, 3, num_steps=6, start_step=5, rank=r, world_size=2))[0] for r in (0, 1)]
+    assert parts[0] + parts[1] == full
+    # every pair once per pass
+    seen = [i for s in range(7) for i, _ in global_batch(7, 1, s, seed=3)]
+    assert sorted(seen) == list(range(7))
+    with pytest.raises(ValueError):
+        StepBatchSampler(7, 3, 0, 1, world_size=2)
+
+
+def test_color_jitter_is_reproducible_and_bounded():
+    img = torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(0))
+    a = color_jitter(img.clone(), (1, 1, 1, 0.4), torch.Generator().manual_seed(5))
+    b = color_jitter(img.clone(), (1, 1, 1, 0.4), torch.Generator().manual_seed(5))
+    c = color_jitter(img.clone(), (1, 1, 1, 0.4), torch.Generator().manual_seed(6))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 1
+    with pytest.raises(ValueError):
+        color_jitter(img, (0, 0, 0, 0.7), torch.Generator())
+
+
+def test_pair_dataset_geometry_and_bad_image(index, tmp_path):
+    s = PairDataset(index, "train", SIZE, None, 0)[0]
+    assert s["image1"].shape == (3, SIZE[1], SIZE[0]) and s["skipped"] == 0
+    # F12 from the resized intrinsics: x2ᵀ F12 x1 = 0 for a projected 3D point
+    meta1, meta2 = index["images"][s["name1"]], index["images"][s["name2"]]
+    R1, t1 = np.array(meta1["R"]), np.array(meta1["t"])
+    R2, t2 = np.array(meta2["R"]), np.array(meta2["t"])
+    Xc1 = np.array([0.1, -0.05, 1.0]) * 5.0
+    Xw = R1.T @ (Xc1 - t1)
+    x1 = s["K1"].double().numpy() @ Xc1
+    x2 = s["K2"].double().numpy() @ (R2 @ Xw + t2)
+    x1, x2 = x1 / x1[2], x2 / x2[2]
+    line = s["F12"].double().numpy() @ x1
+    assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+    # a corrupt image is replaced by another pair, counted, never returned as None
+    bad = json.loads(json.dumps(index))
+    root = tmp_path / "root"
+    for key in {k for p in bad["train"] for k in p}:
+        (root / key).parent.mkdir(parents=True, exist_ok=True)
+        (root / key).symlink_to(Path(index["root"]) / key)
+    broken = bad["train"][0][0]
+    (root / broken).unlink()
+    (root / broken).write_bytes(b"not a jpeg")
+    bad["root"] = str(root)
+    ds = PairDataset(bad, "train", SIZE, None, 0)
+    first = next(i for i, p in enumerate(ds.pairs) if broken in p)
+    out = ds[first]
+    assert out["skipped"] >= 1 and broken not in (out["name1"], out["name2"])
+    with pytest.raises(DataError, match="lacks"):
+        PairDataset({"root": ".", "images": {}}, "train")
+
+
+def test_view_augmentation_is_an_exact_camera_change():
+    """Rotating a camera about its axis and zooming: the warp maps each old projection onto the new one."""
+    rng = np.random.default_rng(3)
+    K = np.array([[300.0, 0, 130.2], [0, 310.0, 94.7], [0, 0, 1]])
+    Hw, K2, Rz = view_augmentation(K, (256, 192), 25.0, 1.3)
+    assert np.allclose(Rz @ Rz.T, np.eye(3)) and np.isclose(np.linalg.det(Rz), 1.0)
+    X = rng.uniform([-2, -2, 3], [2, 2, 9], size=(50, 3))  # camera-frame points at many depths
+    x_old = (K @ X.T).T
+    x_new = (K2 @ (Rz @ X.T)).T
+    x_warp = (Hw @ x_old.T).T
+    assert np.allclose(x_warp[:, :2] / x_warp[:, 2:], x_new[:, :2] / x_new[:, 2:], atol=1e-8)
+    # the image centre stays put under a pure zoom, and a zoom scales distances from it
+    Hz, _, _ = view_augmentation(K, (256, 192), 0.0, 2.0)
+    c = Hz @ np.array([127.5, 95.5, 1.0])
+    assert np.allclose(c[:2] / c[2], [127.5, 95.5])
+    # warp_image moves a bright dot where Hw says
+    img = np.zeros((192, 256, 3), np.uint8)
+    img[100, 140] = 255
+    out = warp_image(img, Hw)
+    p = Hw @ np.array([140.0, 100.0, 1.0])
+    yy, xx = np.nonzero(out[:, :, 0] > 0)
+    assert abs(np.average(xx, weights=out[yy, xx, 0]) - p[0] / p[2]) < 1.0
+    assert abs(np.average(yy, weights=out[yy, xx, 0]) - p[1] / p[2]) < 1.0
+
+
+def test_augmented_pairs_keep_the_epipolar_geometry(index):
+    """With rotation and zoom on, x2ᵀ F12 x1 = 0 still holds for the returned K1, K2, R, t and F12."""
+    ds = PairDataset(index, "train", SIZE, None, 0, rotation=40.0, scale=(0.6, 1.6))
+    for i in range(3):
+        s = ds[(i % len(ds), 77 + i)]
+        K1, K2 = s["K1"].double().numpy(), s["K2"].double().numpy()
+        R, t = s["R"].double().numpy(), s["t"].double().numpy()
+        Xc1 = np.array([0.2, -0.1, 1.0]) * 4.0
+        x1, x2 = K1 @ Xc1, K2 @ (R @ Xc1 + t)
+        x1, x2 = x1 / x1[2], x2 / x2[2]
+        line = s["F12"].double().numpy() @ x1
+        assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+    plain = PairDataset(index, "train", SIZE, None, 0)[(0, 5)]
+    rotated = PairDataset(index, "train", SIZE, None, 0, rotation=40.0)[(0, 5)]
+    assert torch.equal(plain["image1"], rotated["image1"]) and not torch.equal(plain["image2"], rotated["image2"])
+    with pytest.raises(ValueError, match="rotation"):
+        PairDataset(index, "train", SIZE, None, 0, scale=(1.5, 1.0))
