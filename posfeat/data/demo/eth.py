@@ -22,11 +22,13 @@ def eth_scene_name(k: int) -> str:
     return ETH_SCENE_NAMES[k] if k < len(ETH_SCENE_NAMES) else f"Scene{k:02d}"
 
 
-def write_eth_scene(root: Path, seed: int, k: int, n_images: int, size=(640, 480), jpeg_quality: int = 92) -> tuple[str, int]:
+def write_eth_scene(root: Path, seed: int, k: int, n_images: int, size=(640, 480), jpeg_quality: int = 92,
+                    style: str = "classic") -> tuple[str, int]:
     """ETH scene ``k``: ``<Scene>/images/*.jpg`` + ``gt_cameras.txt``; cameras on a 150° arc around the cluster."""
     rng = item_rng(seed, "eth", k)
     scene = eth_scene_name(k)
-    world = build_world(rng, photo_pool("eval"), n_objects=(5, 7), texture_scale=size[0] / 640.0)
+    world = build_world(rng, photo_pool("eval", style), n_objects=(5, 7), texture_scale=size[0] / 640.0,
+                        style=style)
     az0, spread = rng.uniform(0, 2 * np.pi), np.radians(150)
     lines = [IMG_CAM_HEADER]
     for i in range(n_images):

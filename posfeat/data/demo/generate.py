@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from posfeat.data.demo.textures import check_style
 from posfeat.data.demo.aachen import write_aachen
 from posfeat.data.demo.eth import write_eth_scene
 from posfeat.data.demo.hpatches import write_hpatches_i, write_hpatches_v
@@ -39,6 +40,7 @@ DEFAULT_SIZES: dict = {
     "aachen_size": (640, 480),
     "min_covisibility": 0.1,
     "jpeg_quality": 92,
+    "textures": "classic",  # classic | photographic (textures.STYLES)
 }
 
 
@@ -56,16 +58,18 @@ def _run_task(out: Path, seed: int, cfg: dict, kind: str, index: int):
     """Render one work item of :func:`_demo_tasks` (each has its own random stream: the order is free)."""
     if kind == "megadepth":
         return write_megadepth_scene(out / "megadepth", seed, index, cfg["megadepth_images"], tuple(cfg["megadepth_size"]),
-                                     cfg["min_covisibility"], cfg["jpeg_quality"])
+                                     cfg["min_covisibility"], cfg["jpeg_quality"], style=cfg["textures"])
     if kind == "hpatches_i":
-        return write_hpatches_i(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]))
+        return write_hpatches_i(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]), style=cfg["textures"])
     if kind == "hpatches_v":
-        return write_hpatches_v(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]))
+        return write_hpatches_v(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]), style=cfg["textures"])
     if kind == "eth":
-        return write_eth_scene(out / "eth", seed, index, cfg["eth_images"], tuple(cfg["eth_size"]), cfg["jpeg_quality"])
+        return write_eth_scene(out / "eth", seed, index, cfg["eth_images"], tuple(cfg["eth_size"]), cfg["jpeg_quality"],
+                               style=cfg["textures"])
     if kind == "aachen":
         return write_aachen(out / "aachen", seed, cfg["aachen_db_images"], cfg["aachen_day_queries"],
-                            cfg["aachen_night_queries"], tuple(cfg["aachen_size"]), cfg["jpeg_quality"])
+                            cfg["aachen_night_queries"], tuple(cfg["aachen_size"]), cfg["jpeg_quality"],
+                            style=cfg["textures"])
     raise ValueError(f"unknown demo task {kind!r}")
 
 
@@ -79,7 +83,8 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
         workers: processes rendering scenes in parallel (default: the CPU count, at most 8; ``1``: in this
             process). Every scene has its own random stream, so the files do not depend on it.
         **sizes: overrides of :data:`DEFAULT_SIZES` (counts, ``*_size`` ``(W, H)`` image sizes,
-            ``min_covisibility`` for MegaDepth pairs, ``jpeg_quality``).
+            ``min_covisibility`` for MegaDepth pairs, ``jpeg_quality``, ``textures``: ``classic`` |
+            ``photographic``).
 
     Returns:
         A summary dict (counts per dataset, ``seconds``, ``bytes``).
@@ -88,6 +93,7 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
     if unknown:
         raise ValueError(f"unknown demo parameters: {sorted(unknown)} (known: {sorted(DEFAULT_SIZES)})")
     cfg = {**DEFAULT_SIZES, **sizes}
+    check_style(cfg["textures"])
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: output folder exists and is not empty")

@@ -44,14 +44,14 @@ def megadepth_scene_ids(n: int) -> list[str]:
 
 
 def write_megadepth_scene(root: Path, seed: int, k: int, n_images: int, size=(640, 480), min_covisibility: float = 0.1,
-                          jpeg_quality: int = 92) -> tuple[str, dict]:
+                          jpeg_quality: int = 92, style: str = "classic") -> tuple[str, dict]:
     """Scene ``k`` of the MegaDepth (CAPS) layout → ``(scene_id, summary)``.
 
     Scene ``k`` with ``k % 4 == 1`` has cameras all around the cluster (pairs above 80° exist).
     """
     scene_id = megadepth_scene_ids(k + 1)[k]
     rng = item_rng(seed, "megadepth", k)
-    world = build_world(rng, photo_pool("train"), texture_scale=size[0] / 640.0)
+    world = build_world(rng, photo_pool("train", style), texture_scale=size[0] / 640.0, style=style)
     spread = 2 * np.pi if k % 4 == 1 else np.radians(rng.uniform(60, 110))
     az0 = rng.uniform(0, 2 * np.pi)
     cams, depths = [], []

@@ -21,8 +21,11 @@ import numpy as np
 #: scikit-image sample photographs (shipped with the package, no download) used by TRAINING scenes.
 TRAIN_PHOTOS: tuple[str, ...] = (
     "astronaut", "coffee", "chelsea", "camera", "brick", "grass", "clock", "page", "hubble_deep_field",
-    "grace_hopper", "jacksboro_fault_dem",
 )
+#: photographs added to the training pool by the ``photographic`` style (from matplotlib's sample data)
+EXTRA_TRAIN_PHOTOS: tuple[str, ...] = ("grace_hopper", "jacksboro_fault_dem")
+#: texture styles of the demo world (params ``demo.textures``)
+STYLES = ("classic", "photographic")
 
 
 #: images that come with matplotlib (its sample data) rather than scikit-image; the DEM is hill-shaded.
@@ -51,12 +54,14 @@ def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(a[:, :, :3])
 
 
-@functools.lru_cache(maxsize=2)
-def photo_pool(split: str) -> tuple[tuple[str, np.ndarray], ...]:
-    """The photographs of a split (``"train"`` or ``"eval"``) as ``(name, RGB uint8)`` tuples."""
+@functools.lru_cache(maxsize=4)
+def photo_pool(split: str, style: str = "classic") -> tuple[tuple[str, np.ndarray], ...]:
+    """The photographs of a split (``"train"`` or ``"eval"``) as ``(name, RGB uint8)`` tuples; the
+    ``photographic`` style adds :data:`EXTRA_TRAIN_PHOTOS` to the training pool."""
     import skimage.data
 
-    names = {"train": TRAIN_PHOTOS, "eval": EVAL_PHOTOS}[split]
+    check_style(style)
+    names = {"train": TRAIN_PHOTOS + (EXTRA_TRAIN_PHOTOS if style == "photographic" else ()), "eval": EVAL_PHOTOS}[split]
     out = []
     for name in names:
         if name in MATPLOTLIB_PHOTOS:
@@ -217,7 +222,62 @@ def _draw_facade(canvas: np.ndarray, rng: np.random.Generator, photos) -> None:
                 canvas[y1 + 2 * f + 1:y1 + 4 * f + 1, x0 - 2 * f:x1 + 2 * f] *= 0.6
 
 
+def check_style(style: str) -> str:
+    """``style`` if it is one of :data:`STYLES`, else a ``ValueError`` naming the choices."""
+    if style not in STYLES:
+        raise ValueError(f"demo textures must be one of {STYLES}, got {style!r}")
+    return style
+
+
 def make_texture(
+    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float | None = None,
+    grain: float | None = None, facade: bool = False, style: str = "classic",
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A texture in the demo world's ``style`` (:func:`classic_texture` or :func:`photographic_texture`).
+
+    ``shape_density`` and ``grain`` default to the style's own (classic 1.0 and 0.35, photographic 0.03
+    and 0.2); ``facade`` (windows) only applies to the photographic style.
+    """
+    if check_style(style) == "classic":
+        return classic_texture(rng, h, w, photos, photo_density, 1.0 if shape_density is None else shape_density,
+                               0.35 if grain is None else grain)
+    return photographic_texture(rng, h, w, photos, photo_density, 0.03 if shape_density is None else shape_density,
+                                0.2 if grain is None else grain, facade)
+
+
+def classic_texture(
+    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float = 1.0,
+    grain: float = 0.35,
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """A rich synthetic texture: colour noise base, a mosaic of hard-edged photo crops, shapes and text.
+
+    Args:
+        rng: random stream.
+        h, w: texture size in pixels.
+        photos: ``(name, RGB uint8)`` pool to draw crops from.
+        photo_density: photo crops per (180 px)² of texture.
+        shape_density: shapes per (60 px)² of texture.
+        grain: amplitude of the unique fine grain (:func:`apply_grain`) that makes repeated patterns distinct.
+
+    Returns:
+        ``(texture uint8 (h, w, 3), names of the photographs used)``.
+    """
+    base = value_noise(rng, h, w)
+    palette = rng.uniform(40, 220, size=(2, 3)).astype(np.float32)
+    canvas = (palette[0] + base * (palette[1] - palette[0])).astype(np.uint8)
+    used = set()
+    n_photos = max(1, int(round(photo_density * h * w / 180.0**2)))
+    patch_size = min(h, w, 260)
+    for _ in range(n_photos):
+        name, photo = photos[int(rng.integers(0, len(photos)))]
+        used.add(name)
+        _paste_photo(canvas, rng, photo, int(rng.uniform(0.4, 1.0) * patch_size))
+    n_shapes = int(round(shape_density * h * w / 60.0**2))
+    _draw_shapes(canvas, rng, n_shapes, scale=min(h, w, 90))
+    return apply_grain(canvas, rng, grain), tuple(sorted(used))
+
+
+def photographic_texture(
     rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float = 0.03,
     grain: float = 0.2, facade: bool = False,
 ) -> tuple[np.ndarray, tuple[str, ...]]:

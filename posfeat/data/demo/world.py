@@ -54,7 +54,7 @@ def _tex_size(size_m: float, ppm: float, max_px: int = 2048) -> int:
 
 
 def _box_faces(rng, photos, center_xy, size, yaw: float, ppm: float, name: str, top: bool = True,
-               facade: bool = False) -> list[Plane]:
+               facade: bool = False, style: str = "classic") -> list[Plane]:
     """The 4 side faces (and the top) of a box standing on the ground, outward-facing, single-sided;
     ``facade``: the side faces have windows."""
     sx, sy, sz = size
@@ -63,23 +63,25 @@ def _box_faces(rng, photos, center_xy, size, yaw: float, ppm: float, name: str, 
     base = np.array([center_xy[0], center_xy[1], 0.0])
     faces = []
     for k, (n, half, width) in enumerate([(ex, sx / 2, sy), (-ex, sx / 2, sy), (ey, sy / 2, sx), (-ey, sy / 2, sx)]):
-        tex, src = make_texture(rng, _tex_size(sz, ppm), _tex_size(width, ppm), photos, facade=facade)
+        tex, src = make_texture(rng, _tex_size(sz, ppm), _tex_size(width, ppm), photos, facade=facade, style=style)
         faces.append(_face(base + n * half + ez * sz / 2, n, width, sz, tex, f"{name}_side{k}", sources=src))
     if top:
-        tex, src = make_texture(rng, _tex_size(sy, ppm), _tex_size(sx, ppm), photos)
+        tex, src = make_texture(rng, _tex_size(sy, ppm), _tex_size(sx, ppm), photos, style=style)
         top_face = rect_plane(base + ez * sz, ex, -ey, sx, sy, tex, two_sided=False, name=f"{name}_top", sources=src)
         faces.append(top_face)
     return faces
 
 
 def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (3, 6), n_buildings: tuple[int, int] = (2, 4),
-                half_size: float = 45.0, height: float = 30.0, texture_scale: float = 1.0) -> World:
+                half_size: float = 45.0, height: float = 30.0, texture_scale: float = 1.0, style: str = "classic") -> World:
     """A plaza: textured ground, enclosing walls and sky (every ray hits something), buildings, boxes.
 
     World frame: metres, z up, ground at z = 0, the object cluster around the origin (radius ~5 m).
     Buildings stand 20 m or more from the origin, so cameras within 18 m of it never sit inside one.
     ``texture_scale`` scales every texture's resolution (pixels per metre); 1.0 suits 640-pixel-wide images,
     and the writers pass ``image width / 640`` so that small worlds (tests) are fast to build.
+    ``style`` (:data:`~posfeat.data.demo.textures.STYLES`): ``classic`` textures, or ``photographic`` ones
+    with windows on the buildings and a baked sun and sky light (:func:`light_planes`).
     """
     planes: list[Plane] = []
     L = half_size
@@ -89,12 +91,13 @@ def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (
         for j in range(3):
             ppm = (48.0 if (i, j) == (1, 1) else 14.0) * texture_scale
             n_px = _tex_size(tile, ppm, max_px=1536)
-            tex, src = make_texture(rng, n_px, n_px, photos)
+            tex, src = make_texture(rng, n_px, n_px, photos, style=style)
             cx, cy = -L + tile * (i + 0.5), -L + tile * (j + 0.5)
             planes.append(_face((cx, cy, 0.0), (0, 0, 1), tile, tile, tex, f"ground{i}{j}", sources=src))
     # enclosing walls (inward-facing) and the sky
     for k, (n, p) in enumerate([((1, 0, 0), (-L, 0)), ((-1, 0, 0), (L, 0)), ((0, 1, 0), (0, -L)), ((0, -1, 0), (0, L))]):
-        tex, src = make_texture(rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos)
+        tex, src = make_texture(rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos,
+                                style=style)
         planes.append(_face((p[0], p[1], height / 2), n, 2 * L, height, tex, f"wall{k}", sources=src))
     planes.append(_face((0, 0, height), (0, 0, -1), 2 * L, 2 * L, sky_texture(rng, 256, 256), "sky"))
     # buildings around the plaza, facing the centre
@@ -104,15 +107,16 @@ def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (
         w, d, h = rng.uniform(10, 20), rng.uniform(6, 10), rng.uniform(8, 16)
         r = 20.0 + d / 2
         planes += _box_faces(rng, photos, (r * np.cos(ang), r * np.sin(ang)), (d, w, h), ang, 28.0 * texture_scale, f"building{b}",
-                             facade=True)
+                             facade=True, style=style)
     # the object cluster
     no = int(rng.integers(n_objects[0], n_objects[1] + 1))
     for o in range(no):
         rad, ang = rng.uniform(0, 4.0), rng.uniform(0, 2 * np.pi)
         size = (rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.5))
         planes += _box_faces(rng, photos, (rad * np.cos(ang), rad * np.sin(ang)), size, rng.uniform(0, np.pi), 90.0 * texture_scale,
-                            f"box{o}")
-    light_planes(rng, planes)
+                            f"box{o}", style=style)
+    if style == "photographic":
+        light_planes(rng, planes)
     sources = set().union(*[set(p.sources) for p in planes])
     return World(planes, np.array([0.0, 0.0, 1.0]), 5.0, sources)
 
