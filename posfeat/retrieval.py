@@ -7,7 +7,8 @@ built from the features being evaluated:
 
 1. a flat vocabulary of ``num_words`` visual words: spherical k-means (dot-product assignment of the
    L2-normalised descriptors, a few Lloyd iterations, seeded) on a sample of the scene's descriptors;
-2. per image a TF-IDF histogram of its words (``idf = log(N / df)``), square-rooted and L2-normalised;
+2. per image a TF-IDF histogram of its words (smoothed ``idf = log((1 + N) / (1 + df)) + 1``),
+   square-rooted and L2-normalised;
 3. each image paired with its ``k`` most similar other images (cosine similarity), pairs symmetrised
    and de-duplicated.
 
@@ -76,7 +77,7 @@ def bow_descriptors(
             w = (torch.nn.functional.normalize(d, dim=1) @ words.T).argmax(1)
             tf[i] = torch.bincount(w, minlength=words.shape[0]).float()
     df = (tf > 0).sum(0).float()
-    idf = torch.log(len(names) / df.clamp_min(1.0))
+    idf = torch.log((1.0 + len(names)) / (1.0 + df)) + 1.0  # smoothed: a word in every image still counts
     h = torch.sqrt(tf * idf)
     return torch.nn.functional.normalize(h, dim=1).cpu()
 
