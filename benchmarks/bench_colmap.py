@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "posfeat_bench_colmap"))
     ap.add_argument("--small", action="store_true", help="the test fixture's small scene instead of the default demo")
     ap.add_argument("--max-keypoints", type=int, default=20480, help="SIFT keypoints per image (ETH setting)")
-    ap.add_argument("--max-pairs", type=int, default=None)
+    ap.add_argument("--max-exhaustive-images", type=int, default=1600)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args(argv)
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
                                 progress=False)
             extract_s_per_image = s["seconds"] / s["num_images"]
             print(f"SIFT: {s['keypoints_mean']:.0f} keypoints/image, {extract_s_per_image:.3f} s/image")
-    cfg = ETHConfig(max_pairs=a.max_pairs)
+    cfg = ETHConfig(max_exhaustive_images=a.max_exhaustive_images)
     figures: dict = {"root": str(root), "features": str(features), "scenes": {}}
     if extract_s_per_image is not None:
         figures["sift_s_per_image"] = round(extract_s_per_image, 4)

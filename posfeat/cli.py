@@ -21,14 +21,15 @@ def _kv(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="posfeat", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="posfeat", description=__doc__.splitlines()[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--debug", action="store_true",
                    help=f"show the traceback of a bad-input error (also: {DEBUG_ENV}=1); accepted anywhere")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("demo", help="render the demo world (MegaDepth, HPatches, Aachen and ETH layouts)")
     s.add_argument("--out", required=True, help="output folder")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="random seed of the demo world")
     s.set_defaults(module="posfeat.data.demo")
 
     s = sub.add_parser("megadepth-manifest", help="fingerprint a MegaDepth root's img_cam.txt/pairs.txt for DVC")
@@ -37,44 +38,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(module="posfeat.data.manifest")
 
     s = sub.add_parser("extract", help="extract local features of every image under a folder into an HDF5 file")
-    s.add_argument("--method", choices=["posfeat", "sift", "rootsift"], required=True)
+    s.add_argument("--method", choices=["posfeat", "sift", "rootsift"], required=True, help="local features to extract")
     s.add_argument("--weights", help="PoSFeat checkpoint (.pt), required for --method posfeat")
     s.add_argument("--images", required=True, help="image folder, searched recursively; names are relative to it")
     s.add_argument("--out", required=True, help="output features .h5 (hloc layout)")
-    s.add_argument("--max-keypoints", type=int, default=8192)
-    s.add_argument("--nms-radius", type=int, default=1)
+    s.add_argument("--max-keypoints", type=int, default=8192, help="keypoints per image (at most)")
+    s.add_argument("--nms-radius", type=int, default=1, help="non-maximum suppression radius in pixels (PoSFeat)")
     s.add_argument("--threshold", type=float, default=0.9, help="score threshold (PoSFeat)")
-    s.add_argument("--threshold-mode", choices=["abs", "max", "mean", "none"], default="abs")
+    s.add_argument("--threshold-mode", choices=["abs", "max", "mean", "none"], default="abs",
+                   help="how --threshold applies to the score map (PoSFeat)")
     s.add_argument("--sift-keypoints", action="store_true", help="PoSFeat descriptors on OpenCV SIFT keypoints")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.extraction")
 
     s = sub.add_parser("eval-hpatches", help="HPatches MMA (D2-Net protocol)")
     s.add_argument("--root", required=True, help="hpatches-sequences-release folder")
-    s.add_argument("--features", required=True, nargs="+", type=_kv, metavar="NAME=FEATURES.h5")
+    s.add_argument("--features", required=True, nargs="+", type=_kv, metavar="NAME=FEATURES.h5",
+                   help="one feature file per method")
     s.add_argument("--out", required=True, help="metrics JSON")
     s.add_argument("--plot", help="PNG figure of the MMA curves")
     s.add_argument("--curves-dir", help="write <method>.csv curves here")
     s.add_argument("--no-exclude", action="store_true", help="keep the 8 sequences D2-Net drops")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.evaluation.hpatches")
 
     s = sub.add_parser("eval-eth", help="ETH local feature benchmark: reconstruct one scene with pycolmap")
     s.add_argument("--scene", required=True, help="scene folder with images/")
-    s.add_argument("--features", required=True, help="features .h5 (names relative to the scene's parent or the scene)")
+    s.add_argument("--features", required=True, help="features .h5 (extracted from the ETH root, the scene or its images/ folder)")
     s.add_argument("--out", required=True, help="statistics JSON")
-    s.add_argument("--workdir", help="where the database and models go (default: a folder beside --out)")
-    s.add_argument("--ratio", type=float, default=0.75)
-    s.add_argument("--max-pairs", type=int, default=None, help="cap on exhaustive pairs (documented cap for big scenes)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--workdir", help="where the database and models go; None: a folder beside --out")
+    s.add_argument("--ratio", type=float, default=None,
+                   help="Lowe ratio on both sides of the mutual NN (the official PoSFeat script: 0.75); None: off")
+    s.add_argument("--max-exhaustive-images", type=int, default=1600,
+                   help="exhaustive pairs up to this many images, else retrieval pairs (k nearest by bag of words)")
+    s.add_argument("--retrieval-neighbors", type=int, default=50, help="retrieval pairs: neighbours per image")
+    s.add_argument("--pairs", help="pair list 'nameA nameB' (names relative to images/); None: the scene's own "
+                                   "pairs.txt / image_pairs.txt / match_list.txt if any")
+    s.add_argument("--no-database", action="store_true",
+                   help="ignore the scene's database.db (cameras from EXIF or guessed instead)")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.evaluation.eth")
 
     s = sub.add_parser("eval-aachen", help="Aachen Day-Night localization with pycolmap")
     s.add_argument("--root", required=True, help="Aachen dataset root")
     s.add_argument("--features", required=True, help="features .h5 (names relative to images/images_upright)")
     s.add_argument("--out", required=True, help="output folder: metrics JSON and benchmark submission file")
-    s.add_argument("--method-name", default="posfeat")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--method-name", default="posfeat", help="name of the method in the outputs")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.evaluation.aachen")
 
     s = sub.add_parser("convert-official", help="convert the official backbone.pth + localheader.pth to one model .pt")
@@ -83,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output model .pt (the format of models/posfeat.pt)")
     s.add_argument("--keep-global-map", action="store_true", help="keep the unused CAPS global head (conv_coarse)")
     s.set_defaults(module="posfeat.convert")
+    for s in sub.choices.values():  # every subcommand's --help shows the defaults
+        s.formatter_class = argparse.ArgumentDefaultsHelpFormatter
     return p
 
 

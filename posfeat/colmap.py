@@ -219,14 +219,22 @@ def write_pairs_file(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) 
 
 
 def two_view_geometry_options(max_error: float = 4.0, min_num_inliers: int = 15, seed: int | None = 0,
-                              num_threads: int = -1) -> pycolmap.TwoViewGeometryOptions:
+                              num_threads: int = -1, max_num_trials: int | None = None,
+                              min_inlier_ratio: float | None = None) -> pycolmap.TwoViewGeometryOptions:
     """COLMAP's default verification options (RANSAC max error 4 px, 15 inliers), seeded.
 
+    ``max_num_trials`` / ``min_inlier_ratio``: RANSAC's trial cap and the inlier ratio it plans for
+    (None: COLMAP's 10000 / 0.25; hloc verifies with 20000 / 0.1).
     ``num_threads`` is accepted for compatibility and unused: ``pycolmap.verify_matches`` picks its threads.
     """
     opts = pycolmap.TwoViewGeometryOptions()
     opts.ransac.max_error = float(max_error)
     opts.min_num_inliers = int(min_num_inliers)
+    if max_num_trials is not None:
+        opts.ransac.max_num_trials = int(max_num_trials)
+        opts.ransac.min_num_trials = min(int(opts.ransac.min_num_trials), int(max_num_trials))
+    if min_inlier_ratio is not None:
+        opts.ransac.min_inlier_ratio = float(min_inlier_ratio)
     if seed is not None:
         opts.ransac.random_seed = int(seed)
     return opts
@@ -264,6 +272,105 @@ def verification_stats(db: pycolmap.Database) -> VerificationStats:
             stats.num_inlier_matches += int(n)
             stats.inliers_per_pair[tuple(int(i) for i in pycolmap.pair_id_to_image_pair(pid))] = int(n)
     return stats
+
+
+def verification_report(db: pycolmap.Database, pairs: Iterable[tuple[int, int]], min_num_inliers: int = 15
+                        ) -> dict:
+    """Why pairs pass or fail two-view verification: pairs per configuration type, inlier ratios.
+
+    For every ``(image_id1, image_id2)`` of ``pairs`` (the matched pairs): the configuration COLMAP
+    stored (``CALIBRATED``, ``UNCALIBRATED``, ``PLANAR``…, ``DEGENERATE`` when RANSAC found no model
+    with ``min_num_inliers`` inliers, ``NONE`` when nothing was written) and the inlier ratio
+    (verified inliers / raw matches). Returns ``{"configs": {name: pairs}, "verified_pairs",
+    "failed_pairs", "inlier_ratio_verified": {min, median, max}, "inlier_ratio_failed": …,
+    "raw_matches_failed_median"}``.
+    """
+    configs: dict[str, int] = {}
+    ratios_ok: list[float] = []
+    ratios_bad: list[float] = []
+    raw_bad: list[int] = []
+    for i1, i2 in pairs:
+        n_raw = len(read_matches(db, i1, i2))
+        if db.exists_two_view_geometry(int(i1), int(i2)):
+            tvg = db.read_two_view_geometry(int(i1), int(i2))
+            name = pycolmap.TwoViewGeometryConfiguration(tvg.config).name
+            n_in = len(np.asarray(tvg.inlier_matches).reshape(-1, 2))
+        else:
+            name, n_in = "NONE", 0
+        configs[name] = configs.get(name, 0) + 1
+        ratio = n_in / n_raw if n_raw else 0.0
+        if n_in >= min_num_inliers:
+            ratios_ok.append(ratio)
+        else:
+            ratios_bad.append(ratio)
+            raw_bad.append(n_raw)
+
+    def summary(v: list[float]) -> dict[str, float | None]:
+        if not v:
+            return {"min": None, "median": None, "max": None}
+        return {"min": round(float(np.min(v)), 4), "median": round(float(np.median(v)), 4),
+                "max": round(float(np.max(v)), 4)}
+
+    return {"configs": dict(sorted(configs.items())), "verified_pairs": len(ratios_ok), "failed_pairs": len(ratios_bad),
+            "inlier_ratio_verified": summary(ratios_ok), "inlier_ratio_failed": summary(ratios_bad),
+            "raw_matches_failed_median": float(np.median(raw_bad)) if raw_bad else None}
+
+
+def ensure_rigs_and_frames(db: pycolmap.Database) -> int:
+    """Give a database of the pre-4.0 schema (cameras and images only) COLMAP 4's trivial rigs and frames.
+
+    Databases written by COLMAP 3 (such as the ETH benchmark's ``database.db``) have no rigs or frames,
+    and pycolmap 4's mapper reads images through their frames. Each camera gets a rig with itself as
+    the reference sensor and each image a frame of that rig (what COLMAP 4's image importer writes).
+    Returns the number of frames added (0 when the database already has frames).
+    """
+    if db.num_frames() > 0:
+        return 0
+    for cam in db.read_all_cameras():
+        if not db.exists_rig(int(cam.camera_id)):
+            rig = pycolmap.Rig()
+            rig.add_ref_sensor(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, int(cam.camera_id)))
+            rig.rig_id = int(cam.camera_id)
+            db.write_rig(rig, use_rig_id=True)
+    n = 0
+    for im in db.read_all_images():
+        frame = pycolmap.Frame()
+        frame.rig_id = int(im.camera_id)
+        frame.frame_id = int(im.image_id)
+        frame.add_data_id(pycolmap.data_t(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, int(im.camera_id)),
+                                          int(im.image_id)))
+        db.write_frame(frame, use_frame_id=True)
+        n += 1
+    return n
+
+
+def copy_database_without_features(src: str | os.PathLike, dst: str | os.PathLike) -> pycolmap.Database:
+    """Copy a COLMAP database (a benchmark's ``database.db``) and empty its feature tables.
+
+    Cameras (with their prior focal lengths), images (names and ids) and pose priors are kept;
+    keypoints, descriptors, matches and two-view geometries are cleared (as the ETH kit's script does),
+    and pre-4.0 databases get trivial rigs and frames (:func:`ensure_rigs_and_frames`). Returns the
+    open copy.
+    """
+    import shutil
+
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise DataError(f"{src}: COLMAP database not found")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    try:
+        db = pycolmap.Database.open(str(dst))
+        db.num_images()
+    except Exception as e:  # pycolmap raises ValueError/RuntimeError on a file that is not a database
+        raise DataError(f"{src}: expected a COLMAP database (sqlite with cameras/images tables), "
+                        f"could not open it ({e})") from e
+    db.clear_two_view_geometries()
+    db.clear_matches()
+    db.clear_descriptors()
+    db.clear_keypoints()
+    ensure_rigs_and_frames(db)
+    return db
 
 
 def image_ids_by_name(db: pycolmap.Database) -> dict[str, int]:

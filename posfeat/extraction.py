@@ -252,7 +252,8 @@ def extract_sift(image: np.ndarray, max_keypoints: int | None = None, root: bool
     OpenCV keypoint coordinates put the centre of the top-left pixel at (0, 0), our convention, once
     the default pyramid's +0.25 px bias is removed (see :func:`_sift_detector`; checked by a test on a
     rendered blob). Descriptors are unit L2; with ``root`` they are RootSIFT (L1-normalise, sqrt,
-    which is unit L2). Scores are the detector responses.
+    which is unit L2). Scores are the detector responses; ``scales`` (OpenCV's keypoint size) and
+    ``oris`` (orientation in radians) are what hloc's SIFT files carry (its AdaLAM matcher needs them).
 
     Args:
         image: ``(H, W, 3)`` RGB or ``(H, W)`` grey uint8 image.
@@ -270,6 +271,8 @@ def extract_sift(image: np.ndarray, max_keypoints: int | None = None, root: bool
             "scores": np.zeros(0, np.float32),
             "descriptors": np.zeros((0, 128), np.float32),
             "image_size": np.array([w, h], np.int64),
+            "scales": np.zeros(0, np.float32),
+            "oris": np.zeros(0, np.float32),
         }
     xy = np.array([k.pt for k in kps], np.float32) - np.float32(shift)
     resp = np.array([k.response for k in kps], np.float32)
@@ -281,11 +284,15 @@ def extract_sift(image: np.ndarray, max_keypoints: int | None = None, root: bool
         desc = desc / np.maximum(np.abs(desc).sum(1, keepdims=True), 1e-12)
         desc = np.sqrt(np.maximum(desc, 0))
     desc = desc / np.maximum(np.linalg.norm(desc, axis=1, keepdims=True), 1e-12)
+    scales = np.array([k.size for k in kps], np.float32)  # hloc's SIFT: OpenCV's keypoint size
+    oris = np.deg2rad(np.array([k.angle for k in kps], np.float32))  # radians (hloc: deg2rad of OpenCV's angle)
     return {
         "keypoints": xy[order],
         "scores": resp[order],
         "descriptors": desc,
         "image_size": np.array([w, h], np.int64),
+        "scales": scales[order],
+        "oris": oris[order],
     }
 
 
@@ -466,7 +473,8 @@ def extract_dataset(
             else:
                 feats = [extract_sift(im, cfg.max_keypoints, root=method == "rootsift") for _, im in batch]
             for (name, _), f in zip(batch, feats):
-                writer.add(name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"])
+                writer.add(name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"],
+                           **{k: f[k] for k in ("scales", "oris") if k in f})
                 counts.append(len(f["keypoints"]))
             bar.update(len(batch))
     bar.close()

@@ -142,8 +142,12 @@ class FeatureWriter:
         for k, v in (attrs or {}).items():
             self._h5.attrs[k] = v
 
-    def add(self, name: str, keypoints: np.ndarray, scores: np.ndarray, descriptors: np.ndarray, image_size) -> None:
-        """Add one image. ``descriptors`` is N×D (as produced) and stored D×N (hloc)."""
+    def add(self, name: str, keypoints: np.ndarray, scores: np.ndarray, descriptors: np.ndarray, image_size,
+            **per_keypoint: np.ndarray) -> None:
+        """Add one image. ``descriptors`` is N×D (as produced) and stored D×N (hloc).
+
+        ``per_keypoint``: further N-vectors stored under their names (SIFT: ``scales``, ``oris``).
+        """
         kp = np.asarray(keypoints, np.float32).reshape(-1, 2)
         sc = np.asarray(scores, np.float32).reshape(-1)
         de = np.asarray(descriptors, np.float32)
@@ -156,6 +160,11 @@ class FeatureWriter:
         g.create_dataset("scores", data=sc)
         g.create_dataset("descriptors", data=np.ascontiguousarray(de.T))
         g.create_dataset("image_size", data=np.asarray(image_size, np.int64).reshape(2))
+        for key, v in per_keypoint.items():
+            v = np.asarray(v, np.float32).reshape(-1)
+            if len(v) != len(kp):
+                raise ValueError(f"{name}: {key} has {len(v)} values for {len(kp)} keypoints")
+            g.create_dataset(key, data=v)
 
     def close(self, ok: bool = True) -> None:
         self._h5.close()

@@ -1,7 +1,7 @@
 """DVC stage ``eval_eth``: the ETH local feature benchmark (sparse reconstruction with pycolmap).
 
 Reads params ``datasets.eth``, ``extract.methods``, ``eval.eth`` (:class:`ETHConfig` fields), ``seed``
-and ``device``, and ``features/<method>/eth.h5`` (names ``<Scene>/images/<file>``). For every method and
+and ``device``, and ``features/<method>/eth.h5`` (names ``<Scene>/images/<file>``; the per-scene statistics include the protocol used and the verification report). For every method and
 every scene under the ETH root it writes the work folder ``results/eth/<method>/<Scene>/`` (COLMAP
 database, pair list, ``sparse/<k>`` models), ``results/eth/<method>.json`` (per scene: statistics,
 timings, message, model folder) and ``metrics/eth.json`` (``{method: {scene: statistics}}``).

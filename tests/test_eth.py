@@ -92,20 +92,36 @@ def test_relative_pose_errors():
     assert acc["median_rotation_error_deg"] is None and acc["pose_auc@5"] == 0.0
 
 
-def test_select_pairs():
+def test_select_pairs_protocols(tmp_path):
+    """Exhaustive up to max_exhaustive_images; the scene's pair list wins; retrieval pairs otherwise."""
     names = [f"{i}.jpg" for i in range(10)]
-    full = eth.select_pairs(names)
-    assert len(full) == 45 and full[0] == ("0.jpg", "1.jpg") and len(set(full)) == 45
-    assert eth.select_pairs(names, 45) == full and eth.select_pairs(names, 0) == full
-    capped = eth.select_pairs(names, 12, seed=1)
-    assert len(capped) == 12 and set(capped) <= set(full) and capped == sorted(capped, key=full.index)
-    assert capped == eth.select_pairs(names, 12, seed=1)
-    assert capped != eth.select_pairs(names, 12, seed=2)
+    scene = tmp_path / "S"
+    scene.mkdir()
+    full, info = eth.select_pairs(scene, names, eth.ETHConfig())
+    assert len(full) == 45 and full[0] == ("0.jpg", "1.jpg") and info == {"pairs": "exhaustive"}
+    (scene / "pairs.txt").write_text("# comment\n0.jpg 3.jpg\nimages/4.jpg 5.jpg\n")
+    listed, info = eth.select_pairs(scene, names, eth.ETHConfig())
+    assert listed == [("0.jpg", "3.jpg"), ("4.jpg", "5.jpg")] and info["pairs"] == "pair_list"
+    (scene / "pairs.txt").write_text("0.jpg 3.jpg\n1.jpg nope.jpg\n")
+    with pytest.raises(DataError, match=r"pairs.txt:2: .*unknown 'nope.jpg'"):
+        eth.select_pairs(scene, names, eth.ETHConfig())
+    (scene / "pairs.txt").unlink()
+    # retrieval: two groups of images with disjoint "visual words" pair within their group only
+    rng = np.random.default_rng(0)
+    protos = [rng.normal(size=(40, 32)).astype(np.float32) for _ in range(2)]
+    descs = {n: protos[i % 2] + 0.05 * rng.normal(size=(40, 32)).astype(np.float32) for i, n in enumerate(names)}
+    cfg = eth.ETHConfig(max_exhaustive_images=5, retrieval_neighbors=3, retrieval_words=16)
+    pairs, info = eth.select_pairs(scene, names, cfg, lambda n: descs[n])
+    assert info["pairs"] == "retrieval" and info["retrieval_neighbors"] == 3
+    assert 10 * 3 / 2 <= len(pairs) <= 10 * 3 and len(set(pairs)) == len(pairs)
+    assert all(int(a[0]) % 2 == int(b[0]) % 2 for a, b in pairs)
+    assert pairs == eth.select_pairs(scene, names, cfg, lambda n: descs[n])[0]  # deterministic
 
 
 def test_config_from_dict():
-    cfg = eth.ETHConfig.from_dict({"ratio": 0.8, "max_pairs": 10})
-    assert cfg.ratio == 0.8 and cfg.max_pairs == 10 and cfg.mutual
+    cfg = eth.ETHConfig.from_dict({"ratio": 0.8, "max_exhaustive_images": 10})
+    assert cfg.ratio == 0.8 and cfg.max_exhaustive_images == 10 and cfg.mutual
+    assert eth.ETHConfig().ratio is None and eth.ETHConfig().verification_max_num_trials == 20000
     with pytest.raises(ValueError, match="ratioo"):
         eth.ETHConfig.from_dict({"ratioo": 0.8})
 
@@ -179,7 +195,7 @@ def test_demo_root_scene(demo_root, tmp_path):
     assert s["num_observations_per_image"] == pytest.approx(s["num_observations"] / s["num_reg_images"], rel=1e-6)
     assert 0 < s["mean_reproj_error"] < 2.0
     assert s["median_rotation_error_deg"] is not None and s["median_center_error"] is not None
-    assert set(res.timings) == {"import", "matching", "verification", "mapping"}
+    assert set(res.timings) == {"import", "pairs", "matching", "verification", "mapping"}
     (work / "leftover.txt").write_text("from an earlier run")
     res2 = eth.evaluate_scene(root / scene, tmp_path / "eth.h5", work, device="cpu", progress=False)
     assert res2.stats["num_reg_images"] == s["num_reg_images"] and not (work / "leftover.txt").exists()
@@ -252,10 +268,11 @@ def test_cli_and_stage(tmp_path, monkeypatch):
     with h5py.File(h5, "a") as f:  # the second scene reuses the first one's images and features
         f.copy(f["Synth"], "Synth2")
     params = {"seed": 0, "device": "cpu", "datasets": {"eth": "eth"}, "extract": {"methods": ["sift"]},
-              "eval": {"eth": {"ratio": 0.75, "max_pairs": 3}}}
+              "eval": {"eth": {"ratio": 0.75, "max_exhaustive_images": 3, "retrieval_neighbors": 1}}}
     metrics = eval_eth.main(params, base_dir=base)
     assert set(metrics) == {"sift"} and set(metrics["sift"]) == {"Synth", "Synth2"}
-    assert metrics["sift"]["Synth"]["num_pairs"] == 3
+    assert 2 <= metrics["sift"]["Synth"]["num_pairs"] <= 4
+    assert metrics["sift"]["Synth"]["protocol"]["pairs"] == "retrieval"
     assert read_json(base / "metrics" / "eth.json") == json.loads(json.dumps(metrics))
     detail = read_json(base / "results" / "eth" / "sift.json")
     assert detail["Synth2"]["model"].startswith("results/eth/sift/Synth2/sparse/")

@@ -43,6 +43,7 @@ from tqdm import tqdm
 from posfeat import colmap
 from posfeat.data.aachen import AachenLayout, QueryCamera, load_queries, load_reference, read_ground_truth, read_pair_list
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
+from posfeat.feature_names import resolve_feature_names
 from posfeat.io import DataError, FeatureReader, atomic_path, fresh_workdir, write_json
 from posfeat.utils import config_from_dict, get_logger, resolve_device
 
@@ -210,13 +211,17 @@ def build_database(
     reference: pycolmap.Reconstruction,
     queries: Sequence[QueryCamera],
     features: FeatureReader,
+    keys: Mapping[str, str] | None = None,
 ) -> dict[str, int]:
     """Write a fresh COLMAP database: reference cameras/images (their ids kept), queries, keypoints.
 
+    ``keys``: ``{image name: feature group}`` (default: the names themselves).
     Returns ``{image name: image id}``.
     """
-    _check_features(features, [im.name for im in reference.images.values()], "reference images")
-    _check_features(features, [q.name for q in queries], "queries")
+    if keys is None:
+        _check_features(features, [im.name for im in reference.images.values()], "reference images")
+        _check_features(features, [q.name for q in queries], "queries")
+        keys = {}
     db = colmap.create_database(db_path, overwrite=True)
     ids: dict[str, int] = {}
     try:
@@ -238,7 +243,7 @@ def build_database(
             ids[q.name] = colmap.add_image(db, q.name, next_cam + i, image_id=next_image + i)
         with h5py.File(features.path, "r") as h5:  # keypoints only: no 10 MB descriptor read per image
             for name, image_id in ids.items():
-                colmap.import_keypoints(db, image_id, read_keypoints(h5, name))
+                colmap.import_keypoints(db, image_id, read_keypoints(h5, keys.get(name, name)))
     finally:
         db.close()
     return ids
@@ -376,6 +381,7 @@ def localize_queries(
     features_path: str | os.PathLike,
     cfg: AachenConfig,
     progress: bool = True,
+    keys: Mapping[str, str] | None = None,
 ) -> list[QueryResult]:
     """Localize each query against the triangulated reference ``rec`` (one :class:`QueryResult` each).
 
@@ -401,7 +407,7 @@ def localize_queries(
                     qvec, tvec = colmap.rigid_to_qvec_tvec(reference.image(best).cam_from_world())
                 res = QueryResult(q.name, q.condition, False, qvec, tvec, num_correspondences=len(kq))
                 if len(kq) >= cfg.min_matches:
-                    xy = colmap.to_colmap_keypoints(read_keypoints(h5, q.name)[kq])
+                    xy = colmap.to_colmap_keypoints(read_keypoints(h5, (keys or {}).get(q.name, q.name))[kq])
                     X = np.stack([rec.point3D(int(p)).xyz for p in pid])
                     out = localize(xy, X, q.to_pycolmap(), cfg.max_reprojection_error, cfg.seed + qi)
                     res.num_inliers = int(out["num_inliers"]) if out is not None else 0
@@ -466,12 +472,15 @@ def evaluate_aachen(
     db_path = work / "database.db"
     t0 = time.perf_counter()
     with FeatureReader(features_path) as features:
-        ids = build_database(db_path, reference, queries, features)
+        # names relative to images/images_upright, or to whatever folder above/below it was extracted
+        keys = resolve_feature_names(features.names(), [im.name for im in reference.images.values()]
+                                     + [q.name for q in queries], str(features.path), "reference images and queries",
+                                     "(extract every image: python -m posfeat extract --images AACHEN)")
+        ids = build_database(db_path, reference, queries, features, keys)
         timings["import"] = time.perf_counter() - t0
         db = pycolmap.Database.open(str(db_path))
         try:
             t0 = time.perf_counter()
-            keys = {n: n for n in ids}
             s_db = colmap.match_and_import(db, features, keys, ids, db_pairs, ratio=cfg.ratio, mutual=cfg.mutual,
                                            device=dev, progress=progress)
             timings["matching_db"] = time.perf_counter() - t0
@@ -500,7 +509,7 @@ def evaluate_aachen(
     log.info("triangulated %d points in %d reference images", rec.num_points3D(), rec.num_reg_images())
 
     t0 = time.perf_counter()
-    results = localize_queries(queries, query_pairs, ids, rec, reference, db_path, features_path, cfg, progress)
+    results = localize_queries(queries, query_pairs, ids, rec, reference, db_path, features_path, cfg, progress, keys)
     timings["localization"] = time.perf_counter() - t0
 
     metrics = localization_recall(results, gt)

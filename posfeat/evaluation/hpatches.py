@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from posfeat.data.hpatches import D2NET_EXCLUDE, load_sequence, list_sequences
 from posfeat.geometry import apply_homography_np
+from posfeat.feature_names import resolve_feature_names
 from posfeat.io import DataError, FeatureReader, check_descriptor_dims, write_json
 from posfeat.matching import match_descriptors
 from posfeat.utils import get_logger, resolve_device
@@ -96,9 +97,12 @@ def evaluate_pairs(
     """Match every pair ``(1, k)`` of ``sequences`` with the features in ``features``; raw per-pair results."""
     res = PairResults()
     with FeatureReader(features) as reader:
-        for name in tqdm(sequences, desc=desc, unit="seq", disable=not progress):
-            seq = load_sequence(root, name)
-            feats = [_get(reader, im) for im in seq.images]
+        seqs = [load_sequence(root, name) for name in sequences]
+        # names relative to the HPatches root, or to whatever folder above/below it was extracted
+        keys = resolve_feature_names(reader.names(), [im for seq in seqs for im in seq.images], str(reader.path),
+                                     "HPatches images", "(extract every HPatches image first)")
+        for seq in tqdm(seqs, desc=desc, unit="seq", disable=not progress):
+            feats = [_get(reader, keys[im]) for im in seq.images]
             res.num_features.extend(len(f["keypoints"]) for f in feats)
             fa = feats[0]
             for k in range(2, len(seq.images) + 1):
