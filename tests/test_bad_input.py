@@ -190,7 +190,7 @@ def test_hpatches_eval_runs_on_intact_input(tmp_path, capsys):
     ("missing_file", ["feature file not found"]),
     ("not_hdf5", ["not a readable HDF5 feature file"]),
     ("no_descriptors", ["image 'v_test/3.ppm' has no dataset 'descriptors'", "expected keypoints, scores"]),
-    ("no_keypoints_for_image", ["no features for image 'v_test/4.ppm'"]),
+    ("no_keypoints_for_image", ["no features for 1 of 6 HPatches images", "'v_test/4.ppm'"]),
     ("descriptor_widths_differ", ["descriptor widths differ", "'v_test/1.ppm'", "128", "'v_test/5.ppm'", "has 64"]),
 ])
 def test_bad_feature_file(tmp_path, capsys, case, words):
