@@ -123,3 +123,17 @@ def test_augmented_pairs_keep_the_epipolar_geometry(index):
     assert torch.equal(plain["image1"], rotated["image1"]) and not torch.equal(plain["image2"], rotated["image2"])
     with pytest.raises(ValueError, match="rotation"):
         PairDataset(index, "train", SIZE, None, 0, scale=(1.5, 1.0))
+
+
+def test_grayscale_probability(index):
+    """p = 1 turns every image grey (equal channels, the 601 luma); p = 0 leaves the samples untouched."""
+    plain = PairDataset(index, "train", SIZE, (0.3, 0.3, 0.3, 0.05), 0)[(1, 9)]
+    assert torch.equal(plain["image1"], PairDataset(index, "train", SIZE, (0.3, 0.3, 0.3, 0.05), 0, grayscale=0.0)[(1, 9)]["image1"])
+    grey = PairDataset(index, "train", SIZE, None, 0, grayscale=1.0)[(1, 9)]
+    colour = PairDataset(index, "train", SIZE, None, 0)[(1, 9)]
+    for k in ("image1", "image2"):
+        assert torch.allclose(grey[k][0], grey[k][1]) and torch.allclose(grey[k][1], grey[k][2])
+        luma = 0.299 * colour[k][0] + 0.587 * colour[k][1] + 0.114 * colour[k][2]
+        assert torch.allclose(grey[k][0], luma, atol=2e-3)
+    with pytest.raises(ValueError, match="grayscale"):
+        PairDataset(index, "train", SIZE, None, 0, grayscale=1.5)

@@ -194,6 +194,8 @@ class PairDataset(Dataset):
         rotation: the second image's camera turns about its optical axis by an angle uniform in
             ``[−rotation, rotation]`` degrees (:func:`view_augmentation`); 0 disables it.
         scale: ``(min, max)`` zoom of the second image, log-uniform; ``(1, 1)`` disables it.
+        grayscale: probability that an image (each independently, after the colour jitter) is turned into
+            grey (ITU-R 601 luma in all three channels); 0 disables it.
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class PairDataset(Dataset):
         seed: int = 0,
         rotation: float = 0.0,
         scale: Sequence[float] = (1.0, 1.0),
+        grayscale: float = 0.0,
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -216,6 +219,9 @@ class PairDataset(Dataset):
         self.color_jitter = None if color_jitter is None else tuple(float(v) for v in color_jitter)
         self.seed = int(seed)
         self.rotation = float(rotation)
+        self.grayscale = float(grayscale)
+        if not 0.0 <= self.grayscale <= 1.0:
+            raise ValueError(f"grayscale must be a probability in [0, 1], got {grayscale}")
         self.scale = (float(scale[0]), float(scale[1]))
         if self.rotation < 0 or not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"need rotation >= 0 and 0 < scale[0] <= scale[1], got {rotation}, {tuple(scale)}")
@@ -258,6 +264,8 @@ class PairDataset(Dataset):
             x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(255.0)
             if self.color_jitter is not None:
                 x = color_jitter(x, self.color_jitter, gen)
+            if self.grayscale > 0 and float(torch.rand(1, generator=gen, dtype=torch.float64)) < self.grayscale:
+                x = TF.rgb_to_grayscale(x, num_output_channels=3)
             ims.append(x)
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
         return {

@@ -1,0 +1,114 @@
+"""Where a demo-scale stage-1 training step spends its time, on the real demo pairs (a measurement, not a test).
+
+    python benchmarks/profile_step.py                                  # params.yaml's train_desc, 20 steps
+    python benchmarks/profile_step.py --steps 30 --out benchmarks/results/profile_step.json
+    python benchmarks/profile_step.py --channels-last                  # the same step in NHWC memory format
+
+It runs the trainer's own pieces (``PairDataset`` + ``StepBatchSampler`` data, ``StageForward``, the stage
+objective, backward, the optimiser step) on the prepared demo index (``data/prepared/megadepth.json``, made by
+``dvc repro prepare_megadepth``) with the model and ``train_desc`` settings of ``params.yaml``, and times each
+phase with wall clocks: data (read, resize, jitter and collate a batch), network forward, loss forward,
+backward, optimiser. The first 3 steps are warm-up and not counted. Run it on a quiet machine: the figures are
+only meaningful when nothing else runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+from posfeat.data.pairs import PairDataset, StepBatchSampler  # noqa: E402
+from posfeat.models import build_model  # noqa: E402
+from posfeat.training import check_stage_config  # noqa: E402
+from posfeat.training.config import build_loss, make_optimizer  # noqa: E402
+from posfeat.training.distributed import DistInfo  # noqa: E402
+from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
+from posfeat.training.objectives import compute_objective  # noqa: E402
+from stages.train_desc import load_stage_index  # noqa: E402
+
+PHASES = ("data", "network", "loss", "backward", "optimizer")
+
+
+def _batches(params: dict, cfg: dict, steps: int):
+    """Collated batches of the trainer's own data order (``StepBatchSampler``), timed one by one."""
+    index = load_stage_index(ROOT)
+    ds = PairDataset(index, "train", tuple(cfg["image_size"]), cfg["color_jitter"], int(params["seed"]),
+                     float(cfg["rotation"]), tuple(cfg["scale"]))
+    sampler = StepBatchSampler(len(ds), int(cfg["batch_size"]), int(params["seed"]), steps)
+    collate = torch.utils.data.default_collate
+    for items in sampler:
+        t0 = time.perf_counter()
+        batch = collate([ds[i] for i in items])
+        yield batch, time.perf_counter() - t0
+
+
+def profile(steps: int, channels_last: bool) -> dict:
+    """Per-phase seconds (mean over the steps after 3 warm-up steps) of stage-1 training steps."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cfg = check_stage_config("desc", dict(params["train_desc"]))
+    torch.manual_seed(0)
+    model = build_model(dict(params["model"]))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    set_train_modes(model, "desc", bool(cfg["freeze_bn"]))
+    fwd = StageForward(model, "desc", int(cfg["backbone_passes"]))
+    loss_fn = build_loss("desc", cfg)
+    opt = make_optimizer(params["optimizer"], [p for p in model.backbone.parameters()], float(params["lr"][params["optimizer"]]))
+    info = DistInfo()
+    rows = []
+    for step, (batch, t_data) in enumerate(_batches(params, cfg, steps + 3)):
+        im1 = batch["image1"].contiguous(memory_format=fmt)
+        im2 = batch["image2"].contiguous(memory_format=fmt)
+        t0 = time.perf_counter()
+        outputs = fwd(im1, im2)
+        t1 = time.perf_counter()
+        objective, _, _ = compute_objective("desc", loss_fn, outputs, batch, tuple(cfg["image_size"]), 0, step, 0,
+                                            int(cfg["batch_size"]), info)
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        objective.backward()
+        t3 = time.perf_counter()
+        opt.step()
+        t4 = time.perf_counter()
+        if step >= 3:
+            rows.append((t_data, t1 - t0, t2 - t1, t3 - t2, t4 - t3))
+    mean = np.mean(rows, 0)
+    total = float(mean.sum())
+    return {
+        "steps": len(rows), "channels_last": channels_last, "threads": torch.get_num_threads(),
+        "seconds_per_step": round(total, 4),
+        "phases_s": {k: round(float(v), 4) for k, v in zip(PHASES, mean)},
+        "phases_share": {k: round(float(v) / total, 3) for k, v in zip(PHASES, mean)},
+        "image_size": list(cfg["image_size"]), "batch_size": int(cfg["batch_size"]), "model": params["model"],
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
+    ap.add_argument("--channels-last", action="store_true", help="NHWC memory format for the network")
+    ap.add_argument("--out", help="write the JSON report here too")
+    a = ap.parse_args(argv)
+    res = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+           **profile(a.steps, a.channels_last)}
+    print(json.dumps(res, indent=2))
+    if a.out:
+        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.out).write_text(json.dumps(res, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
