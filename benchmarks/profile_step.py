@@ -53,9 +53,9 @@ def _batches(params: dict, cfg: dict, steps: int):
         yield batch, time.perf_counter() - t0
 
 
-def profile(steps: int, channels_last: bool) -> dict:
+def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml") -> dict:
     """Per-phase seconds (mean over the steps after 3 warm-up steps) of stage-1 training steps."""
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = yaml.safe_load(Path(params_path).read_text())
     cfg = check_stage_config("desc", dict(params["train_desc"]))
     torch.manual_seed(0)
     model = build_model(dict(params["model"]))
@@ -99,10 +99,11 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC memory format for the network")
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="parameters file (model, train_desc)")
     ap.add_argument("--out", help="write the JSON report here too")
     a = ap.parse_args(argv)
     res = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           **profile(a.steps, a.channels_last)}
+           "params": a.params, **profile(a.steps, a.channels_last, Path(a.params))}
     print(json.dumps(res, indent=2))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)
