@@ -12,15 +12,14 @@ query–db pairs and "localization" is measured per query. Not a test: run it by
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
 from posfeat.data.aachen import AachenLayout  # noqa: E402
 from posfeat.data.images import list_images  # noqa: E402
 from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen, format_metrics  # noqa: E402
@@ -43,15 +42,9 @@ def demo_aachen(out: Path, small: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", help="Aachen root (default: render the demo's Aachen set into --workdir)")
-    ap.add_argument("--features", help="features .h5 (default: SIFT extracted into --workdir)")
-    ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "posfeat_bench_aachen"))
-    ap.add_argument("--small", action="store_true", help="the test fixture's small set instead of the default demo")
-    ap.add_argument("--max-keypoints", type=int, default=8192, help="SIFT keypoints per image")
+    ap = colmap_bench_parser(__doc__.splitlines()[0], "Aachen", "posfeat_bench_aachen", 8192,
+                             "the test fixture's small set instead of the default demo")
     ap.add_argument("--verification-max-trials", type=int, default=10000)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args(argv)
 
     work = Path(a.workdir) / ("small" if a.small else "default")

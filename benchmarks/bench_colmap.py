@@ -12,15 +12,14 @@ verification, and the reconstruction it got. Not a test: run it by hand.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
 from posfeat.data.eth import list_scene_images, list_scenes  # noqa: E402
 from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset  # noqa: E402
@@ -41,15 +40,9 @@ def demo_eth(out: Path, small: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--root", help="ETH root (default: render the demo's ETH set into --workdir)")
-    ap.add_argument("--features", help="features .h5 (default: SIFT extracted into --workdir)")
-    ap.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "posfeat_bench_colmap"))
-    ap.add_argument("--small", action="store_true", help="the test fixture's small scene instead of the default demo")
-    ap.add_argument("--max-keypoints", type=int, default=20480, help="SIFT keypoints per image (ETH setting)")
+    ap = colmap_bench_parser(__doc__.splitlines()[0], "ETH", "posfeat_bench_colmap", 20480,
+                             "the test fixture's small scene instead of the default demo")
     ap.add_argument("--max-exhaustive-images", type=int, default=1600)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--json", help="also write the figures here")
     a = ap.parse_args(argv)
 
     work = Path(a.workdir) / ("small" if a.small else "default")

@@ -52,6 +52,19 @@ def param(params: dict, name: str, hint: Any = Any, default: Any = _MISSING) -> 
     return check_param(node, hint, name)
 
 
+def dataset_root(params: dict, dataset: str, base_dir: Path) -> Path:
+    """``datasets.<dataset>`` of ``params`` as a path; a relative one is taken from ``base_dir``."""
+    root = Path(param(params, f"datasets.{dataset}", str))
+    return root if root.is_absolute() else Path(base_dir) / root
+
+
+def seeded_settings(params: dict, name: str) -> dict:
+    """The ``name`` section of ``params`` (``eval.eth``) as a dict, with the study's ``seed`` unless it sets one."""
+    settings = dict(param(params, name, dict))
+    settings.setdefault("seed", param(params, "seed", int, 0))
+    return settings
+
+
 def stage_entry(main: Callable[[], Any], prog: str) -> None:
     """``python -m stages.<name>`` for a stage without arguments: bad input → one message, exit status 2."""
     def run(argv: list[str]) -> int:

@@ -16,7 +16,7 @@ from pathlib import Path
 from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen, format_metrics, write_submission
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params, param, stage_entry
+from stages.common import ROOT, dataset_root, load_params, param, seeded_settings, stage_entry
 
 METRICS_PATH = Path("metrics/aachen.json")
 RESULTS_DIR = Path("results/aachen")
@@ -27,11 +27,8 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     log = get_logger("stages.eval_aachen")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(param(params, "datasets.aachen", str))
-    root = root if root.is_absolute() else base_dir / root
-    settings = dict(param(params, "eval.aachen", dict))
-    settings.setdefault("seed", param(params, "seed", int, 0))
-    config = AachenConfig.from_dict(settings)
+    root = dataset_root(params, "aachen", base_dir)
+    config = AachenConfig.from_dict(seeded_settings(params, "eval.aachen"))
     results_dir = base_dir / RESULTS_DIR
     metrics: dict = {}
     for method in param(params, "extract.methods", list[str]):

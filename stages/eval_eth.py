@@ -16,7 +16,7 @@ from posfeat.data.eth import list_scenes
 from posfeat.evaluation.eth import ETHConfig, evaluate_scene, format_table
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params, param, stage_entry
+from stages.common import ROOT, dataset_root, load_params, param, seeded_settings, stage_entry
 
 METRICS_PATH = Path("metrics/eth.json")
 RESULTS_DIR = Path("results/eth")
@@ -27,11 +27,8 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     log = get_logger("stages.eval_eth")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(param(params, "datasets.eth", str))
-    root = root if root.is_absolute() else base_dir / root
-    settings = dict(param(params, "eval.eth", dict))
-    settings.setdefault("seed", param(params, "seed", int, 0))
-    config = ETHConfig.from_dict(settings)
+    root = dataset_root(params, "eth", base_dir)
+    config = ETHConfig.from_dict(seeded_settings(params, "eval.eth"))
     device = param(params, "device", str, "auto")
     scenes = list_scenes(root)
     results_dir = base_dir / RESULTS_DIR

@@ -14,7 +14,7 @@ from posfeat.evaluation.hpatches import evaluate_hpatches, format_table, write_c
 from posfeat.evaluation.plots import plot_mma_curves
 from posfeat.io import write_json
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params, param, stage_entry
+from stages.common import ROOT, dataset_root, load_params, param, stage_entry
 
 METRICS_PATH = Path("metrics/hpatches.json")
 CURVES_DIR = Path("plots/hpatches")
@@ -26,8 +26,7 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     get_logger("stages.eval_hpatches")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(param(params, "datasets.hpatches", str))
-    root = root if root.is_absolute() else base_dir / root
+    root = dataset_root(params, "hpatches", base_dir)
     features = {m: base_dir / "features" / m / "hpatches.h5" for m in param(params, "extract.methods", list[str])}
     results = evaluate_hpatches(
         root, features, exclude=tuple(param(params, "eval.hpatches.exclude", list[str])),

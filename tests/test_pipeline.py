@@ -67,18 +67,19 @@ def test_dvc_repro_then_experiment(tmp_path):
     for stage in ("demo_data", "prepare_megadepth", "train_desc", "train_kp", "eval_hpatches", "eval_aachen", "eval_eth"):
         assert stage in ran, f"{stage} did not run:\n{out[-3000:]}"
     assert {s for s in ran if s.startswith("extract@")} == {
-        f"extract@{d}-{m}" for d in ("hpatches", "aachen", "eth") for m in ("posfeat", "sift")
+        f"extract@{d}-{m}" for d in ("hpatches", "aachen", "eth") for m in ("posfeat", "posfeat_sift", "sift")
     }
     for path in ("models/desc.pt", "models/posfeat.pt", "features/posfeat/hpatches.h5", "features/sift/eth.h5",
-                 "plots/hpatches/posfeat.csv", "plots/hpatches/sift.csv", "results/aachen/posfeat.txt"):
+                 "features/posfeat_sift/aachen.h5", "plots/hpatches/posfeat.csv", "plots/hpatches/posfeat_sift.csv",
+                 "plots/hpatches/sift.csv", "results/aachen/posfeat.txt"):
         assert (repo / path).is_file(), path
     hp = json.loads((repo / "metrics/hpatches.json").read_text())
-    assert set(hp) == {"posfeat", "sift"}
+    assert set(hp) == {"posfeat", "posfeat_sift", "sift"}
     assert 0.0 <= hp["sift"]["overall"]["mma@3"] <= 1.0
     aachen = json.loads((repo / "metrics/aachen.json").read_text())
-    assert set(aachen) == {"posfeat", "sift"}
+    assert set(aachen) == {"posfeat", "posfeat_sift", "sift"}
     eth = json.loads((repo / "metrics/eth.json").read_text())
-    assert set(eth) == {"posfeat", "sift"}
+    assert set(eth) == {"posfeat", "posfeat_sift", "sift"}
 
     # a second repro does nothing
     again = _run([py, "-m", "dvc", "repro"], repo)
@@ -91,7 +92,7 @@ def test_dvc_repro_then_experiment(tmp_path):
     # the paper's optimizer: training and everything downstream reruns, nothing upstream
     exp = _run([py, "-m", "dvc", "exp", "run", "-S", "optimizer=sgd"], repo)
     ran = _stages_run(exp)
-    assert {"train_desc", "train_kp", "eval_hpatches"} <= ran, exp[-3000:]
+    assert {"train_desc", "train_kp", "eval_hpatches", "extract@hpatches-posfeat_sift"} <= ran, exp[-3000:]
     assert not ran & {"demo_data", "prepare_megadepth"}, ran
     assert not {"extract@hpatches-sift", "extract@aachen-sift", "extract@eth-sift"} & ran, ran
     assert (repo / "models/desc.pt").read_bytes() != before
