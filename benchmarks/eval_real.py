@@ -29,15 +29,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+import numpy as np  # noqa: E402
+
 from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
 from posfeat.data.images import list_images  # noqa: E402
+from posfeat.data.megadepth import read_img_cam  # noqa: E402
 from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
 from posfeat.evaluation.hpatches import evaluate_pairs, summarize  # noqa: E402
-from posfeat.data.megadepth import read_img_cam  # noqa: E402
-from posfeat.geometry import fundamental_from_poses  # noqa: E402
+from posfeat.geometry import fundamental_from_poses, symmetric_epipolar_distance_np  # noqa: E402
 from posfeat.io import FeatureReader  # noqa: E402
 from posfeat.matching import match_descriptors  # noqa: E402
-import numpy as np  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
 
 HPATCHES_CFG = dict(max_keypoints=8192, nms_radius=1, threshold=0.9, threshold_mode="abs")
@@ -99,11 +100,8 @@ def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0)) -> 
                     m = match_descriptors(fa["descriptors"], fb["descriptors"], mutual=True, device="cpu")
                     ca, cb = cams[a], cams[b]
                     F = fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t)
-                    x1 = np.c_[fa["keypoints"][m[:, 0]], np.ones(len(m))]
-                    x2 = np.c_[fb["keypoints"][m[:, 1]], np.ones(len(m))]
-                    l2, l1 = x1 @ F.T, x2 @ F
-                    d = 0.5 * (np.abs((x2 * l2).sum(1)) / np.linalg.norm(l2[:, :2], axis=1)
-                               + np.abs((x1 * l1).sum(1)) / np.linalg.norm(l1[:, :2], axis=1))
+                    d = symmetric_epipolar_distance_np(fa["keypoints"][m[:, 0]].astype(np.float64),
+                                                       fb["keypoints"][m[:, 1]].astype(np.float64), F)
                     prec.append([(d <= t).mean() if len(d) else 0.0 for t in thresholds])
                     counts.append(len(m))
             p = np.mean(prec, 0)

@@ -6,7 +6,8 @@
 Reads params ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius, threshold,
 threshold_mode), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat loads
 ``models/posfeat.pt``. ``posfeat_sift`` is PoSFeat's descriptors on OpenCV SIFT keypoints (the official
-code's ``use_sift: True``), so that detector and descriptor quality read separately. Writes ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
+code's ``use_sift: True``), so that detector and descriptor quality read separately. Writes
+``features/<method>/<dataset>.h5`` (hloc layout) with image names:
 
 * hpatches: ``<seq>/<k>.ppm`` (relative to the HPatches root), all 6 images of every kept sequence;
 * aachen: relative to ``<root>/images/images_upright`` (``db/1.jpg``, ``query/day/nexus5x/x.jpg``, …);
@@ -26,7 +27,7 @@ from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_mod
 from posfeat.io import DataError
 from posfeat.utils import get_logger
 from posfeat.entry import run_entry
-from stages.common import ROOT, load_params, param
+from stages.common import ROOT, dataset_root, load_params, param
 
 DATASETS = ("hpatches", "aachen", "eth")
 #: the study's methods: the library's, plus PoSFeat descriptors on SIFT keypoints
@@ -62,8 +63,7 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     log = get_logger("stages.extract")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = Path(param(params, f"datasets.{dataset}", str))
-    root = root if root.is_absolute() else base_dir / root
+    root = dataset_root(params, dataset, base_dir)
     exclude = param(params, "eval.hpatches.exclude", list[str]) if dataset == "hpatches" else ()
     cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
     library_method = method
