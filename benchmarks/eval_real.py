@@ -9,10 +9,13 @@ What it measures, on images the default study never trains on:
   MMA@1..10 and the MMA score, for three methods: ``posfeat`` (its keypoints, the study's HPatches
   extraction settings: 8192 keypoints, NMS r=1, threshold 0.9), ``posfeat_sift_kp`` (PoSFeat descriptors on
   OpenCV SIFT keypoints, the official ``use_sift: True``) and ``sift``.
+* **Strecha epipolar precision** (``megadepth-strecha/<scene>``, consecutive pairs, exact cameras), day to day
+  and **day to synthetic night** (the second image of every pair through the demo world's night style, a fixed
+  seed per image: ``../shared/data`` has no night photographs, so this stands in for Aachen's night queries).
 * **ETH layout** (``megadepth-strecha/<scene>``: real Strecha scenes with exact cameras): each scene is
   written as an ETH-layout scene (``images/`` + ``gt_cameras.txt``) in a scratch folder, then reconstructed
-  with the study's ETH pipeline (20480 keypoints, NMS r=3, threshold 0.9 for PoSFeat; ratio 0.75):
-  registered images, 3D points, median rotation error against the ground truth.
+  with the study's ETH pipeline (20480 keypoints, NMS r=3, threshold 0.9 for PoSFeat; mutual NN) for the three
+  methods: registered images, 3D points, median rotation error against the ground truth.
 
 SIFT features do not depend on the model; they are cached in the scratch folder (``--work``).
 """
@@ -29,10 +32,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
-from posfeat.data.images import list_images  # noqa: E402
+from posfeat.data.demo.photometry import stylize  # noqa: E402
+from posfeat.data.images import list_images, read_image  # noqa: E402
 from posfeat.data.megadepth import read_img_cam  # noqa: E402
 from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
 from posfeat.evaluation.hpatches import evaluate_pairs, summarize  # noqa: E402
@@ -80,23 +85,44 @@ def eval_hpatches(data: Path, work: Path, model) -> dict:
     return out
 
 
-def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0)) -> dict:
+def night_images(src: Path, names: list[str], out: Path, seed: int = 0) -> Path:
+    """A night version of every image (the demo world's night style, :func:`stylize`, a fixed seed per image):
+    a synthetic stand-in for night photographs, which ``../shared/data`` does not have."""
+    if not out.is_dir():
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        for i, name in enumerate(names):
+            img = read_image(src / name)
+            night = stylize(img, np.random.default_rng([seed, i]), "night")
+            cv2.imwrite(str(tmp / name), cv2.cvtColor(night, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        tmp.rename(out)
+    return out
+
+
+def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0), night: bool = False) -> dict:
     """Mutual-NN matches between consecutive images of the real ``megadepth-strecha`` scenes, scored by
     their symmetric epipolar distance under the exact cameras: precision at 1 and 3 px, matches per pair.
-    (A necessary condition only: a wrong match along its epipolar line counts as right.)"""
+    (A necessary condition only: a wrong match along its epipolar line counts as right.) With ``night``
+    the second image of every pair is its synthetic night version (:func:`night_images`)."""
     out: dict = {}
     for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
         aligned = next(md_scene.glob("dense*/aligned"))
         cams = read_img_cam(aligned / "img_cam.txt")
         names = sorted(cams)
+        roots = {"day": aligned / "images"}
+        if night:
+            roots["night"] = night_images(aligned / "images", names, work / "night" / md_scene.name)
         for method in ("posfeat", "posfeat_sift_kp", "sift"):
-            f = work / f"epi_{md_scene.name}_{method}.h5"
-            _extract("posfeat" if method != "sift" else "sift", aligned / "images", names, f, model, HPATCHES_CFG,
-                     sift_kp=method == "posfeat_sift_kp", cache=method == "sift")
+            files = {}
+            for look, root in roots.items():
+                files[look] = work / f"epi_{md_scene.name}_{look}_{method}.h5"
+                _extract("posfeat" if method != "sift" else "sift", root, names, files[look], model, HPATCHES_CFG,
+                         sift_kp=method == "posfeat_sift_kp", cache=method == "sift")
             prec, counts = [], []
-            with FeatureReader(f) as r:
+            with FeatureReader(files["day"]) as r1, FeatureReader(files["night" if night else "day"]) as r2:
                 for a, b in zip(names[:-1], names[1:]):
-                    fa, fb = r[a], r[b]
+                    fa, fb = r1[a], r2[b]
                     m = match_descriptors(fa["descriptors"], fb["descriptors"], mutual=True, device="cpu")
                     ca, cb = cams[a], cams[b]
                     F = fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t)
@@ -124,13 +150,14 @@ def write_eth_scene(megadepth_scene: Path, out: Path) -> Path:
 
 
 def eval_eth(data: Path, work: Path, model) -> dict:
-    """ETH statistics of posfeat / sift on every ``megadepth-strecha`` scene written as an ETH scene."""
+    """ETH statistics of posfeat / posfeat_sift_kp / sift on every ``megadepth-strecha`` scene written as an ETH scene."""
     out: dict = {}
     for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
         scene = write_eth_scene(md_scene, work / "eth" / md_scene.name)
         names = list_images(scene / "images")
-        for method in ("posfeat", "sift"):
-            f = _extract(method, scene / "images", names, work / f"eth_{md_scene.name}_{method}.h5", model, ETH_CFG,
+        for method in ("posfeat", "posfeat_sift_kp", "sift"):
+            f = _extract("posfeat" if method != "sift" else "sift", scene / "images", names,
+                         work / f"eth_{md_scene.name}_{method}.h5", model, ETH_CFG, sift_kp=method == "posfeat_sift_kp",
                          cache=method == "sift")
             r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, ETHConfig(), device="cpu",
                                progress=False)
@@ -145,8 +172,13 @@ def main(argv=None) -> int:
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data"), help="the real data folder")
     ap.add_argument("--work", default="/tmp/posfeat_eval_real", help="scratch folder (SIFT cache, scenes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/real.json"), help="results JSON")
-    ap.add_argument("--no-eth", action="store_true", help="HPatches only (fast)")
+    ap.add_argument("--no-eth", action="store_true", help="skip the ETH-layout reconstructions (fast)")
+    ap.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                    help="PoSFeat test-time image scales for HPatches and the epipolar precision (extract.hpatches.scales)")
+    ap.add_argument("--eth-scales", type=float, nargs="+", default=[1.0, 0.5],
+                    help="PoSFeat test-time image scales for the ETH scenes (the study's extract.eth.scales)")
     a = ap.parse_args(argv)
+    HPATCHES_CFG["scales"], ETH_CFG["scales"] = tuple(a.scales), tuple(a.eth_scales)
     data, work = Path(a.data), Path(a.work)
     if not data.is_dir():
         raise SystemExit(f"{data}: real data folder not found")
@@ -154,7 +186,8 @@ def main(argv=None) -> int:
     model = load_model(a.weights, "cpu")
     t0 = time.perf_counter()
     res = {"weights": str(a.weights), "hpatches": eval_hpatches(data, work, model),
-           "epipolar": epipolar_precision(data, work, model)}
+           "epipolar": epipolar_precision(data, work, model),
+           "epipolar_night": epipolar_precision(data, work, model, night=True)}
     if not a.no_eth:
         res["eth"] = eval_eth(data, work, model)
     res["seconds"] = round(time.perf_counter() - t0, 1)

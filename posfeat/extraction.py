@@ -77,6 +77,10 @@ class ExtractConfig:
         batch_size: images of equal size per network call; ``None`` = 1 on CPU, and on CUDA up to 8
             images within :data:`GPU_BATCH_PIXELS` pixels.
         pad_multiple: the network's input size multiple (16 for the ResUNet).
+        scales: image scales the network runs at (``[1.0]`` = the original, single scale). With several,
+            the score map is the mean of the per-scale maps resized to the image, and a descriptor is the
+            normalised sum of the unit descriptors of every scale at the keypoint (multi-scale, as D2-Net's
+            test time; the official PoSFeat extracts at one scale).
     """
 
     max_keypoints: int | None = 8192
@@ -87,8 +91,13 @@ class ExtractConfig:
     sift_keypoints: bool = False
     batch_size: int | None = None
     pad_multiple: int = 16
+    scales: tuple[float, ...] = (1.0,)
 
     def __post_init__(self) -> None:
+        scales = (self.scales,) if isinstance(self.scales, (int, float)) else tuple(self.scales)
+        if not scales or not all(isinstance(v, (int, float)) and 0.1 <= v <= 4.0 for v in scales):
+            raise ValueError(f"scales must be a non-empty list of image scales in [0.1, 4], got {self.scales!r}")
+        self.scales = tuple(float(v) for v in scales)
         if self.threshold_mode in ("none", "None"):
             self.threshold_mode = None
         if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
@@ -319,6 +328,58 @@ def _network(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
         model.train(was_training)
 
 
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale`` (area averaging when shrinking, bilinear when enlarging)."""
+    if scale == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
+    """The network at every scale of ``cfg.scales`` → ``(score B×1×H×W, maps)``.
+
+    ``score`` is the mean of the per-scale score maps, each resized to the image (bilinear, pixel centres
+    aligned); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))`` per scale, where ``sx, sy`` map
+    image pixels to that scale's pixels.
+    """
+    h, w = images[0].shape[:2]
+    total, maps = None, []
+    for s in cfg.scales:
+        scaled = [_resize(im, s) for im in images]
+        hs, ws = scaled[0].shape[:2]
+        x = torch.from_numpy(np.stack(scaled)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
+        x = _pad_to_multiple(x, cfg.pad_multiple)
+        hp, wp = x.shape[-2:]
+        out = _network(model, x)
+        score = out["score"]
+        if tuple(score.shape[-2:]) != (hp, wp):
+            raise RuntimeError(f"model score map {tuple(score.shape)} does not match its input {hp}×{wp}")
+        score = score[:, :, :hs, :ws].float()
+        if (hs, ws) != (h, w):
+            score = F.interpolate(score, size=(h, w), mode="bilinear", align_corners=False)
+        total = score if total is None else total + score
+        maps.append((out["local_map"], (wp, hp), (ws / w, hs / h)))
+    return total / len(cfg.scales), maps
+
+
+def _describe_multiscale(maps, b: int, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Unit descriptors of image ``b`` at ``xy`` (image pixels): the normalised sum over the scales."""
+    total = None
+    for local, padded, (sx, sy) in maps:
+        if (sx, sy) == (1.0, 1.0):
+            pts = xy
+        else:  # pixel centres: (x + 0.5)·s − 0.5
+            scale = torch.tensor([sx, sy], dtype=torch.float32, device=xy.device)
+            pts = (xy.float() + 0.5) * scale - 0.5
+        d = describe(local[b], pts, padded)
+        total = d if total is None else total + d
+    if len(maps) > 1:
+        total = F.normalize(total, dim=1) if len(total) else total
+    return total
+
+
 def extract_posfeat_batch(
     model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
 ) -> list[dict[str, np.ndarray]]:
@@ -342,13 +403,7 @@ def extract_posfeat_batch(
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected RGB uint8 images (H, W, 3), got {im.dtype} {im.shape}")
     h, w = images[0].shape[:2]
-    x = torch.from_numpy(np.stack(images)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
-    x = _pad_to_multiple(x, cfg.pad_multiple)
-    hp, wp = x.shape[-2:]
-    out = _network(model, x)
-    score, local = out["score"], out["local_map"]
-    if tuple(score.shape[-2:]) != (hp, wp):
-        raise RuntimeError(f"model score map {tuple(score.shape)} does not match its input {hp}×{wp}")
+    score, maps = _multiscale_network(model, images, cfg, dev)
     results = []
     for b, im in enumerate(images):
         if cfg.sift_keypoints:
@@ -359,7 +414,7 @@ def extract_posfeat_batch(
             xy, sc = detect_keypoints(
                 score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
             )
-        desc = describe(local[b], xy, (wp, hp))
+        desc = _describe_multiscale(maps, b, xy, (w, h))
         results.append(
             {
                 "keypoints": xy.float().cpu().numpy(),

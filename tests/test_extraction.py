@@ -213,6 +213,45 @@ def test_real_model_batch_equals_single_images():
         extract_posfeat_batch(model, [ims[0], ims[0][:40]], cfg, "cpu")
 
 
+def test_multiscale_extraction_maps_back_to_image_pixels():
+    """scales [1, 1] equals one scale (mean of equal maps, normalised sum of equal descriptors); at scale 0.5
+    the fake model's blob peaks are found again at their image positions (within the resampling error), the
+    network sees the half-size image, and each descriptor is the normalised sum of the two scales' ramps."""
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL)
+    rng = np.random.default_rng(1)
+    im = (rng.random((48, 64, 3)) * 255).astype(np.uint8)
+    cfg = dict(max_keypoints=32, threshold=None, threshold_mode=None)
+    one = extract_posfeat(model, im, ExtractConfig(**cfg), "cpu")
+    two = extract_posfeat(model, im, ExtractConfig(**cfg, scales=[1.0, 1.0]), "cpu")
+    np.testing.assert_allclose(two["keypoints"], one["keypoints"], atol=1e-5)
+    np.testing.assert_allclose(two["descriptors"], one["descriptors"], atol=1e-5)
+
+    H, W = 96, 128
+    img = np.zeros((H, W, 3), np.uint8)
+    yy, xx = np.mgrid[0:H, 0:W]
+    peaks = [(30.0, 40.0), (90.0, 60.0)]
+    for x, y in peaks:
+        img[:, :, 0] = np.maximum(img[:, :, 0], (250 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 4.0**2))))
+    fake = _FakeModel()
+    f = extract_posfeat(fake, img, ExtractConfig(max_keypoints=2, nms_radius=3, threshold=None,
+                                                 threshold_mode=None, scales=[1.0, 0.5]), "cpu")
+    assert fake.inputs == [(96, 128), (48, 64)]
+    got = sorted(map(tuple, f["keypoints"].tolist()))
+    np.testing.assert_allclose(got, sorted(peaks), atol=0.35)
+    # the ramp's first channel is x in feature pixels: the sum over scales, normalised with the other channels
+    x, y = f["keypoints"][:, 0].astype(np.float64), f["keypoints"][:, 1].astype(np.float64)
+    xh, yh = (x + 0.5) * 0.5 - 0.5, (y + 0.5) * 0.5 - 0.5  # the same points in the half-size image
+    unit = lambda d: d / np.linalg.norm(d, axis=1, keepdims=True)  # noqa: E731
+    d1 = unit(np.stack([x * 32 / 127 - 0.5, y * 24 / 95 - 0.5, np.full_like(x, 100.0)], 1))
+    d2 = unit(np.stack([xh * 16 / 63 - 0.5, yh * 12 / 47 - 0.5, np.full_like(x, 100.0)], 1))
+    np.testing.assert_allclose(f["descriptors"], unit(d1 + d2), atol=1e-5)
+    with pytest.raises(ValueError, match="scales"):
+        ExtractConfig(scales=[])
+    with pytest.raises(ValueError, match="scales"):
+        ExtractConfig(scales=[0.0])
+
+
 def test_batches_group_equal_sizes_within_the_pixel_budget():
     from posfeat.extraction import _batches
 

@@ -104,6 +104,10 @@ def test_params_and_paper_config_declare_the_switches():
     assert params["train_desc"]["stable_sigma"] is False
     assert params["train_desc"]["backbone_passes"] in (1, 2)
     assert paper["train_desc"]["backbone_passes"] == 2 and paper["train_desc"]["freeze_bn"] is False
+    for stage in ("train_desc", "train_kp"):  # the demo's augmentations are parameters the paper sets to "off"
+        assert {"rotation", "scale", "night"} <= set(params[stage])
+        assert paper[stage]["rotation"] == 0 and paper[stage]["scale"] == [1.0, 1.0] and paper[stage]["night"] == 0
+    assert paper["train_desc"]["grayscale"] == 0
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert "train_desc" in dvc["stages"]["train_desc"]["params"]
     assert "train_kp" in dvc["stages"]["train_kp"]["params"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from posfeat.data.pairs import (PairDataset, StepBatchSampler, color_jitter, global_batch, scale_intrinsics,
+from posfeat.data.pairs import (PairDataset, StepBatchSampler, color_jitter, global_batch, night_look, scale_intrinsics,
                                 view_augmentation, warp_image)
 from posfeat.io import DataError
 from training_setup import SIZE, index  # noqa: F401 (a fixture)
@@ -137,3 +137,30 @@ def test_grayscale_probability(index):
         assert torch.allclose(grey[k][0], luma, atol=2e-3)
     with pytest.raises(ValueError, match="grayscale"):
         PairDataset(index, "train", SIZE, None, 0, grayscale=1.5)
+
+
+def test_night_look_dims_tints_and_is_reproducible():
+    """The night look darkens in linear light (a mid-grey image ends far below its level), keeps [0, 1] and the
+    shape, and is a function of the generator's state."""
+    img = torch.full((3, 48, 64), 0.6)
+    a = night_look(img, torch.Generator().manual_seed(3))
+    b = night_look(img, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == img.shape
+    assert 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    # gain <= 0.3, light <= 1.7, cast <= 1.3 in linear light; the noise is zero-mean (±0.02 over 9216 pixels)
+    bound = 0.6 * (0.3 * 1.7 * 1.3) ** (1 / 2.2) + 0.02
+    assert float(a.mean()) < bound < 0.6
+    means = a.mean(dim=(1, 2))
+    assert abs(float(means[0] - means[2])) > 0.005  # tinted: red and blue differ
+
+
+def test_night_probability(index):
+    """p = 1 changes both images and only their pixels (the geometry is the same sample); p = 0 is a no-op."""
+    plain = PairDataset(index, "train", SIZE, None, 0)[(1, 9)]
+    assert torch.equal(plain["image2"], PairDataset(index, "train", SIZE, None, 0, night=0.0)[(1, 9)]["image2"])
+    dark = PairDataset(index, "train", SIZE, None, 0, night=1.0)[(1, 9)]
+    for k in ("image1", "image2"):
+        assert float(dark[k].mean()) < float(plain[k].mean())
+    assert torch.equal(dark["F12"], plain["F12"]) and dark["name2"] == plain["name2"]
+    with pytest.raises(ValueError, match="night"):
+        PairDataset(index, "train", SIZE, None, 0, night=-0.1)

@@ -139,6 +139,26 @@ def color_jitter(
     return img.clamp_(0.0, 1.0)
 
 
+def night_look(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A night-like version of a ``3×H×W`` image in ``[0, 1]`` (a photometric change only: no pixel moves).
+
+    In linear light (gamma 2.2) the image is dimmed by a gain log-uniform in ``[0.03, 0.3]``, lit by a smooth
+    random field (street-light pools, 0.3–1.7× from a 3×4 grid), tinted sodium-orange or cold blue; back
+    in sRGB it gets sensor noise (σ uniform in ``[0.01, 0.04]``) and is clipped to ``[0, 1]``.
+    """
+    _, h, w = img.shape
+    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    gain = float(np.exp(np.log(0.03) + u[0] * (np.log(0.3) - np.log(0.03))))
+    cast = torch.tensor([1.3, 1.0, 0.6] if u[1] < 0.6 else [0.75, 0.9, 1.3], dtype=img.dtype).view(3, 1, 1)
+    grid = 0.3 + 1.4 * torch.rand(1, 1, 3, 4, generator=generator, dtype=img.dtype)
+    light = torch.nn.functional.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0].clamp_min(0.05)
+    x = (img.clamp(0, 1) ** 2.2) * (gain * light * cast)
+    x = x.clamp(0, 1) ** (1 / 2.2)
+    sigma = 0.01 + 0.03 * u[2]
+    x = x + sigma * torch.randn(img.shape, generator=generator, dtype=img.dtype)
+    return x.clamp_(0.0, 1.0)
+
+
 # ------------------------------------------------------------------------------------------ index
 def load_index(index: str | os.PathLike | dict) -> tuple[dict, Path]:
     """Read and validate a pair index; returns ``(index, root)`` with ``root`` resolved.
@@ -196,6 +216,8 @@ class PairDataset(Dataset):
         scale: ``(min, max)`` zoom of the second image, log-uniform; ``(1, 1)`` disables it.
         grayscale: probability that an image (each independently, after the colour jitter) is turned into
             grey (ITU-R 601 luma in all three channels); 0 disables it.
+        night: probability that an image (each independently, after the jitter) gets :func:`night_look`;
+            0 disables it.
     """
 
     def __init__(
@@ -208,6 +230,7 @@ class PairDataset(Dataset):
         rotation: float = 0.0,
         scale: Sequence[float] = (1.0, 1.0),
         grayscale: float = 0.0,
+        night: float = 0.0,
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -222,6 +245,9 @@ class PairDataset(Dataset):
         self.grayscale = float(grayscale)
         if not 0.0 <= self.grayscale <= 1.0:
             raise ValueError(f"grayscale must be a probability in [0, 1], got {grayscale}")
+        self.night = float(night)
+        if not 0.0 <= self.night <= 1.0:
+            raise ValueError(f"night must be a probability in [0, 1], got {night}")
         self.scale = (float(scale[0]), float(scale[1]))
         if self.rotation < 0 or not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"need rotation >= 0 and 0 < scale[0] <= scale[1], got {rotation}, {tuple(scale)}")
@@ -266,6 +292,8 @@ class PairDataset(Dataset):
                 x = color_jitter(x, self.color_jitter, gen)
             if self.grayscale > 0 and float(torch.rand(1, generator=gen, dtype=torch.float64)) < self.grayscale:
                 x = TF.rgb_to_grayscale(x, num_output_channels=3)
+            if self.night > 0 and float(torch.rand(1, generator=gen, dtype=torch.float64)) < self.night:
+                x = night_look(x, gen)
             ims.append(x)
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
         return {
