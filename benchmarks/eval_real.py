@@ -32,10 +32,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
+from posfeat.data.demo.files import write_image  # noqa: E402
 from posfeat.data.demo.photometry import stylize  # noqa: E402
 from posfeat.data.images import list_images, read_image  # noqa: E402
 from posfeat.data.megadepth import read_img_cam  # noqa: E402
@@ -91,11 +91,8 @@ def night_images(src: Path, names: list[str], out: Path, seed: int = 0) -> Path:
     if not out.is_dir():
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         for i, name in enumerate(names):
-            img = read_image(src / name)
-            night = stylize(img, np.random.default_rng([seed, i]), "night")
-            cv2.imwrite(str(tmp / name), cv2.cvtColor(night, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            write_image(tmp / name, stylize(read_image(src / name), np.random.default_rng([seed, i]), "night"), 92)
         tmp.rename(out)
     return out
 

@@ -364,7 +364,7 @@ def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig,
     return total / len(cfg.scales), maps
 
 
-def _describe_multiscale(maps, b: int, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+def _describe_multiscale(maps, b: int, xy: torch.Tensor) -> torch.Tensor:
     """Unit descriptors of image ``b`` at ``xy`` (image pixels): the normalised sum over the scales."""
     total = None
     for local, padded, (sx, sy) in maps:
@@ -375,9 +375,7 @@ def _describe_multiscale(maps, b: int, xy: torch.Tensor, image_size: tuple[int, 
             pts = (xy.float() + 0.5) * scale - 0.5
         d = describe(local[b], pts, padded)
         total = d if total is None else total + d
-    if len(maps) > 1:
-        total = F.normalize(total, dim=1) if len(total) else total
-    return total
+    return F.normalize(total, dim=1) if len(maps) > 1 and len(total) else total
 
 
 def extract_posfeat_batch(
@@ -414,7 +412,7 @@ def extract_posfeat_batch(
             xy, sc = detect_keypoints(
                 score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
             )
-        desc = _describe_multiscale(maps, b, xy, (w, h))
+        desc = _describe_multiscale(maps, b, xy)
         results.append(
             {
                 "keypoints": xy.float().cpu().numpy(),

@@ -147,7 +147,7 @@ def night_look(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     in sRGB it gets sensor noise (σ uniform in ``[0.01, 0.04]``) and is clipped to ``[0, 1]``.
     """
     _, h, w = img.shape
-    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    u = torch.rand(3, generator=generator, dtype=torch.float64).tolist()
     gain = float(np.exp(np.log(0.03) + u[0] * (np.log(0.3) - np.log(0.03))))
     cast = torch.tensor([1.3, 1.0, 0.6] if u[1] < 0.6 else [0.75, 0.9, 1.3], dtype=img.dtype).view(3, 1, 1)
     grid = 0.3 + 1.4 * torch.rand(1, 1, 3, 4, generator=generator, dtype=img.dtype)
