@@ -49,6 +49,7 @@ from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noq
 HPATCHES_CFG = dict(max_keypoints=8192, nms_radius=1, threshold=0.9, threshold_mode="abs")
 ETH_CFG = dict(max_keypoints=20480, nms_radius=3, threshold=0.9, threshold_mode="abs")
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
+PARTS = ("hpatches", "epipolar", "epipolar_night", "eth")
 ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
             "median_rotation_error_deg")
 
@@ -174,19 +175,35 @@ def main(argv=None) -> int:
                     help="PoSFeat test-time image scales for HPatches and the epipolar precision (extract.hpatches.scales)")
     ap.add_argument("--eth-scales", type=float, nargs="+", default=[1.0, 0.5],
                     help="PoSFeat test-time image scales for the ETH scenes (the study's extract.eth.scales)")
+    ap.add_argument("--pyramid", action="store_true",
+                    help="keep each scale's own keypoints and descriptors (extract.hpatches.pyramid)")
+    ap.add_argument("--eth-pyramid", action="store_true", help="the same for the ETH scenes (extract.eth.pyramid)")
+    ap.add_argument("--pyramid-sift-size", type=float, default=ExtractConfig.pyramid_sift_size,
+                    help="SIFT keypoint size described at scale 1 in a pyramid (extract.*.pyramid_sift_size)")
+    ap.add_argument("--photometric", choices=("none", "standardize", "clahe"), default="none",
+                    help="PoSFeat's network input for HPatches and the epipolar precision (extract.*.photometric)")
+    ap.add_argument("--eth-photometric", choices=("none", "standardize", "clahe"), default="none",
+                    help="the same for the ETH scenes")
+    ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
     a = ap.parse_args(argv)
-    HPATCHES_CFG["scales"], ETH_CFG["scales"] = tuple(a.scales), tuple(a.eth_scales)
+    HPATCHES_CFG.update(scales=tuple(a.scales), pyramid=a.pyramid, pyramid_sift_size=a.pyramid_sift_size,
+                        photometric=a.photometric)
+    ETH_CFG.update(scales=tuple(a.eth_scales), pyramid=a.eth_pyramid, pyramid_sift_size=a.pyramid_sift_size,
+                   photometric=a.eth_photometric)
     data, work = Path(a.data), Path(a.work)
     if not data.is_dir():
         raise SystemExit(f"{data}: real data folder not found")
     work.mkdir(parents=True, exist_ok=True)
     model = load_model(a.weights, "cpu")
     t0 = time.perf_counter()
-    res = {"weights": str(a.weights), "hpatches": eval_hpatches(data, work, model),
-           "epipolar": epipolar_precision(data, work, model),
-           "epipolar_night": epipolar_precision(data, work, model, night=True)}
-    if not a.no_eth:
-        res["eth"] = eval_eth(data, work, model)
+    parts = {"hpatches": lambda: eval_hpatches(data, work, model),
+             "epipolar": lambda: epipolar_precision(data, work, model),
+             "epipolar_night": lambda: epipolar_precision(data, work, model, night=True),
+             "eth": lambda: eval_eth(data, work, model)}
+    res = {"weights": str(a.weights)}
+    for name in PARTS:
+        if name in a.only and not (name == "eth" and a.no_eth):
+            res[name] = parts[name]()
     res["seconds"] = round(time.perf_counter() - t0, 1)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     Path(a.out).write_text(json.dumps(res, indent=2) + "\n")

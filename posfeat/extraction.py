@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("posfeat", "sift", "rootsift")
 THRESHOLD_MODES = ("abs", "max", "mean")
+PHOTOMETRIC = ("standardize", "clahe")
 GPU_BATCH_PIXELS = 8 * 640 * 480
 """Default pixel budget of one network call on CUDA (``batch_size: None``): 8 images of 640×480."""
 
@@ -81,6 +82,20 @@ class ExtractConfig:
             the score map is the mean of the per-scale maps resized to the image, and a descriptor is the
             normalised sum of the unit descriptors of every scale at the keypoint (multi-scale, as D2-Net's
             test time; the official PoSFeat extracts at one scale).
+        pyramid: with several ``scales``, keep every scale's own keypoints and descriptors instead of
+            fusing the scales (a scale pyramid, as R2D2's multi-scale extraction): keypoints are detected on
+            each scale's score map, described from that scale's map, mapped back to image pixels, pooled,
+            and the ``max_keypoints`` best kept. A feature seen at scale ``s`` in one image and at ``1`` in a
+            view zoomed by ``s`` then gets the same descriptor. With ``sift_keypoints`` each SIFT keypoint is
+            described at the scale nearest (in log) to ``pyramid_sift_size / size`` (its SIFT size, capped
+            at the scale range).
+        photometric: the network's input, per image: ``None`` (the image as it is, the original),
+            ``"standardize"`` (each colour channel mapped to ImageNet's mean and standard deviation, so the
+            network does not see a global gain, offset or colour cast, e.g. of a night photograph) or
+            ``"clahe"`` (OpenCV's contrast-limited adaptive histogram equalisation of the lightness, clip 2,
+            8×8 tiles). SIFT keypoints are always detected on the image as it is.
+        pyramid_sift_size: SIFT keypoint size (OpenCV ``KeyPoint.size``, pixels) described at scale 1 in a
+            pyramid; larger keypoints are described at proportionally smaller scales.
     """
 
     max_keypoints: int | None = 8192
@@ -92,12 +107,21 @@ class ExtractConfig:
     batch_size: int | None = None
     pad_multiple: int = 16
     scales: tuple[float, ...] = (1.0,)
+    pyramid: bool = False
+    pyramid_sift_size: float = 4.0
+    photometric: str | None = None
 
     def __post_init__(self) -> None:
         scales = (self.scales,) if isinstance(self.scales, (int, float)) else tuple(self.scales)
         if not scales or not all(isinstance(v, (int, float)) and 0.1 <= v <= 4.0 for v in scales):
             raise ValueError(f"scales must be a non-empty list of image scales in [0.1, 4], got {self.scales!r}")
         self.scales = tuple(float(v) for v in scales)
+        if self.photometric in ("none", "None"):
+            self.photometric = None
+        if self.photometric is not None and self.photometric not in PHOTOMETRIC:
+            raise ValueError(f"photometric must be one of {PHOTOMETRIC} or None, got {self.photometric!r}")
+        if not self.pyramid_sift_size > 0:
+            raise ValueError(f"pyramid_sift_size must be > 0 pixels, got {self.pyramid_sift_size!r}")
         if self.threshold_mode in ("none", "None"):
             self.threshold_mode = None
         if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
@@ -337,15 +361,34 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
-    """The network at every scale of ``cfg.scales`` → ``(score B×1×H×W, maps)``.
+def photometric_input(image: np.ndarray, mode: str | None) -> np.ndarray:
+    """The RGB image the network sees (``ExtractConfig.photometric``) on the 0–255 scale: ``None`` returns
+    it unchanged, ``clahe`` a uint8 image, ``standardize`` a float32 one (not clipped, not rounded)."""
+    if mode is None:
+        return image
+    if mode == "clahe":
+        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
+        lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(np.ascontiguousarray(lab[:, :, 0]))
+        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
+    if mode == "standardize":
+        from posfeat.models import IMAGENET_MEAN, IMAGENET_STD
 
-    ``score`` is the mean of the per-scale score maps, each resized to the image (bilinear, pixel centres
-    aligned); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))`` per scale, where ``sx, sy`` map
-    image pixels to that scale's pixels.
+        x = image.astype(np.float32)
+        mean, std = x.mean((0, 1)), x.std((0, 1))
+        scale = np.float32(255.0) * np.asarray(IMAGENET_STD, np.float32) / np.maximum(std, np.float32(1.0))
+        return (x - mean) * scale + np.float32(255.0) * np.asarray(IMAGENET_MEAN, np.float32)
+    raise ValueError(f"photometric must be one of {PHOTOMETRIC} or None, got {mode!r}")
+
+
+def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
+    """The network at every scale of ``cfg.scales`` → a list of ``(score, local_map, padded, (sx, sy))``.
+
+    ``score`` is that scale's ``B×1×hs×ws`` score map cut to the scaled image, ``padded`` the ``(W, H)`` of
+    the network input (the descriptor map's image size), and ``sx, sy`` map image pixels to the scale's.
     """
     h, w = images[0].shape[:2]
-    total, maps = None, []
+    images = [photometric_input(im, cfg.photometric) for im in images]
+    outs = []
     for s in cfg.scales:
         scaled = [_resize(im, s) for im in images]
         hs, ws = scaled[0].shape[:2]
@@ -356,24 +399,81 @@ def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig,
         score = out["score"]
         if tuple(score.shape[-2:]) != (hp, wp):
             raise RuntimeError(f"model score map {tuple(score.shape)} does not match its input {hp}×{wp}")
-        score = score[:, :, :hs, :ws].float()
-        if (hs, ws) != (h, w):
+        outs.append((score[:, :, :hs, :ws].float(), out["local_map"], (wp, hp), (ws / w, hs / h)))
+    return outs
+
+
+def _to_scale(xy: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """Image pixels → the pixels of an image resized by ``(sx, sy)`` (pixel centres: ``(x + 0.5)·s − 0.5``)."""
+    if (sx, sy) == (1.0, 1.0):
+        return xy
+    scale = torch.tensor([sx, sy], dtype=torch.float32, device=xy.device)
+    return (xy.float() + 0.5) * scale - 0.5
+
+
+def _from_scale(xy: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
+    """The inverse of :func:`_to_scale`."""
+    if (sx, sy) == (1.0, 1.0):
+        return xy
+    scale = torch.tensor([sx, sy], dtype=torch.float32, device=xy.device)
+    return (xy.float() + 0.5) / scale - 0.5
+
+
+def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
+    """The network at every scale of ``cfg.scales`` → ``(score B×1×H×W, maps)``.
+
+    ``score`` is the mean of the per-scale score maps, each resized to the image (bilinear, pixel centres
+    aligned); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))`` per scale, where ``sx, sy`` map
+    image pixels to that scale's pixels.
+    """
+    h, w = images[0].shape[:2]
+    total, maps = None, []
+    for score, local, padded, ratio in _scale_outputs(model, images, cfg, dev):
+        if tuple(score.shape[-2:]) != (h, w):
             score = F.interpolate(score, size=(h, w), mode="bilinear", align_corners=False)
         total = score if total is None else total + score
-        maps.append((out["local_map"], (wp, hp), (ws / w, hs / h)))
+        maps.append((local, padded, ratio))
     return total / len(cfg.scales), maps
+
+
+def _pyramid_keypoints(outs, b: int, cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Keypoints of image ``b`` detected and described at every scale, pooled → ``(xy, scores, desc)``.
+
+    Coordinates are image pixels; the ``cfg.max_keypoints`` best by score are kept (stable order).
+    """
+    xys, scores, descs = [], [], []
+    for score, local, padded, (sx, sy) in outs:
+        xy, sc = detect_keypoints(score[b, 0], cfg.nms_radius, cfg.threshold, cfg.threshold_mode,
+                                  cfg.max_keypoints, cfg.border)
+        descs.append(describe(local[b], xy, padded))
+        xys.append(_from_scale(xy, sx, sy))
+        scores.append(sc)
+    xy, sc, desc = torch.cat(xys), torch.cat(scores), torch.cat(descs)
+    order = torch.sort(sc, descending=True, stable=True).indices
+    if cfg.max_keypoints is not None and cfg.max_keypoints > 0:
+        order = order[: cfg.max_keypoints]
+    return xy[order], sc[order], desc[order]
+
+
+def _describe_by_size(outs, b: int, xy: torch.Tensor, sizes: torch.Tensor, cfg: ExtractConfig) -> torch.Tensor:
+    """Unit descriptors of image ``b`` at ``xy``, each from the pyramid level nearest (in log) to
+    ``cfg.pyramid_sift_size / size`` (SIFT keypoints with their sizes)."""
+    scales = torch.tensor([r[0] for _, _, _, r in outs], dtype=torch.float64)
+    want = torch.log(cfg.pyramid_sift_size / sizes.double().cpu().clamp_min(1e-6))
+    level = (want[:, None] - torch.log(scales)[None]).abs().argmin(1).to(xy.device)
+    desc = torch.zeros((len(xy), outs[0][1].shape[1]), dtype=torch.float32, device=xy.device)
+    for i, (_, local, padded, (sx, sy)) in enumerate(outs):
+        sel = level == i
+        if sel.any():
+            desc[sel] = describe(local[b], _to_scale(xy[sel], sx, sy), padded)
+    return desc
 
 
 def _describe_multiscale(maps, b: int, xy: torch.Tensor) -> torch.Tensor:
     """Unit descriptors of image ``b`` at ``xy`` (image pixels): the normalised sum over the scales."""
     total = None
     for local, padded, (sx, sy) in maps:
-        if (sx, sy) == (1.0, 1.0):
-            pts = xy
-        else:  # pixel centres: (x + 0.5)·s − 0.5
-            scale = torch.tensor([sx, sy], dtype=torch.float32, device=xy.device)
-            pts = (xy.float() + 0.5) * scale - 0.5
-        d = describe(local[b], pts, padded)
+        d = describe(local[b], _to_scale(xy, sx, sy), padded)
         total = d if total is None else total + d
     return F.normalize(total, dim=1) if len(maps) > 1 and len(total) else total
 
@@ -401,18 +501,28 @@ def extract_posfeat_batch(
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected RGB uint8 images (H, W, 3), got {im.dtype} {im.shape}")
     h, w = images[0].shape[:2]
-    score, maps = _multiscale_network(model, images, cfg, dev)
+    pyramid = cfg.pyramid and len(cfg.scales) > 1
+    if pyramid:
+        outs = _scale_outputs(model, images, cfg, dev)
+    else:
+        score, maps = _multiscale_network(model, images, cfg, dev)
     results = []
     for b, im in enumerate(images):
         if cfg.sift_keypoints:
             sift = extract_sift(im, cfg.max_keypoints)
             xy = torch.from_numpy(sift["keypoints"]).to(dev)
             sc = torch.from_numpy(sift["scores"]).to(dev)
+            if pyramid:
+                desc = _describe_by_size(outs, b, xy, torch.from_numpy(sift["scales"]), cfg)
+            else:
+                desc = _describe_multiscale(maps, b, xy)
+        elif pyramid:
+            xy, sc, desc = _pyramid_keypoints(outs, b, cfg)
         else:
             xy, sc = detect_keypoints(
                 score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
             )
-        desc = _describe_multiscale(maps, b, xy)
+            desc = _describe_multiscale(maps, b, xy)
         results.append(
             {
                 "keypoints": xy.float().cpu().numpy(),

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 
 from posfeat.extraction import (
+    photometric_input,
     ExtractConfig,
     describe,
     detect_keypoints,
@@ -250,6 +251,77 @@ def test_multiscale_extraction_maps_back_to_image_pixels():
         ExtractConfig(scales=[])
     with pytest.raises(ValueError, match="scales"):
         ExtractConfig(scales=[0.0])
+
+
+def _ramp_descriptors(xy: np.ndarray, scale: float, H: int, W: int) -> np.ndarray:
+    """Unit descriptors of :class:`_FakeModel` at image pixels ``xy`` when it runs on the image resized by
+    ``scale`` (H, W multiples of 16 at that scale): the ramp at the point's feature-map coordinates."""
+    x, y = (xy[:, 0].astype(np.float64) + 0.5) * scale - 0.5, (xy[:, 1].astype(np.float64) + 0.5) * scale - 0.5
+    hs, ws = round(H * scale), round(W * scale)
+    d = np.stack([x * (ws // 4) / (ws - 1) - 0.5, y * (hs // 4) / (hs - 1) - 0.5, np.full_like(x, 100.0)], 1)
+    return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+
+def test_pyramid_keeps_each_scales_keypoints_and_descriptors():
+    """With ``pyramid`` each scale detects its own peaks (mapped back to image pixels) and describes them
+    from its own map; the pool is sorted by score and cut to max_keypoints. SIFT keypoints are described at
+    the level nearest to pyramid_sift_size / size."""
+    H, W = 96, 128
+    yy, xx = np.mgrid[0:H, 0:W]
+    peaks = [(30.0, 40.0), (90.0, 60.0)]
+    img = np.zeros((H, W, 3), np.uint8)
+    for x, y in peaks:
+        img[:, :, 0] = np.maximum(img[:, :, 0], (250 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 4.0**2))))
+    fake = _FakeModel()
+    cfg = dict(nms_radius=3, threshold=None, threshold_mode=None, scales=[1.0, 0.5], pyramid=True)
+    f = extract_posfeat(fake, img, ExtractConfig(max_keypoints=4, **cfg), "cpu")
+    assert fake.inputs == [(96, 128), (48, 64)]
+    assert len(f["keypoints"]) == 4 and np.all(np.diff(f["scores"]) <= 0)
+    # the full-scale peaks score highest (area averaging lowers the half-scale peaks); exact positions
+    np.testing.assert_allclose(sorted(map(tuple, f["keypoints"][:2].tolist())), sorted(peaks), atol=1e-4)
+    # the half-scale peaks come back within the centroid refinement's error at that scale (a quarter of its pixel)
+    np.testing.assert_allclose(sorted(map(tuple, f["keypoints"][2:].tolist())), sorted(peaks), atol=0.5)
+    np.testing.assert_allclose(f["descriptors"][:2], _ramp_descriptors(f["keypoints"][:2], 1.0, H, W), atol=1e-5)
+    np.testing.assert_allclose(f["descriptors"][2:], _ramp_descriptors(f["keypoints"][2:], 0.5, H, W), atol=1e-5)
+    assert len(extract_posfeat(fake, img, ExtractConfig(max_keypoints=3, **cfg), "cpu")["keypoints"]) == 3
+
+    blobs = _blob_image(H, W, [(40.0, 50.0, 2.0), (96.0, 48.0, 8.0)])  # a small and a large blob
+    sift = extract_sift(blobs)
+    small, large = sift["scales"].min(), sift["scales"].max()
+    assert large > 3 * small
+    g = extract_posfeat(_FakeModel(), blobs, ExtractConfig(**{**cfg, "sift_keypoints": True},
+                                                           pyramid_sift_size=float(small)), "cpu")
+    np.testing.assert_allclose(g["keypoints"], sift["keypoints"])
+    at_half = sift["scales"] > small * np.sqrt(2) * 1.0001  # log-nearest level: 0.5 beyond size·√2
+    assert at_half.any() and (~at_half).any()
+    np.testing.assert_allclose(g["descriptors"][~at_half], _ramp_descriptors(g["keypoints"][~at_half], 1.0, H, W),
+                               atol=1e-5)
+    np.testing.assert_allclose(g["descriptors"][at_half], _ramp_descriptors(g["keypoints"][at_half], 0.5, H, W),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="pyramid_sift_size"):
+        ExtractConfig(pyramid_sift_size=0.0)
+
+
+def test_photometric_standardize_removes_gain_offset_and_colour_cast():
+    """``standardize`` gives every channel ImageNet's mean and standard deviation (×255), so a global gain,
+    offset or per-channel cast (a darker, tinted photograph) reaches the network unchanged; ``clahe`` keeps
+    the shape and the uint8 type; an unknown mode is refused."""
+    rng = np.random.default_rng(0)
+    im = (rng.random((40, 50, 3)) * 200 + 20).astype(np.uint8)
+    out = photometric_input(im, "standardize")
+    np.testing.assert_allclose(out.mean((0, 1)), 255 * np.asarray(IMAGENET_MEAN), atol=1e-2)
+    np.testing.assert_allclose(out.std((0, 1)), 255 * np.asarray(IMAGENET_STD), atol=1e-2)
+    night = im.astype(np.float32) * np.float32([0.3, 0.2, 0.1]) + np.float32(5.0)  # dark, orange, offset
+    np.testing.assert_allclose(photometric_input(night, "standardize"), out, atol=1e-2)
+    assert photometric_input(im, None) is im
+    eq = photometric_input(im, "clahe")
+    assert eq.shape == im.shape and eq.dtype == np.uint8
+    with pytest.raises(ValueError, match="photometric"):
+        ExtractConfig(photometric="histogram")
+    # the network runs on the standardised image: the fake model's score is its red channel
+    f = extract_posfeat(_FakeModel(), im, ExtractConfig(max_keypoints=4, threshold=None, threshold_mode=None,
+                                                        photometric="standardize"), "cpu")
+    assert f["scores"][0] == pytest.approx(out[1:-1, 1:-1, 0].max() / 255.0, abs=1e-5)
 
 
 def test_batches_group_equal_sizes_within_the_pixel_budget():
