@@ -7,16 +7,18 @@ What it measures, on images the default study never trains on:
 
 * **HPatches** (``hpatches-oxford/``, e.g. ``v_boat``: zoom + rotation): D2-Net protocol, mutual NN,
   MMA@1..10 and the MMA score, for three methods: ``posfeat`` (its keypoints, the study's HPatches
-  extraction settings: 8192 keypoints, NMS r=1, threshold 0.9), ``posfeat_sift_kp`` (PoSFeat descriptors on
+  extraction settings ``extract.hpatches`` of ``params.yaml``), ``posfeat_sift_kp`` (PoSFeat descriptors on
   OpenCV SIFT keypoints, the official ``use_sift: True``) and ``sift``.
 * **Strecha epipolar precision** (``megadepth-strecha/<scene>``, consecutive pairs, exact cameras), day to day
   and **day to synthetic night** (the second image of every pair through the demo world's night style, a fixed
   seed per image: ``../shared/data`` has no night photographs, so this stands in for Aachen's night queries).
 * **ETH layout** (``megadepth-strecha/<scene>``: real Strecha scenes with exact cameras): each scene is
   written as an ETH-layout scene (``images/`` + ``gt_cameras.txt``) in a scratch folder, then reconstructed
-  with the study's ETH pipeline (20480 keypoints, NMS r=3, threshold 0.9 for PoSFeat; mutual NN) for the three
+  with the study's ETH pipeline (``extract.eth`` of ``params.yaml`` for PoSFeat; mutual NN) for the three
   methods: registered images, 3D points, median rotation error against the ground truth.
 
+The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--scales``, ``--pyramid``,
+``--photometric`` (and their ``--eth-`` twins) override them for a sweep.
 SIFT features do not depend on the model; they are cached in the scratch folder (``--work``).
 """
 
@@ -33,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import numpy as np  # noqa: E402
+import yaml  # noqa: E402
 
 from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
 from posfeat.data.demo.files import write_image  # noqa: E402
@@ -46,8 +49,8 @@ from posfeat.io import FeatureReader  # noqa: E402
 from posfeat.matching import match_descriptors  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
 
-HPATCHES_CFG = dict(max_keypoints=8192, nms_radius=1, threshold=0.9, threshold_mode="abs")
-ETH_CFG = dict(max_keypoints=20480, nms_radius=3, threshold=0.9, threshold_mode="abs")
+HPATCHES_CFG: dict = {}  # PoSFeat extraction settings: the study's extract.hpatches (see main)
+ETH_CFG: dict = {}  # the study's extract.eth
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
 PARTS = ("hpatches", "epipolar", "epipolar_night", "eth")
 ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
@@ -171,36 +174,49 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="/tmp/posfeat_eval_real", help="scratch folder (SIFT cache, scenes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/real.json"), help="results JSON")
     ap.add_argument("--no-eth", action="store_true", help="skip the ETH-layout reconstructions (fast)")
-    ap.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                    help="PoSFeat test-time image scales for HPatches and the epipolar precision (extract.hpatches.scales)")
-    ap.add_argument("--eth-scales", type=float, nargs="+", default=[1.0, 0.5],
-                    help="PoSFeat test-time image scales for the ETH scenes (the study's extract.eth.scales)")
-    ap.add_argument("--pyramid", action="store_true",
+    ap.add_argument("--params", default=str(ROOT / "params.yaml"),
+                    help="the study's parameters: PoSFeat extraction settings from extract.hpatches (HPatches, "
+                         "epipolar precision) and extract.eth (ETH scenes); the options below override them")
+    ap.add_argument("--scales", type=float, nargs="+", help="PoSFeat test-time image scales for HPatches and the "
+                    "epipolar precision (extract.hpatches.scales)")
+    ap.add_argument("--eth-scales", type=float, nargs="+", help="the same for the ETH scenes (extract.eth.scales)")
+    ap.add_argument("--pyramid", choices=("on", "off"),
                     help="keep each scale's own keypoints and descriptors (extract.hpatches.pyramid)")
-    ap.add_argument("--eth-pyramid", action="store_true", help="the same for the ETH scenes (extract.eth.pyramid)")
-    ap.add_argument("--pyramid-sift-size", type=float, default=ExtractConfig.pyramid_sift_size,
+    ap.add_argument("--eth-pyramid", choices=("on", "off"), help="the same for the ETH scenes (extract.eth.pyramid)")
+    ap.add_argument("--pyramid-sift-size", type=float,
                     help="SIFT keypoint size described at scale 1 in a pyramid (extract.*.pyramid_sift_size)")
-    ap.add_argument("--photometric", choices=("none", "standardize", "clahe"), default="none",
-                    help="PoSFeat's network input for HPatches and the epipolar precision (extract.*.photometric)")
-    ap.add_argument("--eth-photometric", choices=("none", "standardize", "clahe"), default="none",
-                    help="the same for the ETH scenes")
+    ap.add_argument("--photometric", choices=("none", "standardize", "clahe"),
+                    help="PoSFeat's network input for HPatches and the epipolar precision (extract.hpatches.photometric)")
+    ap.add_argument("--eth-photometric", choices=("none", "standardize", "clahe"),
+                    help="the same for the ETH scenes (extract.eth.photometric)")
+    ap.add_argument("--input-norm", choices=("imagenet", "standardize"),
+                    help="override the checkpoint's model.input_norm (a test-time experiment)")
     ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
     a = ap.parse_args(argv)
-    HPATCHES_CFG.update(scales=tuple(a.scales), pyramid=a.pyramid, pyramid_sift_size=a.pyramid_sift_size,
-                        photometric=a.photometric)
-    ETH_CFG.update(scales=tuple(a.eth_scales), pyramid=a.eth_pyramid, pyramid_sift_size=a.pyramid_sift_size,
-                   photometric=a.eth_photometric)
+    study = yaml.safe_load(Path(a.params).read_text())["extract"]
+    for cfg, name, prefix in ((HPATCHES_CFG, "hpatches", ""), (ETH_CFG, "eth", "eth_")):
+        cfg.clear()
+        cfg.update(ExtractConfig.from_dict(study[name], what=f"{a.params}: extract.{name}").__dict__)
+        overrides = {"scales": getattr(a, prefix + "scales"), "pyramid": getattr(a, prefix + "pyramid"),
+                     "photometric": getattr(a, prefix + "photometric"), "pyramid_sift_size": a.pyramid_sift_size}
+        for key, value in overrides.items():
+            if value is not None:
+                cfg[key] = value == "on" if key == "pyramid" else tuple(value) if key == "scales" else value
+        cfg.pop("sift_keypoints")
+    print(json.dumps({"hpatches": HPATCHES_CFG, "eth": ETH_CFG}), file=sys.stderr)
     data, work = Path(a.data), Path(a.work)
     if not data.is_dir():
         raise SystemExit(f"{data}: real data folder not found")
     work.mkdir(parents=True, exist_ok=True)
     model = load_model(a.weights, "cpu")
+    if a.input_norm:
+        model.config["input_norm"] = a.input_norm
     t0 = time.perf_counter()
     parts = {"hpatches": lambda: eval_hpatches(data, work, model),
              "epipolar": lambda: epipolar_precision(data, work, model),
              "epipolar_night": lambda: epipolar_precision(data, work, model, night=True),
              "eth": lambda: eval_eth(data, work, model)}
-    res = {"weights": str(a.weights)}
+    res = {"weights": str(a.weights), "settings": {"hpatches": HPATCHES_CFG, "eth": ETH_CFG}}
     for name in PARTS:
         if name in a.only and not (name == "eth" and a.no_eth):
             res[name] = parts[name]()

@@ -92,6 +92,25 @@ def test_score_is_instance_normalised_per_image():
     assert torch.allclose(torch.log(torch.expm1(s_scaled)).mean((1, 2, 3)), torch.zeros(2), atol=1e-4)
 
 
+def test_input_norm_standardize_ignores_gain_offset_and_cast():
+    """``input_norm: standardize``: the outputs of a per-channel affine change of the image (darker, tinted)
+    equal the original's; ``imagenet`` (the paper) does not; the setting travels with the config; a bad value
+    is refused."""
+    torch.manual_seed(0)
+    img = torch.rand(1, 3, 32, 48)
+    dark = img * torch.tensor([0.3, 0.2, 0.1]).view(1, 3, 1, 1) + 0.02
+    for norm, same in (("standardize", True), ("imagenet", False)):
+        torch.manual_seed(0)
+        model = build_model({**SMALL, "input_norm": norm}).eval()
+        with torch.no_grad():
+            a, b = model(normalize_image(img)), model(normalize_image(dark))
+        for key in ("local_map", "score"):
+            assert torch.allclose(a[key], b[key], atol=1e-4) is same, (norm, key)
+    assert model.config["input_norm"] == "imagenet" and DEFAULT_CONFIG["input_norm"] == "imagenet"
+    with pytest.raises(ValueError, match="input_norm"):
+        build_model({**SMALL, "input_norm": "clahe"})
+
+
 def test_checkpoint_round_trip_weights_only(tmp_path):
     torch.manual_seed(0)
     model = build_model(SMALL)

@@ -22,7 +22,18 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "det_conv1": None,     # detector conv1 width at H/4; None = its input channels (paper)
     "det_img": 64,         # detector image-branch width (paper)
     "det_mid": 128,        # detector conv2 width at full resolution (paper)
+    "input_norm": "imagenet",  # imagenet (the paper: ImageNet statistics only) | standardize (each image's
+                               # channels to zero mean, unit variance first: blind to gain, offset, colour cast)
 }
+INPUT_NORMS = ("imagenet", "standardize")
+
+
+def standardize_channels(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
+    """Each image's channels of ``B×C×H×W`` to zero mean and unit standard deviation (``std`` floored at
+    ``eps``, in ImageNet-normalised units). Idempotent, and blind to a per-channel gain and offset."""
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    std = x.std(dim=(2, 3), keepdim=True, unbiased=False)
+    return (x - mean) / std.clamp_min(eps)
 
 
 class PoSFeat(nn.Module):
@@ -37,14 +48,20 @@ class PoSFeat(nn.Module):
         in_channels = self.backbone.desc_dim + self.backbone.stem_channels
         self.detector = KeypointDet(in_channels, 1, cfg["det_conv1"], int(cfg["det_img"]), int(cfg["det_mid"]))
 
+    def prepare(self, image_normalized: torch.Tensor) -> torch.Tensor:
+        """The network's input from an ImageNet-normalised image (``config["input_norm"]``)."""
+        if self.config["input_norm"] == "standardize":
+            return standardize_channels(image_normalized)
+        return image_normalized
+
     def describe(self, image_normalized: torch.Tensor) -> dict[str, torch.Tensor]:
         """Backbone outputs: ``local_map`` ``B×D×H/4×W/4`` (raw) and ``local_map_small``."""
-        return self.backbone(image_normalized)
+        return self.backbone(self.prepare(image_normalized))
 
     def detect(self, image_normalized: torch.Tensor, feats: dict[str, torch.Tensor]) -> torch.Tensor:
         """Score map ``B×1×H×W`` from ``cat(local_map, local_map_small)`` (detached) and the image."""
         fmap = torch.cat([feats["local_map"], feats["local_map_small"]], dim=1).detach()
-        return self.detector(fmap, image_normalized)
+        return self.detector(fmap, self.prepare(image_normalized))
 
     def forward(self, image_normalized: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = dict(self.describe(image_normalized))
@@ -60,6 +77,8 @@ def resolve_config(config: dict) -> dict:
     cfg = {**DEFAULT_CONFIG, **config}
     if cfg["encoder"] not in ENCODERS:
         raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(ENCODERS)}")
+    if cfg["input_norm"] not in INPUT_NORMS:
+        raise ValueError(f"model config: input_norm must be one of {list(INPUT_NORMS)}, got {cfg['input_norm']!r}")
     dec = cfg["decoder"]
     if dec is not None:
         if not (isinstance(dec, (list, tuple)) and len(dec) == 2 and all(isinstance(v, int) and v > 0 for v in dec)):
