@@ -17,8 +17,9 @@ What it measures, on images the default study never trains on:
   with the study's ETH pipeline (``extract.eth`` of ``params.yaml`` for PoSFeat; mutual NN) for the three
   methods: registered images, 3D points, median rotation error against the ground truth.
 
-The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--scales``, ``--pyramid``,
-``--photometric`` (and their ``--eth-`` twins) override them for a sweep.
+The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--scales`` and ``--pyramid``
+(and their ``--eth-`` twins) override them for a sweep; ``--input-norm`` overrides the checkpoint's
+``model.input_norm`` (test-time standardisation of a model trained without it).
 SIFT features do not depend on the model; they are cached in the scratch folder (``--work``).
 """
 
@@ -185,10 +186,6 @@ def main(argv=None) -> int:
     ap.add_argument("--eth-pyramid", choices=("on", "off"), help="the same for the ETH scenes (extract.eth.pyramid)")
     ap.add_argument("--pyramid-sift-size", type=float,
                     help="SIFT keypoint size described at scale 1 in a pyramid (extract.*.pyramid_sift_size)")
-    ap.add_argument("--photometric", choices=("none", "standardize", "clahe"),
-                    help="PoSFeat's network input for HPatches and the epipolar precision (extract.hpatches.photometric)")
-    ap.add_argument("--eth-photometric", choices=("none", "standardize", "clahe"),
-                    help="the same for the ETH scenes (extract.eth.photometric)")
     ap.add_argument("--input-norm", choices=("imagenet", "standardize"),
                     help="override the checkpoint's model.input_norm (a test-time experiment)")
     ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
@@ -198,7 +195,7 @@ def main(argv=None) -> int:
         cfg.clear()
         cfg.update(ExtractConfig.from_dict(study[name], what=f"{a.params}: extract.{name}").__dict__)
         overrides = {"scales": getattr(a, prefix + "scales"), "pyramid": getattr(a, prefix + "pyramid"),
-                     "photometric": getattr(a, prefix + "photometric"), "pyramid_sift_size": a.pyramid_sift_size}
+                     "pyramid_sift_size": a.pyramid_sift_size}
         for key, value in overrides.items():
             if value is not None:
                 cfg[key] = value == "on" if key == "pyramid" else tuple(value) if key == "scales" else value

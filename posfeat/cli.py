@@ -48,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold-mode", choices=["abs", "max", "mean", "none"], default="abs",
                    help="how --threshold applies to the score map (PoSFeat)")
     s.add_argument("--sift-keypoints", action="store_true", help="PoSFeat descriptors on OpenCV SIFT keypoints")
+    s.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                   help="image scales the network runs at (PoSFeat; the study's extract.<dataset>.scales)")
+    s.add_argument("--pyramid", action="store_true",
+                   help="keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.extraction")
 

@@ -59,7 +59,6 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("posfeat", "sift", "rootsift")
 THRESHOLD_MODES = ("abs", "max", "mean")
-PHOTOMETRIC = ("standardize", "clahe")
 GPU_BATCH_PIXELS = 8 * 640 * 480
 """Default pixel budget of one network call on CUDA (``batch_size: None``): 8 images of 640×480."""
 
@@ -89,11 +88,6 @@ class ExtractConfig:
             view zoomed by ``s`` then gets the same descriptor. With ``sift_keypoints`` each SIFT keypoint is
             described at the scale nearest (in log) to ``pyramid_sift_size / size`` (its SIFT size, capped
             at the scale range).
-        photometric: the network's input, per image: ``None`` (the image as it is, the original),
-            ``"standardize"`` (each colour channel mapped to ImageNet's mean and standard deviation, so the
-            network does not see a global gain, offset or colour cast, e.g. of a night photograph) or
-            ``"clahe"`` (OpenCV's contrast-limited adaptive histogram equalisation of the lightness, clip 2,
-            8×8 tiles). SIFT keypoints are always detected on the image as it is.
         pyramid_sift_size: SIFT keypoint size (OpenCV ``KeyPoint.size``, pixels) described at scale 1 in a
             pyramid; larger keypoints are described at proportionally smaller scales.
     """
@@ -109,17 +103,12 @@ class ExtractConfig:
     scales: tuple[float, ...] = (1.0,)
     pyramid: bool = False
     pyramid_sift_size: float = 4.0
-    photometric: str | None = None
 
     def __post_init__(self) -> None:
         scales = (self.scales,) if isinstance(self.scales, (int, float)) else tuple(self.scales)
         if not scales or not all(isinstance(v, (int, float)) and 0.1 <= v <= 4.0 for v in scales):
             raise ValueError(f"scales must be a non-empty list of image scales in [0.1, 4], got {self.scales!r}")
         self.scales = tuple(float(v) for v in scales)
-        if self.photometric in ("none", "None"):
-            self.photometric = None
-        if self.photometric is not None and self.photometric not in PHOTOMETRIC:
-            raise ValueError(f"photometric must be one of {PHOTOMETRIC} or None, got {self.photometric!r}")
         if not self.pyramid_sift_size > 0:
             raise ValueError(f"pyramid_sift_size must be > 0 pixels, got {self.pyramid_sift_size!r}")
         if self.threshold_mode in ("none", "None"):
@@ -340,13 +329,17 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-def _network(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def _network(model, x: torch.Tensor, detect: bool = True) -> dict[str, torch.Tensor]:
+    """The model on a ``[0, 1]`` batch in eval mode. Without ``detect`` only the backbone runs (a model with
+    ``describe``), for descriptors on given keypoints: the full-resolution detector head is not needed."""
     from posfeat.models import normalize_image
 
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
+            if not detect and hasattr(model, "describe"):
+                return dict(model.describe(normalize_image(x)))
             return model(normalize_image(x))
     finally:
         model.train(was_training)
@@ -361,33 +354,14 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def photometric_input(image: np.ndarray, mode: str | None) -> np.ndarray:
-    """The RGB image the network sees (``ExtractConfig.photometric``) on the 0–255 scale: ``None`` returns
-    it unchanged, ``clahe`` a uint8 image, ``standardize`` a float32 one (not clipped, not rounded)."""
-    if mode is None:
-        return image
-    if mode == "clahe":
-        lab = cv2.cvtColor(image, cv2.COLOR_RGB2LAB)
-        lab[:, :, 0] = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(np.ascontiguousarray(lab[:, :, 0]))
-        return cv2.cvtColor(lab, cv2.COLOR_LAB2RGB)
-    if mode == "standardize":
-        from posfeat.models import IMAGENET_MEAN, IMAGENET_STD
-
-        x = image.astype(np.float32)
-        mean, std = x.mean((0, 1)), x.std((0, 1))
-        scale = np.float32(255.0) * np.asarray(IMAGENET_STD, np.float32) / np.maximum(std, np.float32(1.0))
-        return (x - mean) * scale + np.float32(255.0) * np.asarray(IMAGENET_MEAN, np.float32)
-    raise ValueError(f"photometric must be one of {PHOTOMETRIC} or None, got {mode!r}")
-
-
 def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
     """The network at every scale of ``cfg.scales`` → a list of ``(score, local_map, padded, (sx, sy))``.
 
-    ``score`` is that scale's ``B×1×hs×ws`` score map cut to the scaled image, ``padded`` the ``(W, H)`` of
-    the network input (the descriptor map's image size), and ``sx, sy`` map image pixels to the scale's.
+    ``score`` is that scale's ``B×1×hs×ws`` score map cut to the scaled image (``None`` with
+    ``cfg.sift_keypoints``: the detector head does not run), ``padded`` the ``(W, H)`` of the network input
+    (the descriptor map's image size), and ``sx, sy`` map image pixels to the scale's.
     """
     h, w = images[0].shape[:2]
-    images = [photometric_input(im, cfg.photometric) for im in images]
     outs = []
     for s in cfg.scales:
         scaled = [_resize(im, s) for im in images]
@@ -395,11 +369,13 @@ def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev:
         x = torch.from_numpy(np.stack(scaled)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
         x = _pad_to_multiple(x, cfg.pad_multiple)
         hp, wp = x.shape[-2:]
-        out = _network(model, x)
-        score = out["score"]
-        if tuple(score.shape[-2:]) != (hp, wp):
-            raise RuntimeError(f"model score map {tuple(score.shape)} does not match its input {hp}×{wp}")
-        outs.append((score[:, :, :hs, :ws].float(), out["local_map"], (wp, hp), (ws / w, hs / h)))
+        out = _network(model, x, detect=not cfg.sift_keypoints)
+        score = out.get("score")
+        if score is not None:
+            if tuple(score.shape[-2:]) != (hp, wp):
+                raise RuntimeError(f"model score map {tuple(score.shape)} does not match its input {hp}×{wp}")
+            score = score[:, :, :hs, :ws].float()
+        outs.append((score, out["local_map"], (wp, hp), (ws / w, hs / h)))
     return outs
 
 
@@ -423,17 +399,18 @@ def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig,
     """The network at every scale of ``cfg.scales`` → ``(score B×1×H×W, maps)``.
 
     ``score`` is the mean of the per-scale score maps, each resized to the image (bilinear, pixel centres
-    aligned); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))`` per scale, where ``sx, sy`` map
-    image pixels to that scale's pixels.
+    aligned; ``None`` with ``cfg.sift_keypoints``); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))``
+    per scale, where ``sx, sy`` map image pixels to that scale's pixels.
     """
     h, w = images[0].shape[:2]
     total, maps = None, []
     for score, local, padded, ratio in _scale_outputs(model, images, cfg, dev):
-        if tuple(score.shape[-2:]) != (h, w):
-            score = F.interpolate(score, size=(h, w), mode="bilinear", align_corners=False)
-        total = score if total is None else total + score
+        if score is not None:
+            if tuple(score.shape[-2:]) != (h, w):
+                score = F.interpolate(score, size=(h, w), mode="bilinear", align_corners=False)
+            total = score if total is None else total + score
         maps.append((local, padded, ratio))
-    return total / len(cfg.scales), maps
+    return (None if total is None else total / len(cfg.scales)), maps
 
 
 def _pyramid_keypoints(outs, b: int, cfg: ExtractConfig) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -683,6 +660,8 @@ def run_cli(args) -> int:
         threshold=args.threshold,
         threshold_mode=mode,
         sift_keypoints=args.sift_keypoints,
+        scales=tuple(args.scales),
+        pyramid=args.pyramid,
     )
     model = None
     if args.method == "posfeat":

@@ -108,6 +108,10 @@ def test_params_and_paper_config_declare_the_switches():
         assert {"rotation", "scale", "night"} <= set(params[stage])
         assert paper[stage]["rotation"] == 0 and paper[stage]["scale"] == [1.0, 1.0] and paper[stage]["night"] == 0
     assert paper["train_desc"]["grayscale"] == 0
+    assert paper["model"]["input_norm"] == "imagenet" and "input_norm" in params["model"]
+    for dataset in ("hpatches", "aachen", "eth"):  # the demo's test-time recipe, off at the paper scale
+        assert {"scales", "pyramid"} <= set(params["extract"][dataset])
+        assert paper["extract"][dataset]["scales"] == [1.0] and paper["extract"][dataset]["pyramid"] is False
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert "train_desc" in dvc["stages"]["train_desc"]["params"]
     assert "train_kp" in dvc["stages"]["train_kp"]["params"]
