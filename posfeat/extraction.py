@@ -77,8 +77,8 @@ class ExtractConfig:
         batch_size: images of equal size per network call; ``None`` = 1 on CPU, and on CUDA up to 8
             images within :data:`GPU_BATCH_PIXELS` pixels.
         pad_multiple: the network's input size multiple (16 for the ResUNet).
-        scales: image scales the network runs at (``[1.0]`` = the original, single scale). With several,
-            the score map is the mean of the per-scale maps resized to the image, and a descriptor is the
+        scales: image scales the network runs at (``[1.0]`` = the original, single scale). With several
+            and no ``pyramid``, the score map is the mean of the per-scale maps resized to the image, and a descriptor is the
             normalised sum of the unit descriptors of every scale at the keypoint (multi-scale, as D2-Net's
             test time; the official PoSFeat extracts at one scale).
         pyramid: with several ``scales``, keep every scale's own keypoints and descriptors instead of

@@ -4,7 +4,7 @@
                                                      # method:  posfeat | posfeat_sift | sift | rootsift
 
 Reads params ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius, threshold,
-threshold_mode), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat loads
+threshold_mode, scales, pyramid), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat loads
 ``models/posfeat.pt``. ``posfeat_sift`` is PoSFeat's descriptors on OpenCV SIFT keypoints (the official
 code's ``use_sift: True``), so that detector and descriptor quality read separately. Writes
 ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
