@@ -100,7 +100,7 @@ class ETHConfig:
     verification_max_num_trials: int = 20000  # RANSAC trial cap (hloc; COLMAP default 10000)
     verification_min_inlier_ratio: float = 0.1  # inlier ratio RANSAC plans for (hloc; COLMAP default 0.25)
     min_num_matches: int = 15  # mapper: pairs with fewer verified matches are ignored (COLMAP default)
-    num_threads: int = -1  # COLMAP threads (-1: all cores)
+    num_threads: int = -1  # COLMAP threads (-1: all cores; mapping is then not repeatable under CPU load, 1 is)
     seed: int = 0  # RANSAC, retrieval vocabulary and mapper seed
 
     @classmethod
