@@ -55,6 +55,42 @@ def test_parameter_counts_match_the_paper():
     assert sum(isinstance(m, torch.nn.PReLU) for m in det.modules()) == 1  # one shared PReLU
 
 
+def _conv_macs(module: torch.nn.Module, x: torch.Tensor, prefix: str) -> int:
+    """Multiply-adds of the Conv2d layers whose names start with ``prefix``, counted with forward hooks."""
+    macs, hooks = [0], []
+    for name, m in module.named_modules():
+        if isinstance(m, torch.nn.Conv2d) and name.startswith(prefix):
+            def hook(mod, inp, out):
+                macs[0] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+            hooks.append(m.register_forward_hook(hook))
+    with torch.no_grad():
+        module(x)
+    for h in hooks:
+        h.remove()
+    return macs[0]
+
+
+def test_light_decoder_blocks():
+    """``decoder_block: light``: the same outputs' shapes; each iconv is depthwise 3×3 + pointwise 1×1 (so
+    ``c_in·c_out·8 + bias`` fewer weights than a full 3×3 conv, less the depthwise ``9·c_in``), and the
+    decoder costs under a fifth of the paper blocks' multiply-adds; ``conv`` stays the default."""
+    x = torch.randn(1, 3, 64, 96)
+    nets = {b: ResUNet("small", decoder=(256, 128), decoder_block=b).eval() for b in ("conv", "light")}
+    with torch.no_grad():
+        outs = {b: net(x) for b, net in nets.items()}
+    assert outs["light"]["local_map"].shape == outs["conv"]["local_map"].shape == (1, 128, 16, 24)
+    saved = 0
+    for c_in, c_out in ((128 + 256, 256), (64 + 128, 128)):  # iconv3, iconv2
+        saved += (9 * c_in * c_out + c_out) - (9 * c_in + c_in * c_out + c_out)
+    assert _count(nets["conv"]) - _count(nets["light"]) == saved == 977_856
+    dec = ("upconv", "iconv")
+    macs = {b: sum(_conv_macs(net, x, p) for p in dec) for b, net in nets.items()}
+    assert macs["light"] < macs["conv"] / 5
+    assert DEFAULT_CONFIG["decoder_block"] == "conv"
+    with pytest.raises(ValueError, match="decoder_block"):
+        build_model({**SMALL, "decoder_block": "mobile"})
+
+
 def test_bad_inputs_are_clear_errors():
     net = ResUNet("small")
     with pytest.raises(ValueError, match="multiples of 16"):

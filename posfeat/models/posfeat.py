@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from ..io import DataError, atomic_path
 from .detector import KeypointDet
-from .resunet import ENCODERS, ResUNet
+from .resunet import DECODER_BLOCKS, ENCODERS, ResUNet
 
 #: configuration keys of :func:`build_model` and their defaults (the paper's model)
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -19,6 +19,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "desc_dim": 128,
     "global_map": False,   # build the unused CAPS coarse head (ALGORITHM.md §1.1)
     "decoder": None,       # U-Net decoder widths [up3, up2]; None = the encoder's (resnet: 512, 256 as the paper)
+    "decoder_block": "conv",  # conv (the paper's decoder blocks) | light (conv before upsampling, separable iconv)
     "det_conv1": None,     # detector conv1 width at H/4; None = its input channels (paper)
     "det_img": 64,         # detector image-branch width (paper)
     "det_mid": 128,        # detector conv2 width at full resolution (paper)
@@ -44,7 +45,7 @@ class PoSFeat(nn.Module):
         cfg = resolve_config(config or {})
         self.config = cfg
         self.backbone = ResUNet(cfg["encoder"], bool(cfg["pretrained"]), int(cfg["desc_dim"]), bool(cfg["global_map"]),
-                                cfg["decoder"])
+                                cfg["decoder"], cfg["decoder_block"])
         in_channels = self.backbone.desc_dim + self.backbone.stem_channels
         self.detector = KeypointDet(in_channels, 1, cfg["det_conv1"], int(cfg["det_img"]), int(cfg["det_mid"]))
 
@@ -79,6 +80,8 @@ def resolve_config(config: dict) -> dict:
         raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(ENCODERS)}")
     if cfg["input_norm"] not in INPUT_NORMS:
         raise ValueError(f"model config: input_norm must be one of {list(INPUT_NORMS)}, got {cfg['input_norm']!r}")
+    if cfg["decoder_block"] not in DECODER_BLOCKS:
+        raise ValueError(f"model config: decoder_block must be one of {list(DECODER_BLOCKS)}, got {cfg['decoder_block']!r}")
     dec = cfg["decoder"]
     if dec is not None:
         if not (isinstance(dec, (list, tuple)) and len(dec) == 2 and all(isinstance(v, int) and v > 0 for v in dec)):

@@ -79,6 +79,37 @@ class UpConv(nn.Module):
         return self.conv(x)
 
 
+class LowResUpConv(nn.Module):
+    """``conv(3, 1)`` at the input resolution, then bilinear ×2 upsampling (``align_corners=True``).
+
+    The same layer as :class:`UpConv` with the two steps swapped: 4× fewer multiply-adds (the light decoder).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = ConvBnElu(in_channels, out_channels, 3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(self.conv(x), scale_factor=2, mode="bilinear", align_corners=True)
+
+
+class SeparableConvBnElu(nn.Sequential):
+    """Depthwise ``3×3`` conv → pointwise ``1×1`` conv (bias) → BatchNorm2d → ELU (the light decoder's ``iconv``)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(
+            nn.Conv2d(in_channels, in_channels, 3, 1, padding=1, groups=in_channels, bias=False),
+            nn.Conv2d(in_channels, out_channels, 1),
+            nn.BatchNorm2d(out_channels),
+            nn.ELU(inplace=True),
+        )
+
+
+#: decoder block styles: ``conv`` (the paper: upsample → conv3×3, conv3×3) | ``light`` (conv3×3 → upsample,
+#: depthwise-separable iconv; ≈ 5× fewer decoder multiply-adds)
+DECODER_BLOCKS = ("conv", "light")
+
+
 def skip_connect(enc: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
     """Pad ``enc`` to the spatial size of ``up`` (split evenly, as the original), then ``cat[up, enc]``."""
     dy = up.shape[2] - enc.shape[2]
@@ -128,13 +159,17 @@ class ResUNet(nn.Module):
             parameter count of ALGORITHM.md §1.1, 20.51 M for resnet50, includes it).
         decoder: widths ``(up3, up2)`` of the decoder at H/8 and H/4; ``None`` = the encoder's default
             (512, 256 for the ResNets, as the paper; 64, 32 for ``small``).
+        decoder_block: ``conv`` (the paper's blocks) or ``light`` (each ``upconv`` convolves before it
+            upsamples, each ``iconv`` is depthwise-separable: a CPU-efficient decoder).
     """
 
     def __init__(self, encoder: str = "resnet50", pretrained: bool = False, desc_dim: int = 128, global_map: bool = False,
-                 decoder: tuple[int, int] | None = None):
+                 decoder: tuple[int, int] | None = None, decoder_block: str = "conv"):
         super().__init__()
         if encoder not in _ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; expected one of {list(_ENCODERS)}")
+        if decoder_block not in DECODER_BLOCKS:
+            raise ValueError(f"unknown decoder_block {decoder_block!r}; expected one of {list(DECODER_BLOCKS)}")
         stem, filters, (up3, up2) = _ENCODERS[encoder]
         if decoder is not None:
             up3, up2 = (int(v) for v in decoder)
@@ -163,10 +198,15 @@ class ResUNet(nn.Module):
         self.layer2 = enc.layer2
         self.layer3 = enc.layer3
         self.conv_coarse = ConvBnElu(filters[2], 128, 1, 1) if global_map else None
-        self.upconv3 = UpConv(filters[2], up3)
-        self.iconv3 = ConvBnElu(filters[1] + up3, up3, 3, 1)
-        self.upconv2 = UpConv(up3, up2)
-        self.iconv2 = ConvBnElu(filters[0] + up2, up2, 3, 1)
+        if decoder_block == "light":
+            up, iconv = LowResUpConv, SeparableConvBnElu
+        else:
+            up, iconv = UpConv, lambda cin, cout: ConvBnElu(cin, cout, 3, 1)
+        self.decoder_block = decoder_block
+        self.upconv3 = up(filters[2], up3)
+        self.iconv3 = iconv(filters[1] + up3, up3)
+        self.upconv2 = up(up3, up2)
+        self.iconv2 = iconv(filters[0] + up2, up2)
         self.conv_fine = ConvBnElu(up2, self.desc_dim, 1, 1)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
