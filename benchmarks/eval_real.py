@@ -17,8 +17,8 @@ What it measures, on images the default study never trains on:
   with the study's ETH pipeline (``extract.eth`` of ``params.yaml`` for PoSFeat; mutual NN) for the three
   methods: registered images, 3D points, median rotation error against the ground truth.
 
-The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--scales`` and ``--pyramid``
-(and their ``--eth-`` twins) override them for a sweep; ``--input-norm`` overrides the checkpoint's
+The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--scales``, ``--pyramid`` and
+``--rotations`` (and their ``--eth-`` twins) override them for a sweep; ``--input-norm`` overrides the checkpoint's
 ``model.input_norm`` (test-time standardisation of a model trained without it).
 SIFT features do not depend on the model; they are cached in the scratch folder (``--work``).
 """
@@ -184,6 +184,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pyramid", choices=("on", "off"),
                     help="keep each scale's own keypoints and descriptors (extract.hpatches.pyramid)")
     ap.add_argument("--eth-pyramid", choices=("on", "off"), help="the same for the ETH scenes (extract.eth.pyramid)")
+    ap.add_argument("--rotations", type=float, nargs="+", help="PoSFeat test-time in-plane rotations (degrees) for "
+                    "HPatches and the epipolar precision (extract.hpatches.rotations)")
+    ap.add_argument("--eth-rotations", type=float, nargs="+", help="the same for the ETH scenes (extract.eth.rotations)")
     ap.add_argument("--pyramid-sift-size", type=float,
                     help="SIFT keypoint size described at scale 1 in a pyramid (extract.*.pyramid_sift_size)")
     ap.add_argument("--input-norm", choices=("imagenet", "standardize"),
@@ -195,10 +198,10 @@ def main(argv=None) -> int:
         cfg.clear()
         cfg.update(ExtractConfig.from_dict(study[name], what=f"{a.params}: extract.{name}").__dict__)
         overrides = {"scales": getattr(a, prefix + "scales"), "pyramid": getattr(a, prefix + "pyramid"),
-                     "pyramid_sift_size": a.pyramid_sift_size}
+                     "rotations": getattr(a, prefix + "rotations"), "pyramid_sift_size": a.pyramid_sift_size}
         for key, value in overrides.items():
             if value is not None:
-                cfg[key] = value == "on" if key == "pyramid" else tuple(value) if key == "scales" else value
+                cfg[key] = value == "on" if key == "pyramid" else tuple(value) if isinstance(value, list) else value
         cfg.pop("sift_keypoints")
     print(json.dumps({"hpatches": HPATCHES_CFG, "eth": ETH_CFG}), file=sys.stderr)
     data, work = Path(a.data), Path(a.work)

@@ -52,6 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image scales the network runs at (PoSFeat; the study's extract.<dataset>.scales)")
     s.add_argument("--pyramid", action="store_true",
                    help="keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)")
+    s.add_argument("--rotations", type=float, nargs="+", default=[0.0],
+                   help="in-plane rotations (degrees) of the image the network also runs on, pooled (PoSFeat; the "
+                        "study's extract.<dataset>.rotations)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.extraction")
 

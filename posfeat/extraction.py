@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from posfeat import rotations
 from posfeat.data.images import list_images, read_image
 from posfeat.geometry import sample_feature_map
 from posfeat.io import DataError, FeatureWriter
@@ -90,6 +91,15 @@ class ExtractConfig:
             at the scale range).
         pyramid_sift_size: SIFT keypoint size (OpenCV ``KeyPoint.size``, pixels) described at scale 1 in a
             pyramid; larger keypoints are described at proportionally smaller scales.
+        rotations: in-plane rotations (degrees) of the image the network also runs on (``[0.0]`` = upright
+            only, the original). Each rotated view (:mod:`posfeat.rotations`: same canvas, reflected
+            corners) is extracted with the settings above; its keypoints lying at least ``rotation_margin``
+            pixels inside the image are mapped back to image pixels with their own descriptors, pooled with
+            the other views', and the ``max_keypoints`` best kept. Two images rotated by about one step of
+            the list then match. With ``sift_keypoints`` every SIFT keypoint is described once per view that
+            holds it (so up to ``len(rotations)`` descriptors at one position).
+        rotation_margin: pixels from the image edge (and, for SIFT keypoints, from the view's edge) within
+            which a rotated view's keypoints are dropped.
     """
 
     max_keypoints: int | None = 8192
@@ -103,8 +113,18 @@ class ExtractConfig:
     scales: tuple[float, ...] = (1.0,)
     pyramid: bool = False
     pyramid_sift_size: float = 4.0
+    rotations: tuple[float, ...] = (0.0,)
+    rotation_margin: float = 4.0
 
     def __post_init__(self) -> None:
+        rots = (self.rotations,) if isinstance(self.rotations, (int, float)) else tuple(self.rotations)
+        if not rots or not all(isinstance(v, (int, float)) and -180.0 <= v <= 180.0 for v in rots):
+            raise ValueError(f"rotations must be a non-empty list of angles in [-180, 180] degrees, got {self.rotations!r}")
+        if len(set(rots)) != len(rots):
+            raise ValueError(f"rotations must not repeat an angle, got {self.rotations!r}")
+        self.rotations = tuple(float(v) for v in rots)
+        if not self.rotation_margin >= 0:
+            raise ValueError(f"rotation_margin must be >= 0 pixels, got {self.rotation_margin!r}")
         scales = (self.scales,) if isinstance(self.scales, (int, float)) else tuple(self.scales)
         if not scales or not all(isinstance(v, (int, float)) and 0.1 <= v <= 4.0 for v in scales):
             raise ValueError(f"scales must be a non-empty list of image scales in [0.1, 4], got {self.scales!r}")
@@ -455,10 +475,76 @@ def _describe_multiscale(maps, b: int, xy: torch.Tensor) -> torch.Tensor:
     return F.normalize(total, dim=1) if len(maps) > 1 and len(total) else total
 
 
+def _view_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
+                   sift: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None):
+    """PoSFeat ``(xy, scores, descriptors)`` per image of one network call (scales, pyramid), in the images'
+    pixels. ``sift``: per image ``(xy, scores, sizes)`` keypoints to describe instead of detecting."""
+    h, w = images[0].shape[:2]
+    pyramid = cfg.pyramid and len(cfg.scales) > 1
+    if pyramid:
+        outs = _scale_outputs(model, images, cfg, dev)
+    else:
+        score, maps = _multiscale_network(model, images, cfg, dev)
+    feats = []
+    for b in range(len(images)):
+        if sift is not None:
+            xy, sc, sizes = sift[b]
+            desc = _describe_by_size(outs, b, xy, sizes, cfg) if pyramid else _describe_multiscale(maps, b, xy)
+        elif pyramid:
+            xy, sc, desc = _pyramid_keypoints(outs, b, cfg)
+        else:
+            xy, sc = detect_keypoints(
+                score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
+            )
+            desc = _describe_multiscale(maps, b, xy)
+        feats.append((xy, sc, desc))
+    return feats
+
+
+def _rotated_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
+                      degrees: float, sift=None):
+    """:func:`_view_features` of the views rotated by ``degrees``, back in image pixels: detected keypoints
+    within ``cfg.rotation_margin`` of the image edge are dropped, and so are given (SIFT) keypoints that the
+    view does not hold."""
+    h, w = images[0].shape[:2]
+    to_view = rotations.rotation_matrix(w, h, degrees)
+    from_view = rotations.invert(to_view)
+    views = [rotations.rotate_image(im, to_view) for im in images]
+    given, keeps = None, None
+    if sift is not None:
+        given, keeps = [], []
+        for xy, sc, sizes in sift:
+            vxy = rotations.apply(to_view, xy)
+            keep = rotations.inside(vxy, w, h, cfg.rotation_margin)
+            given.append((vxy[keep], sc[keep], sizes[keep.cpu()]))
+            keeps.append(keep)
+    out = []
+    for b, (vxy, sc, desc) in enumerate(_view_features(model, views, cfg, dev, given)):
+        if sift is not None:
+            out.append((sift[b][0][keeps[b]], sc, desc))
+            continue
+        xy = rotations.apply(from_view, vxy)
+        keep = rotations.inside(xy, w, h, cfg.rotation_margin)
+        out.append((xy[keep], sc[keep], desc[keep]))
+    return out
+
+
+def _pool(views: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap: int | None):
+    """The views' ``(xy, scores, descriptors)`` of one image concatenated, by decreasing score (stable: the
+    first view first on ties), the best ``cap`` kept (``None``/``<= 0``: all)."""
+    if len(views) == 1 and not cap:
+        return views[0]
+    xy, sc, desc = (torch.cat(parts) for parts in zip(*views))
+    order = torch.sort(sc, descending=True, stable=True).indices
+    if cap is not None and cap > 0:
+        order = order[:cap]
+    return xy[order], sc[order], desc[order]
+
+
 def extract_posfeat_batch(
     model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
 ) -> list[dict[str, np.ndarray]]:
-    """PoSFeat features of several images of the same size in one network call.
+    """PoSFeat features of several images of the same size in one network call (per rotation).
 
     Args:
         model: a PoSFeat model (``forward(normalised image) -> dict(local_map, score, …)``) on ``device``.
@@ -478,28 +564,23 @@ def extract_posfeat_batch(
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected RGB uint8 images (H, W, 3), got {im.dtype} {im.shape}")
     h, w = images[0].shape[:2]
-    pyramid = cfg.pyramid and len(cfg.scales) > 1
-    if pyramid:
-        outs = _scale_outputs(model, images, cfg, dev)
-    else:
-        score, maps = _multiscale_network(model, images, cfg, dev)
-    results = []
-    for b, im in enumerate(images):
-        if cfg.sift_keypoints:
-            sift = extract_sift(im, cfg.max_keypoints)
-            xy = torch.from_numpy(sift["keypoints"]).to(dev)
-            sc = torch.from_numpy(sift["scores"]).to(dev)
-            if pyramid:
-                desc = _describe_by_size(outs, b, xy, torch.from_numpy(sift["scales"]), cfg)
-            else:
-                desc = _describe_multiscale(maps, b, xy)
-        elif pyramid:
-            xy, sc, desc = _pyramid_keypoints(outs, b, cfg)
+    sift = None
+    if cfg.sift_keypoints:
+        sift = []
+        for im in images:
+            f = extract_sift(im, cfg.max_keypoints)
+            sift.append(tuple(torch.from_numpy(f[k]).to(dev) for k in ("keypoints", "scores")) + (
+                torch.from_numpy(f["scales"]),))
+    per_view = []
+    for deg in cfg.rotations:
+        if deg == 0.0:
+            per_view.append(_view_features(model, images, cfg, dev, sift))
         else:
-            xy, sc = detect_keypoints(
-                score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
-            )
-            desc = _describe_multiscale(maps, b, xy)
+            per_view.append(_rotated_features(model, images, cfg, dev, deg, sift))
+    cap = None if cfg.sift_keypoints else cfg.max_keypoints
+    results = []
+    for b in range(len(images)):
+        xy, sc, desc = _pool([view[b] for view in per_view], cap if len(per_view) > 1 else None)
         results.append(
             {
                 "keypoints": xy.float().cpu().numpy(),
@@ -662,6 +743,7 @@ def run_cli(args) -> int:
         sift_keypoints=args.sift_keypoints,
         scales=tuple(args.scales),
         pyramid=args.pyramid,
+        rotations=tuple(args.rotations),
     )
     model = None
     if args.method == "posfeat":

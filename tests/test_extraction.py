@@ -317,6 +317,47 @@ def test_batches_group_equal_sizes_within_the_pixel_budget():
 
 
 # ---------------------------------------------------------------------------------------- SIFT
+def test_rotation_views_map_back_and_pool():
+    """``rotations``: each rotated view's keypoints come back to image pixels (a 90° turn of a square image is
+    exact) with that view's descriptors; those within ``rotation_margin`` of the image edge are dropped; the
+    pool is sorted by score. SIFT keypoints get one descriptor per view that holds them."""
+    from posfeat import rotations
+
+    N = 96
+    yy, xx = np.mgrid[0:N, 0:N]
+    peaks = [(30.0, 40.0), (70.0, 60.0), (2.0, 50.0)]  # the last one 2 px from the left edge
+    img = np.zeros((N, N, 3), np.uint8)
+    for i, (x, y) in enumerate(peaks):
+        g = (250 - 20 * i) * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 3.0**2))
+        img[:, :, 0] = np.maximum(img[:, :, 0], g)
+    M = rotations.rotation_matrix(N, N, 90.0)
+    pts = torch.tensor(peaks)
+    np.testing.assert_allclose(rotations.apply(rotations.invert(M), rotations.apply(M, pts)), pts, atol=1e-5)
+    view = rotations.rotate_image(img, M)
+    x, y = rotations.apply(M, pts[:1])[0].round().int().tolist()
+    assert view[y, x, 0] == img[40, 30, 0]  # the view's pixel at the mapped point is the peak
+    cfg = dict(nms_radius=3, threshold=0.1, threshold_mode="abs", max_keypoints=10)
+    fake = _FakeModel()
+    up = extract_posfeat(fake, img, ExtractConfig(**cfg), "cpu")
+    f = extract_posfeat(fake, img, ExtractConfig(**cfg, rotations=[0, 90]), "cpu")
+    assert len(up["keypoints"]) == 3 and len(f["keypoints"]) == 5 and np.all(np.diff(f["scores"]) <= 0)
+    got = sorted(map(tuple, f["keypoints"].round(3).tolist()))
+    assert got == sorted(peaks + peaks[:2])  # twice the inner peaks, once the edge one
+    for k, d in zip(f["keypoints"], f["descriptors"]):
+        in_up = np.where(np.abs(up["keypoints"] - k).max(1) < 1e-3)[0]
+        view_xy = rotations.apply(M, torch.from_numpy(k[None])).numpy()
+        rotated = _ramp_descriptors(view_xy, 1.0, N, N)[0]
+        assert np.allclose(d, up["descriptors"][in_up[0]], atol=1e-5) or np.allclose(d, rotated, atol=1e-5)
+    with pytest.raises(ValueError, match="rotations"):
+        ExtractConfig(rotations=[0, 0])
+    blobs = _blob_image(N, N, [(40.0, 50.0, 3.0), (60.0, 30.0, 4.0)])
+    sift = extract_sift(blobs)
+    g = extract_posfeat(_FakeModel(), blobs, ExtractConfig(sift_keypoints=True, rotations=[0, 90]), "cpu")
+    assert len(g["keypoints"]) == 2 * len(sift["keypoints"])  # every SIFT keypoint lies inside the 90° view
+    np.testing.assert_allclose(sorted(map(tuple, g["keypoints"].tolist())),
+                               sorted(map(tuple, np.concatenate([sift["keypoints"]] * 2).tolist())))
+
+
 def _blob_image(h: int, w: int, blobs) -> np.ndarray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     img = np.full((h, w), 40.0)

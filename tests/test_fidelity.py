@@ -112,6 +112,7 @@ def test_params_and_paper_config_declare_the_switches():
     for dataset in ("hpatches", "aachen", "eth"):  # the demo's test-time recipe, off at the paper scale
         assert {"scales", "pyramid"} <= set(params["extract"][dataset])
         assert paper["extract"][dataset]["scales"] == [1.0] and paper["extract"][dataset]["pyramid"] is False
+        assert paper["extract"][dataset]["rotations"] == [0]
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert "train_desc" in dvc["stages"]["train_desc"]["params"]
     assert "train_kp" in dvc["stages"]["train_kp"]["params"]
