@@ -144,8 +144,11 @@ def test_demo_eth_scene_with_sift(tmp_path):
 
     root = tmp_path / "eth"
     scene, n = write_eth_scene(root, seed=0, k=0, n_images=12, size=(640, 480))
-    _sift(root, scene, tmp_path / "eth.h5", 1024)
-    res = eth.evaluate_scene(root / scene, tmp_path / "eth.h5", tmp_path / "work", device="cpu", progress=False)
+    # 2048 keypoints: with 1024, this scene's SIFT model misplaces 3 of 12 cameras on some CPUs (the rendered
+    # images differ in the last bits between machines)
+    _sift(root, scene, tmp_path / "eth.h5", 2048)
+    res = eth.evaluate_scene(root / scene, tmp_path / "eth.h5", tmp_path / "work", eth.ETHConfig(num_threads=1),
+                             device="cpu", progress=False)  # one thread: repeatable (not so under load with more)
     s = res.stats
     assert res.message.startswith("ok"), res.message
     assert s["num_images"] == n and s["num_pairs"] == n * (n - 1) // 2
