@@ -532,8 +532,6 @@ def _rotated_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, d
 def _pool(views: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap: int | None):
     """The views' ``(xy, scores, descriptors)`` of one image concatenated, by decreasing score (stable: the
     first view first on ties), the best ``cap`` kept (``None``/``<= 0``: all)."""
-    if len(views) == 1 and not cap:
-        return views[0]
     xy, sc, desc = (torch.cat(parts) for parts in zip(*views))
     order = torch.sort(sc, descending=True, stable=True).indices
     if cap is not None and cap > 0:
@@ -569,8 +567,8 @@ def extract_posfeat_batch(
         sift = []
         for im in images:
             f = extract_sift(im, cfg.max_keypoints)
-            sift.append(tuple(torch.from_numpy(f[k]).to(dev) for k in ("keypoints", "scores")) + (
-                torch.from_numpy(f["scales"]),))
+            xy, sc = torch.from_numpy(f["keypoints"]).to(dev), torch.from_numpy(f["scores"]).to(dev)
+            sift.append((xy, sc, torch.from_numpy(f["scales"])))
     per_view = []
     for deg in cfg.rotations:
         if deg == 0.0:
@@ -580,7 +578,7 @@ def extract_posfeat_batch(
     cap = None if cfg.sift_keypoints else cfg.max_keypoints
     results = []
     for b in range(len(images)):
-        xy, sc, desc = _pool([view[b] for view in per_view], cap if len(per_view) > 1 else None)
+        xy, sc, desc = per_view[0][b] if len(per_view) == 1 else _pool([view[b] for view in per_view], cap)
         results.append(
             {
                 "keypoints": xy.float().cpu().numpy(),
