@@ -9,6 +9,9 @@ What it measures, on images the default study never trains on:
   MMA@1..10 and the MMA score, for three methods: ``posfeat`` (its keypoints, the study's HPatches
   extraction settings ``extract.hpatches`` of ``params.yaml``), ``posfeat_sift_kp`` (PoSFeat descriptors on
   OpenCV SIFT keypoints, the official ``use_sift: True``) and ``sift``.
+* **Warped real photographs** (``warped``): HPatches-layout viewpoint sequences made from the Strecha photographs
+  by random camera turns (pan/tilt up to 35°, roll up to 10°) and zooms (1-1.8×) with a mild photometric change,
+  the same three methods and protocol: a proxy for the HPatches ``v_*`` sequences that turn less than ``v_boat``.
 * **Strecha epipolar precision** (``megadepth-strecha/<scene>``, consecutive pairs, exact cameras), day to day
   and **day to synthetic night** (the second image of every pair through the demo world's night style, a fixed
   seed per image: ``../shared/data`` has no night photographs, so this stands in for Aachen's night queries).
@@ -35,6 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
@@ -53,7 +57,7 @@ from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noq
 HPATCHES_CFG: dict = {}  # PoSFeat extraction settings: the study's extract.hpatches (see main)
 ETH_CFG: dict = {}  # the study's extract.eth
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
-PARTS = ("hpatches", "epipolar", "epipolar_night", "eth")
+PARTS = ("hpatches", "warped", "epipolar", "epipolar_night", "eth")
 ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
             "median_rotation_error_deg")
 
@@ -69,15 +73,14 @@ def _extract(method: str, root: Path, names: list[str], out: Path, model, cfg: d
     return out
 
 
-def eval_hpatches(data: Path, work: Path, model) -> dict:
-    """MMA of posfeat / posfeat_sift_kp / sift on every sequence under ``data/hpatches-oxford``."""
-    root = data / "hpatches-oxford"
+def eval_hpatches(root: Path, work: Path, model, tag: str = "hp") -> dict:
+    """MMA of posfeat / posfeat_sift_kp / sift on every sequence under the HPatches-layout ``root``."""
     names = [im for s in list_sequences(root, ()) for im in load_sequence(root, s).images]
     feats = {
-        "posfeat": _extract("posfeat", root, names, work / "hp_posfeat.h5", model, HPATCHES_CFG),
-        "posfeat_sift_kp": _extract("posfeat", root, names, work / "hp_posfeat_sift_kp.h5", model, HPATCHES_CFG,
+        "posfeat": _extract("posfeat", root, names, work / f"{tag}_posfeat.h5", model, HPATCHES_CFG),
+        "posfeat_sift_kp": _extract("posfeat", root, names, work / f"{tag}_posfeat_sift_kp.h5", model, HPATCHES_CFG,
                                     sift_kp=True),
-        "sift": _extract("sift", root, names, work / "hp_sift.h5", None, HPATCHES_CFG, cache=True),
+        "sift": _extract("sift", root, names, work / f"{tag}_sift.h5", None, HPATCHES_CFG, cache=True),
     }
     sequences = list_sequences(root, ())
     out = {}
@@ -87,6 +90,58 @@ def eval_hpatches(data: Path, work: Path, model) -> dict:
         out[m] = {k: round(r["overall"][k], 4) for k in SUMMARY_KEYS} | {
             "matches_per_pair": r["matches_per_pair"],
             "mma@3_per_pair": [round(float(p[2]), 3) for p in raw.precision]}
+    return out
+
+
+def _viewpoint_homography(w: int, h: int, rng: np.random.Generator, max_tilt: float = 35.0, max_roll: float = 10.0,
+                          zoom=(1.0, 1.8), tries: int = 1000) -> np.ndarray:
+    """A random HPatches-viewpoint-like homography ``H`` (reference pixels → target pixels) of a ``w×h`` image:
+    the camera turned about its centre (pan and tilt up to ``max_tilt``°, roll up to ``max_roll``°; f = max(w, h))
+    and zoomed in (``zoom``, log-uniform), resampled until the whole target lies inside the reference."""
+    f = float(max(w, h))
+    K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]])
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [w - 1, h - 1, 1], [0, h - 1, 1]], np.float64).T
+    for _ in range(tries):
+        pan, tilt = rng.uniform(-max_tilt, max_tilt, 2)
+        roll = rng.uniform(-max_roll, max_roll)
+        z = float(np.exp(rng.uniform(*np.log(zoom))))
+        R = cv2.Rodrigues(np.deg2rad([tilt, pan, roll]))[0]
+        Kz = K.copy()
+        Kz[0, 0] = Kz[1, 1] = f * z
+        H = Kz @ R @ np.linalg.inv(K)
+        back = np.linalg.inv(H) @ corners  # the target's corners in the reference
+        if (back[2] > 0).all():
+            xy = back[:2] / back[2]
+            if (xy[0] >= 0).all() and (xy[0] <= w - 1).all() and (xy[1] >= 0).all() and (xy[1] <= h - 1).all():
+                return H / H[2, 2]
+    raise RuntimeError(f"no homography of a {w}x{h} image kept the target inside in {tries} tries")
+
+
+def warped_sequences(data: Path, out: Path, per_scene: int = 2, seed: int = 0) -> Path:
+    """HPatches-layout viewpoint sequences made of real photographs: for ``per_scene`` images of every
+    ``megadepth-strecha`` scene, 5 targets through :func:`_viewpoint_homography` with a mild photometric change
+    (gain 0.8-1.25, gamma 0.8-1.25). A proxy for HPatches ``v_*`` with moderate rotation (``v_boat`` is the
+    rotated extreme); synthetic warps, not real viewpoint changes."""
+    if out.is_dir():
+        return out
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
+        images = next(md_scene.glob("dense*/aligned")) / "images"
+        names = list_images(images)
+        for j, name in enumerate(names[:: max(1, len(names) // per_scene)][:per_scene]):
+            rng = np.random.default_rng([seed, j, len(md_scene.name)])
+            ref = read_image(images / name)
+            h, w = ref.shape[:2]
+            seq = tmp / f"v_{md_scene.name}_{Path(name).stem}"
+            write_image(seq / "1.png", ref, 95)
+            for k in range(2, 7):
+                H = _viewpoint_homography(w, h, rng)
+                im = cv2.warpPerspective(ref, H, (w, h), flags=cv2.INTER_LINEAR).astype(np.float64) / 255.0
+                im = np.clip(rng.uniform(0.8, 1.25) * im ** rng.uniform(0.8, 1.25), 0, 1)
+                write_image(seq / f"{k}.png", (im * 255.0 + 0.5).astype(np.uint8), 95)
+                np.savetxt(seq / f"H_1_{k}", H)
+    tmp.rename(out)
     return out
 
 
@@ -212,7 +267,8 @@ def main(argv=None) -> int:
     if a.input_norm:
         model.config["input_norm"] = a.input_norm
     t0 = time.perf_counter()
-    parts = {"hpatches": lambda: eval_hpatches(data, work, model),
+    parts = {"hpatches": lambda: eval_hpatches(data / "hpatches-oxford", work, model),
+             "warped": lambda: eval_hpatches(warped_sequences(data, work / "warped"), work, model, "warped"),
              "epipolar": lambda: epipolar_precision(data, work, model),
              "epipolar_night": lambda: epipolar_precision(data, work, model, night=True),
              "eth": lambda: eval_eth(data, work, model)}

@@ -78,6 +78,45 @@ def test_similarity_alignment_recovers_exact_poses(collinear):
     assert eth.absolute_pose_errors({n: est[n] for n in ["0.jpg", "1.jpg"]}, gt)[2] is None
 
 
+def test_similarity_alignment_survives_misplaced_cameras():
+    """3 of 12 cameras wrong (turned by 60-120°, centres mirrored far out): the plain fit's scale comes out
+    negative, the consensus alignment still recovers the similarity from the 9 right ones, which keep ≈ 0
+    error, and the 3 wrong ones get their large errors (the median stays the majority's)."""
+    rng = np.random.default_rng(7)
+    gt = _gt_cameras(rng.normal(size=(12, 3)) * 3, rng)
+    s, R_s, t_s = 0.7, _rot([0, 1, 1], 35), np.array([1.0, 2.0, -3.0])
+    est = _to_model_frame(gt, s, R_s, t_s)
+    wrong = ["0.jpg", "5.jpg", "9.jpg"]
+    for k, n in enumerate(wrong):
+        R, t = est[n]
+        c_model = -R.T @ t
+        R_bad = _rot(rng.normal(size=3), 60 + 30 * k) @ R
+        est[n] = (R_bad, -R_bad @ (-25.0 * c_model))
+    # the fit over all 12 centres (the previous alignment) has a negative scale
+    names = sorted(gt)
+    M = sum(gt[n].R.T @ est[n][0] for n in names)
+    U, _, Vt = np.linalg.svd(M)
+    R_all = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
+    y = np.stack([R_all @ (-est[n][0].T @ est[n][1]) for n in names])
+    c = np.stack([gt[n].center for n in names])
+    assert ((y - y.mean(0)) * (c - c.mean(0))).sum() < 0
+    s2, R2, t2 = eth.align_similarity(est, gt)
+    assert s2 == pytest.approx(s)
+    np.testing.assert_allclose(R2, R_s, atol=1e-9)
+    np.testing.assert_allclose(t2, t_s, atol=1e-9)
+    rot, cen, _ = eth.absolute_pose_errors(est, gt)
+    bad = np.isin(names, wrong)
+    assert rot.shape == (12,) and rot[~bad].max() < 1e-5 and cen[~bad].max() < 1e-9
+    assert rot[bad].min() > 50 and np.median(rot) < 1e-5
+
+
+def test_similarity_scale_falls_back_to_distance_ratios():
+    """When the inliers' least-squares scale is not positive, the median ratio of pairwise distances gives it."""
+    y = np.array([[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 3]])
+    assert eth._median_scale(y, 4.0 * y + 1.0) == pytest.approx(4.0)
+    assert eth._median_scale(np.zeros((3, 3)), y[:3]) == 0.0
+
+
 def test_relative_pose_errors():
     rng = np.random.default_rng(4)
     gt = _gt_cameras(rng.normal(size=(4, 3)) * 2, rng)

@@ -29,8 +29,9 @@ Per scene (``<root>/<Scene>/images/*``):
    image, mean reprojection error — the statistics of ``colmap model_analyzer``;
 6. where ``gt_cameras.txt`` exists (:func:`posfeat.data.eth.read_gt_cameras`): camera-pose accuracy —
    median rotation and camera-centre errors of the registered images after a similarity alignment
-   (:func:`align_similarity`: rotation from the camera orientations, scale and translation from the
-   centres — centre-only Umeyama is ill-conditioned for nearly collinear cameras), and the AUC of the
+   (:func:`align_similarity`: rotation from the camera orientations that agree with the majority, scale
+   and translation from their centres — centre-only Umeyama is ill-conditioned for nearly collinear
+   cameras, and a few misplaced cameras must not void the alignment), and the AUC of the
    relative-pose error (max of rotation and translation-direction angle) over all image pairs at
    5/10/20°, an image that is not registered counting as an infinite error.
 
@@ -77,6 +78,8 @@ log = get_logger(__name__)
 
 #: the relative-pose AUC thresholds (degrees)
 AUC_THRESHOLDS: tuple[float, ...] = (5.0, 10.0, 20.0)
+#: images whose model-to-GT rotation offset is within this angle (degrees) of the majority's fix the alignment
+ALIGN_INLIER_DEG = 10.0
 #: file that marks a folder as an ETH work folder (the next run may delete it)
 WORK_MARKER = ".posfeat-eth-work"
 
@@ -255,41 +258,68 @@ def relative_pose_errors(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict
     return np.asarray(errs, np.float64)
 
 
-def align_similarity(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera]
-                     ) -> tuple[float, np.ndarray, np.ndarray] | None:
+def _consensus_rotations(offsets: np.ndarray, inlier_deg: float) -> np.ndarray:
+    """Indices of the rotation offsets within ``inlier_deg`` of their geodesic medoid (the offset with the
+    smallest summed angle to all others): the images whose orientation agrees with the majority."""
+    rel = np.einsum("iab,jac->ijbc", offsets, offsets)  # R_iᵀ R_j
+    cos = (np.einsum("ijbb->ij", rel) - 1.0) / 2.0
+    ang = np.degrees(np.arccos(np.clip(cos, -1.0, 1.0)))
+    medoid = int(np.argmin(ang.sum(1)))
+    return np.flatnonzero(ang[medoid] <= inlier_deg)
+
+
+def _median_scale(y: np.ndarray, c: np.ndarray) -> float:
+    """Median ratio of ground-truth to model distances over all pairs of centres (0 when all coincide)."""
+    i, j = np.triu_indices(len(y), 1)
+    d_est = np.linalg.norm(y[i] - y[j], axis=1)
+    ok = d_est > 1e-12
+    return float(np.median(np.linalg.norm(c[i] - c[j], axis=1)[ok] / d_est[ok])) if ok.any() else 0.0
+
+
+def align_similarity(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera],
+                     inlier_deg: float = ALIGN_INLIER_DEG) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Similarity ``X_gt ≈ s·R·X_est + t`` between a model's frame and the ground truth's.
 
     The rotation is the chordal L2 mean of the per-image offsets ``R_gt,iᵀ R_est,i`` (projected onto
-    SO(3) by SVD); scale and translation are then the least-squares fit of the camera centres.
-    Centre-only Umeyama (``pycolmap.estimate_sim3d``) leaves the rotation about the line of the cameras
-    unconstrained when the centres are nearly collinear (an arc of cameras, a street), which shows up
-    as degrees of spurious rotation error; the orientations fix it. Needs ≥ 2 common images with
-    distinct centres; ``None`` otherwise.
+    SO(3) by SVD) over the images that agree with the majority: the offsets within ``inlier_deg`` of
+    their geodesic medoid. Scale and translation are then the least-squares fit of those images'
+    camera centres; if that fit is not positive (misplaced cameras can flip it), the scale is the median
+    ratio of pairwise centre distances and the translation the median offset. A few wrong cameras thus
+    get large errors instead of leaving the model without any. Centre-only Umeyama
+    (``pycolmap.estimate_sim3d``) leaves the rotation about the line of the cameras unconstrained when
+    the centres are nearly collinear (an arc of cameras, a street), which shows up as degrees of
+    spurious rotation error; the orientations fix it. Needs ≥ 2 common images with distinct centres;
+    ``None`` otherwise.
     """
     names = sorted(n for n in est if n in gt)
     if len(names) < 2:
         return None
-    M = sum(gt[n].R.T @ est[n][0] for n in names)
-    U, _, Vt = np.linalg.svd(M)
+    offsets = np.stack([gt[n].R.T @ est[n][0] for n in names])
+    keep = _consensus_rotations(offsets, inlier_deg)
+    U, _, Vt = np.linalg.svd(offsets[keep].sum(0))
     R = U @ np.diag([1.0, 1.0, np.linalg.det(U @ Vt)]) @ Vt
-    y = np.stack([R @ (-est[n][0].T @ est[n][1]) for n in names])
-    c = np.stack([gt[n].center for n in names])
+    y = np.stack([R @ (-est[n][0].T @ est[n][1]) for n in names])[keep]
+    c = np.stack([gt[n].center for n in names])[keep]
     yc, cc = y - y.mean(0), c - c.mean(0)
     denom = float((yc * yc).sum())
     if denom < 1e-12:
         return None
     s = float((yc * cc).sum() / denom)
+    if s > 0:
+        return s, R, c.mean(0) - s * y.mean(0)
+    s = _median_scale(y, c)
     if s <= 0:
         return None
-    return s, R, c.mean(0) - s * y.mean(0)
+    return s, R, np.median(c - s * y, axis=0)
 
 
 def absolute_pose_errors(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera]
                          ) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Rotation (deg) and centre errors (GT units) of the registered GT images after :func:`align_similarity`.
 
-    Returns ``(rot_errors, center_errors, scale)``; empty arrays and ``None`` when fewer than 3 images
-    are common (two cameras fit a similarity exactly) or the alignment is degenerate.
+    Every common image gets an error, the ones left out of the alignment's consensus too. Returns
+    ``(rot_errors, center_errors, scale)``; empty arrays and ``None`` when fewer than 3 images are common
+    (two cameras fit a similarity exactly) or the alignment is degenerate.
     """
     names = sorted(n for n in est if n in gt)
     sim = align_similarity(est, gt) if len(names) >= 3 else None
