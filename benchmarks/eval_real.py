@@ -261,7 +261,8 @@ def main(argv=None) -> int:
     print(json.dumps({"hpatches": HPATCHES_CFG, "eth": ETH_CFG}), file=sys.stderr)
     data, work = Path(a.data), Path(a.work)
     if not data.is_dir():
-        raise SystemExit(f"{data}: real data folder not found")
+        raise SystemExit(f"{data}: real data folder not found (expected hpatches-oxford/ and megadepth-strecha/ "
+                         "there; pass --data, e.g. when this checkout is a scratch copy outside the workspace)")
     work.mkdir(parents=True, exist_ok=True)
     model = load_model(a.weights, "cpu")
     if a.input_norm:
