@@ -234,3 +234,18 @@ def test_checkpoint_loads_on_gpu(tmp_path):
     with torch.no_grad():
         a, b = model(x)["score"], loaded.eval()(x.cuda())["score"].cpu()
     assert torch.allclose(a, b, atol=1e-4)
+
+
+def test_detector_output_is_float32_under_bfloat16_autocast():
+    """Under autocast the backbone runs in bfloat16 but the detector head in float32: a float32 score map close
+    to the float32 model's, on a fine grid (bfloat16 scores would tie in the NMS)."""
+    torch.manual_seed(0)
+    model = build_model({"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}).eval()
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        ref = model(x)["score"]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+    assert out["score"].dtype == torch.float32 and out["local_map"].dtype == torch.bfloat16
+    assert torch.corrcoef(torch.stack([ref.flatten(), out["score"].flatten()]))[0, 1] > 0.98
+    assert out["score"].unique().numel() > 0.9 * out["score"].numel()
