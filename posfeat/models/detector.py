@@ -58,12 +58,11 @@ class KeypointDet(nn.Module):
         if fmap.shape[1] != self.in_channels:
             raise ValueError(f"KeypointDet expects {self.in_channels} feature channels, got {fmap.shape[1]}")
         fmap = fmap.detach()  # the identity prior multiplies by ones: nothing else to do
-        # float32 even under AMP: keypoint positions hang on small score differences (bfloat16 scores lose
-        # 1-px localisation and tie in the NMS); the head is cheap next to the backbone
-        with torch.autocast(device_type=fmap.device.type, enabled=False):
-            fmap, image = fmap.float(), image.float()
-            a = self.act(self.norm1(self.conv1(fmap)))
-            a = F.interpolate(a, size=image.shape[-2:], mode="bilinear", align_corners=False)
-            g = self.normimg(self.convimg(image))
-            h = self.act(self.norm2(self.conv2(torch.cat([a, g], dim=1))))
-            return self.out_act(self.norm3(self.conv3(h)))
+        a = self.act(self.norm1(self.conv1(fmap)))
+        a = F.interpolate(a, size=image.shape[-2:], mode="bilinear", align_corners=False)
+        g = self.normimg(self.convimg(image))
+        h = self.act(self.norm2(self.conv2(torch.cat([a, g], dim=1))))
+        # the output layer in float32 even under autocast: a bfloat16 score map has only 8 mantissa bits, so
+        # neighbouring scores tie (in the NMS and the top-k); the 1x1 conv is cheap, the rest stays in bf16
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return self.out_act(self.norm3(self.conv3(h.float())))
