@@ -35,6 +35,7 @@ from posfeat.training.config import build_loss, make_optimizer  # noqa: E402
 from posfeat.training.distributed import DistInfo  # noqa: E402
 from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
 from posfeat.training.objectives import compute_objective  # noqa: E402
+from posfeat.utils import autocast_dtype  # noqa: E402
 from stages.train_desc import load_stage_index  # noqa: E402
 
 PHASES = ("data", "network", "loss", "backward", "optimizer")
@@ -66,12 +67,14 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
     loss_fn = build_loss("desc", cfg)
     opt = make_optimizer(params["optimizer"], [p for p in model.backbone.parameters()], float(params["lr"][params["optimizer"]]))
     info = DistInfo()
+    amp = autocast_dtype(bool(cfg["amp"]), torch.device("cpu"))
     rows = []
     for step, (batch, t_data) in enumerate(_batches(params, cfg, steps + 3)):
         im1 = batch["image1"].contiguous(memory_format=fmt)
         im2 = batch["image2"].contiguous(memory_format=fmt)
         t0 = time.perf_counter()
-        outputs = fwd(im1, im2)
+        with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
+            outputs = fwd(im1, im2)
         t1 = time.perf_counter()
         objective, _, _ = compute_objective("desc", loss_fn, outputs, batch, tuple(cfg["image_size"]), 0, step, 0,
                                             int(cfg["batch_size"]), info)
@@ -87,7 +90,7 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
     total = float(mean.sum())
     return {
         "steps": len(rows), "channels_last": channels_last, "threads": torch.get_num_threads(),
-        "seconds_per_step": round(total, 4),
+        "seconds_per_step": round(total, 4), "amp": str(amp).replace("torch.", "") if amp else None,
         "phases_s": {k: round(float(v), 4) for k, v in zip(PHASES, mean)},
         "phases_share": {k: round(float(v) / total, 3) for k, v in zip(PHASES, mean)},
         "image_size": list(cfg["image_size"]), "batch_size": int(cfg["batch_size"]), "model": params["model"],

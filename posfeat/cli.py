@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rotations", type=float, nargs="+", default=[0.0],
                    help="in-plane rotations (degrees) of the image the network also runs on, pooled (PoSFeat; the "
                         "study's extract.<dataset>.rotations)")
+    s.add_argument("--amp", action="store_true",
+                   help="mixed precision (bfloat16 on a CPU that has it natively; the study's extract.<dataset>.amp)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.extraction")
 

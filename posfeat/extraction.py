@@ -54,7 +54,7 @@ from posfeat import rotations
 from posfeat.data.images import list_images, read_image
 from posfeat.geometry import sample_feature_map
 from posfeat.io import DataError, FeatureWriter
-from posfeat.utils import config_from_dict, get_logger, resolve_device
+from posfeat.utils import autocast_dtype, config_from_dict, get_logger, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,8 @@ class ExtractConfig:
             holds it (so up to ``len(rotations)`` descriptors at one position).
         rotation_margin: pixels from the image edge (and, for SIFT keypoints, from the view's edge) within
             which a rotated view's keypoints are dropped.
+        amp: run the network under mixed precision (:func:`posfeat.utils.autocast_dtype`: bfloat16 on a CPU
+            that has it natively, else float32); descriptors and scores are float32 after the network.
     """
 
     max_keypoints: int | None = 8192
@@ -115,6 +117,7 @@ class ExtractConfig:
     pyramid_sift_size: float = 4.0
     rotations: tuple[float, ...] = (0.0,)
     rotation_margin: float = 4.0
+    amp: bool = False
 
     def __post_init__(self) -> None:
         rots = (self.rotations,) if isinstance(self.rotations, (int, float)) else tuple(self.rotations)
@@ -349,18 +352,22 @@ def _pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     return F.pad(x, (0, pw, 0, ph), mode=mode)
 
 
-def _network(model, x: torch.Tensor, detect: bool = True) -> dict[str, torch.Tensor]:
+def _network(model, x: torch.Tensor, detect: bool = True, amp: bool = False) -> dict[str, torch.Tensor]:
     """The model on a ``[0, 1]`` batch in eval mode. Without ``detect`` only the backbone runs (a model with
-    ``describe``), for descriptors on given keypoints: the full-resolution detector head is not needed."""
+    ``describe``), for descriptors on given keypoints: the full-resolution detector head is not needed.
+    ``amp``: under autocast (:func:`autocast_dtype`), the outputs cast back to float32."""
     from posfeat.models import normalize_image
 
+    dtype = autocast_dtype(amp, x.device)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast(x.device.type, dtype=dtype, enabled=dtype is not None):
             if not detect and hasattr(model, "describe"):
-                return dict(model.describe(normalize_image(x)))
-            return model(normalize_image(x))
+                out = dict(model.describe(normalize_image(x)))
+            else:
+                out = model(normalize_image(x))
+        return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in out.items()}
     finally:
         model.train(was_training)
 
@@ -389,7 +396,7 @@ def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev:
         x = torch.from_numpy(np.stack(scaled)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
         x = _pad_to_multiple(x, cfg.pad_multiple)
         hp, wp = x.shape[-2:]
-        out = _network(model, x, detect=not cfg.sift_keypoints)
+        out = _network(model, x, detect=not cfg.sift_keypoints, amp=cfg.amp)
         score = out.get("score")
         if score is not None:
             if tuple(score.shape[-2:]) != (hp, wp):
@@ -742,6 +749,7 @@ def run_cli(args) -> int:
         scales=tuple(args.scales),
         pyramid=args.pyramid,
         rotations=tuple(args.rotations),
+        amp=args.amp,
     )
     model = None
     if args.method == "posfeat":

@@ -148,6 +148,32 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 convolutions natively (oneDNN: AVX-512 BF16 or AMX); without it,
+    CPU bfloat16 is emulated and slower than float32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(enabled: bool, device: torch.device) -> torch.dtype | None:
+    """The mixed-precision dtype of an opt-in ``amp`` setting on ``device``, or ``None`` for float32.
+
+    CUDA: bfloat16 where supported, else float16 (which needs a GradScaler). CPU: bfloat16 only where the
+    CPU has it natively (:func:`cpu_has_native_bf16`); elsewhere ``amp`` falls back to float32 with a
+    warning, since emulated bfloat16 would only be slower.
+    """
+    if not enabled:
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_native_bf16():
+        return torch.bfloat16
+    get_logger("posfeat").warning("amp requested but %s has no native bfloat16: float32", device)
+    return None
+
+
 def get_logger(name: str) -> logging.Logger:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s")
     return logging.getLogger(name)

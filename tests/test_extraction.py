@@ -527,3 +527,25 @@ def test_stage_extract_posfeat_with_tiny_checkpoint(demo_root, tmp_path):
     assert 0 < len(f["keypoints"]) <= 128 and f["descriptors"].shape == (len(f["keypoints"]), 128)
     assert np.all(f["scores"] > 0.9)  # the abs threshold on a Softplus score map
     assert not math.isnan(float(f["keypoints"].sum()))
+
+
+def test_amp_extraction_matches_float32(monkeypatch):
+    """``amp`` (bfloat16 autocast, forced here even on a CPU without native bfloat16) gives nearly the float32
+    features: most keypoints at the same pixels, their descriptors nearly parallel, float32 outputs."""
+    from posfeat import utils
+
+    monkeypatch.setattr(utils, "cpu_has_native_bf16", lambda: True)
+    torch.manual_seed(0)
+    model = build_model({"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}).eval()
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (96, 128, 3)).astype(np.uint8), (0, 0), 2.0)
+    cfg = dict(max_keypoints=200, nms_radius=2, threshold=None, threshold_mode=None, scales=[1.0, 0.5], pyramid=True)
+    ref = extract_posfeat(model, img, ExtractConfig(**cfg), "cpu")
+    amp = extract_posfeat(model, img, ExtractConfig(**cfg, amp=True), "cpu")
+    assert amp["descriptors"].dtype == np.float32 and amp["scores"].dtype == np.float32
+    d = np.linalg.norm(amp["keypoints"][:, None] - ref["keypoints"][None], axis=2)
+    near = d.min(1) < 0.5
+    assert near.mean() > 0.7, near.mean()
+    cos = np.sum(amp["descriptors"][near] * ref["descriptors"][d.argmin(1)[near]], axis=1)
+    assert np.median(cos) > 0.99 and cos.min() > 0.9, (np.median(cos), cos.min())
+    np.testing.assert_allclose(np.linalg.norm(amp["descriptors"], axis=1), 1.0, atol=1e-5)

@@ -62,4 +62,7 @@ class KeypointDet(nn.Module):
         a = F.interpolate(a, size=image.shape[-2:], mode="bilinear", align_corners=False)
         g = self.normimg(self.convimg(image))
         h = self.act(self.norm2(self.conv2(torch.cat([a, g], dim=1))))
-        return self.out_act(self.norm3(self.conv3(h)))
+        # the output layer in float32 even under autocast: a bfloat16 score map has only 8 mantissa bits, so
+        # neighbouring scores tie (in the NMS and the top-k); the 1x1 conv is cheap, the rest stays in bf16
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            return self.out_act(self.norm3(self.conv3(h.float())))

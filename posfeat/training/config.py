@@ -31,8 +31,8 @@ OPTIONAL = {
     "grayscale": 0.0,          # probability that a training image is turned grey (after the colour jitter)
     "night": 0.0,              # probability that a training image gets a night look (dim, tinted, noisy)
     "num_workers": 0,
-    "amp": False,              # opt-in: autocast on CUDA (bf16 where supported, else fp16 + GradScaler);
-                               # off = float32, as the official code trains
+    "amp": False,              # opt-in autocast (posfeat.utils.autocast_dtype): CUDA bf16 where supported, else
+                               # fp16 + GradScaler; a CPU bf16 where native; off = float32, as the official code
     "freeze_bn": False,        # BatchNorm of the trained backbone in eval mode (running statistics)
     "backbone_passes": 2,      # stage 1: 2 = backbone on image 1, then on image 2 (the official code's
                                # BatchNorm batches and running-average updates); 1 = one pass over both

@@ -36,7 +36,7 @@ from posfeat.training.history import History
 from posfeat.training.live import LiveLogger
 from posfeat.training.objectives import compute_objective
 from posfeat.training.visualizer import Visualizer
-from posfeat.utils import get_logger, resolve_device, seed_everything
+from posfeat.utils import autocast_dtype, get_logger, resolve_device, seed_everything
 
 logger = get_logger(__name__)
 
@@ -115,7 +115,7 @@ class _Run:
     sched: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     use_amp: bool
-    amp_dtype: torch.dtype
+    amp_dtype: torch.dtype | None
     fp: str = ""
     ckpt_path: Path | None = None
 
@@ -209,9 +209,9 @@ def _optimisation(stage, cfg, dev, info, seed, model, optimizer: str, lr: float)
     loss_fn = build_loss(stage, cfg)
     opt = config.make_optimizer(optimizer, [p for p in trainable_module(model, stage).parameters()], lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["lr_decay_step"]), gamma=float(cfg["lr_gamma"]))
-    use_amp = bool(cfg["amp"]) and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
+    amp_dtype = autocast_dtype(bool(cfg["amp"]), dev)
+    use_amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
     return _Run(stage, cfg, dev, info, seed, model, loss_fn, opt, sched, scaler, use_amp, amp_dtype)
 
 
