@@ -62,14 +62,29 @@ ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_len
             "median_rotation_error_deg")
 
 
-def _extract(method: str, root: Path, names: list[str], out: Path, model, cfg: dict, sift_kp: bool = False,
-             cache: bool = False) -> Path:
+def _extract(method: str, root: Path, names: list[str], out: Path, model, cfg: dict, cache: bool = False) -> Path:
     """Extract ``names`` under ``root`` into ``out`` (reused when ``cache`` and present)."""
     if cache and out.is_file():
         return out
-    config = ExtractConfig(**cfg, sift_keypoints=sift_kp)
+    config = ExtractConfig(**cfg)
     extract_dataset(method, root, names, out, model=model if method == "posfeat" else None, config=config,
                     device="cpu", progress=False)
+    return out
+
+
+#: PoSFeat files written by this process (the day images of the epipolar parts serve both), never reused
+#: from an earlier run: the scratch folder outlives the model
+_MADE: set[Path] = set()
+
+
+def _extract_posfeat(root: Path, names: list[str], stem: Path, model, cfg: dict) -> dict[str, Path]:
+    """PoSFeat's keypoints and PoSFeat descriptors on SIFT keypoints of ``names``, from one network pass
+    → ``{"posfeat": <stem>_posfeat.h5, "posfeat_sift_kp": <stem>_posfeat_sift_kp.h5}``."""
+    out = {"posfeat": Path(f"{stem}_posfeat.h5"), "posfeat_sift_kp": Path(f"{stem}_posfeat_sift_kp.h5")}
+    if not set(out.values()) <= _MADE:
+        extract_dataset("posfeat", root, names, out["posfeat"], model=model, config=ExtractConfig(**cfg), device="cpu",
+                        progress=False, sift_out=out["posfeat_sift_kp"])
+        _MADE.update(out.values())
     return out
 
 
@@ -77,9 +92,7 @@ def eval_hpatches(root: Path, work: Path, model, tag: str = "hp") -> dict:
     """MMA of posfeat / posfeat_sift_kp / sift on every sequence under the HPatches-layout ``root``."""
     names = [im for s in list_sequences(root, ()) for im in load_sequence(root, s).images]
     feats = {
-        "posfeat": _extract("posfeat", root, names, work / f"{tag}_posfeat.h5", model, HPATCHES_CFG),
-        "posfeat_sift_kp": _extract("posfeat", root, names, work / f"{tag}_posfeat_sift_kp.h5", model, HPATCHES_CFG,
-                                    sift_kp=True),
+        **_extract_posfeat(root, names, work / tag, model, HPATCHES_CFG),
         "sift": _extract("sift", root, names, work / f"{tag}_sift.h5", None, HPATCHES_CFG, cache=True),
     }
     sequences = list_sequences(root, ())
@@ -170,12 +183,12 @@ def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0), nig
         roots = {"day": aligned / "images"}
         if night:
             roots["night"] = night_images(aligned / "images", names, work / "night" / md_scene.name)
+        per_look = {look: {**_extract_posfeat(root, names, work / f"epi_{md_scene.name}_{look}", model, HPATCHES_CFG),
+                           "sift": _extract("sift", root, names, work / f"epi_{md_scene.name}_{look}_sift.h5", None,
+                                            HPATCHES_CFG, cache=True)}
+                    for look, root in roots.items()}
         for method in ("posfeat", "posfeat_sift_kp", "sift"):
-            files = {}
-            for look, root in roots.items():
-                files[look] = work / f"epi_{md_scene.name}_{look}_{method}.h5"
-                _extract("posfeat" if method != "sift" else "sift", root, names, files[look], model, HPATCHES_CFG,
-                         sift_kp=method == "posfeat_sift_kp", cache=method == "sift")
+            files = {look: per_look[look][method] for look in roots}
             prec, counts = [], []
             with FeatureReader(files["day"]) as r1, FeatureReader(files["night" if night else "day"]) as r2:
                 for a, b in zip(names[:-1], names[1:]):
@@ -212,10 +225,10 @@ def eval_eth(data: Path, work: Path, model) -> dict:
     for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
         scene = write_eth_scene(md_scene, work / "eth" / md_scene.name)
         names = list_images(scene / "images")
-        for method in ("posfeat", "posfeat_sift_kp", "sift"):
-            f = _extract("posfeat" if method != "sift" else "sift", scene / "images", names,
-                         work / f"eth_{md_scene.name}_{method}.h5", model, ETH_CFG, sift_kp=method == "posfeat_sift_kp",
-                         cache=method == "sift")
+        files = {**_extract_posfeat(scene / "images", names, work / f"eth_{md_scene.name}", model, ETH_CFG),
+                 "sift": _extract("sift", scene / "images", names, work / f"eth_{md_scene.name}_sift.h5", None, ETH_CFG,
+                                  cache=True)}
+        for method, f in files.items():
             r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, ETHConfig(), device="cpu",
                                progress=False)
             out.setdefault(method, {})[md_scene.name] = {k: r.stats.get(k) for k in ETH_KEYS}

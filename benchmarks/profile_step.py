@@ -45,7 +45,8 @@ def _batches(params: dict, cfg: dict, steps: int):
     """Collated batches of the trainer's own data order (``StepBatchSampler``), timed one by one."""
     index = load_stage_index(ROOT)
     ds = PairDataset(index, "train", tuple(cfg["image_size"]), cfg["color_jitter"], int(params["seed"]),
-                     float(cfg["rotation"]), tuple(cfg["scale"]))
+                     float(cfg["rotation"]), tuple(cfg["scale"]), float(cfg["grayscale"]), float(cfg["night"]),
+                     tuple(cfg["crop"]))
     sampler = StepBatchSampler(len(ds), int(cfg["batch_size"]), int(params["seed"]), steps)
     collate = torch.utils.data.default_collate
     for items in sampler:

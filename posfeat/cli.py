@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threshold-mode", choices=["abs", "max", "mean", "none"], default="abs",
                    help="how --threshold applies to the score map (PoSFeat)")
     s.add_argument("--sift-keypoints", action="store_true", help="PoSFeat descriptors on OpenCV SIFT keypoints")
+    s.add_argument("--sift-keypoints-out", metavar="H5",
+                   help="with --method posfeat: also write PoSFeat descriptors on OpenCV SIFT keypoints to this .h5, "
+                        "from the same network pass (what --sift-keypoints gives, without a second run)")
     s.add_argument("--scales", type=float, nargs="+", default=[1.0],
                    help="image scales the network runs at (PoSFeat; the study's extract.<dataset>.scales)")
     s.add_argument("--pyramid", action="store_true",

@@ -34,6 +34,7 @@ pyramid reports every keypoint +0.25 px (x and y) off in our pixel convention (m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -381,12 +382,12 @@ def _resize(image: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
 
 
-def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
+def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device, detect: bool = True):
     """The network at every scale of ``cfg.scales`` → a list of ``(score, local_map, padded, (sx, sy))``.
 
-    ``score`` is that scale's ``B×1×hs×ws`` score map cut to the scaled image (``None`` with
-    ``cfg.sift_keypoints``: the detector head does not run), ``padded`` the ``(W, H)`` of the network input
-    (the descriptor map's image size), and ``sx, sy`` map image pixels to the scale's.
+    ``score`` is that scale's ``B×1×hs×ws`` score map cut to the scaled image (``None`` without ``detect``:
+    the detector head does not run), ``padded`` the ``(W, H)`` of the network input (the descriptor map's
+    image size), and ``sx, sy`` map image pixels to the scale's.
     """
     h, w = images[0].shape[:2]
     outs = []
@@ -396,7 +397,7 @@ def _scale_outputs(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev:
         x = torch.from_numpy(np.stack(scaled)).to(dev).permute(0, 3, 1, 2).float().div_(255.0)
         x = _pad_to_multiple(x, cfg.pad_multiple)
         hp, wp = x.shape[-2:]
-        out = _network(model, x, detect=not cfg.sift_keypoints, amp=cfg.amp)
+        out = _network(model, x, detect=detect, amp=cfg.amp)
         score = out.get("score")
         if score is not None:
             if tuple(score.shape[-2:]) != (hp, wp):
@@ -422,16 +423,17 @@ def _from_scale(xy: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     return (xy.float() + 0.5) / scale - 0.5
 
 
-def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device):
+def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
+                        detect: bool = True):
     """The network at every scale of ``cfg.scales`` → ``(score B×1×H×W, maps)``.
 
     ``score`` is the mean of the per-scale score maps, each resized to the image (bilinear, pixel centres
-    aligned; ``None`` with ``cfg.sift_keypoints``); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))``
+    aligned; ``None`` without ``detect``); ``maps`` lists ``(local_map, (padded W, padded H), (sx, sy))``
     per scale, where ``sx, sy`` map image pixels to that scale's pixels.
     """
     h, w = images[0].shape[:2]
     total, maps = None, []
-    for score, local, padded, ratio in _scale_outputs(model, images, cfg, dev):
+    for score, local, padded, ratio in _scale_outputs(model, images, cfg, dev, detect):
         if score is not None:
             if tuple(score.shape[-2:]) != (h, w):
                 score = F.interpolate(score, size=(h, w), mode="bilinear", align_corners=False)
@@ -483,33 +485,41 @@ def _describe_multiscale(maps, b: int, xy: torch.Tensor) -> torch.Tensor:
 
 
 def _view_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
-                   sift: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None):
-    """PoSFeat ``(xy, scores, descriptors)`` per image of one network call (scales, pyramid), in the images'
-    pixels. ``sift``: per image ``(xy, scores, sizes)`` keypoints to describe instead of detecting."""
+                   sift: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None, detect: bool = True):
+    """PoSFeat features of one network call (scales, pyramid), in the images' pixels → ``(detected, described)``.
+
+    ``detected``: per image ``(xy, scores, descriptors)`` of the detector's keypoints (``None`` without
+    ``detect``: then only the backbone runs); ``described``: per image ``(xy, scores, descriptors)`` of the
+    given ``sift`` keypoints (per image ``(xy, scores, sizes)``; ``None`` when none are given). Both come from
+    the same descriptor maps, so one call serves PoSFeat and PoSFeat-on-SIFT-keypoints.
+    """
     h, w = images[0].shape[:2]
     pyramid = cfg.pyramid and len(cfg.scales) > 1
     if pyramid:
-        outs = _scale_outputs(model, images, cfg, dev)
+        outs = _scale_outputs(model, images, cfg, dev, detect)
     else:
-        score, maps = _multiscale_network(model, images, cfg, dev)
-    feats = []
+        score, maps = _multiscale_network(model, images, cfg, dev, detect)
+    detected = [] if detect else None
+    described = [] if sift is not None else None
     for b in range(len(images)):
         if sift is not None:
             xy, sc, sizes = sift[b]
             desc = _describe_by_size(outs, b, xy, sizes, cfg) if pyramid else _describe_multiscale(maps, b, xy)
-        elif pyramid:
-            xy, sc, desc = _pyramid_keypoints(outs, b, cfg)
+            described.append((xy, sc, desc))
+        if not detect:
+            continue
+        if pyramid:
+            detected.append(_pyramid_keypoints(outs, b, cfg))
         else:
             xy, sc = detect_keypoints(
                 score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
             )
-            desc = _describe_multiscale(maps, b, xy)
-        feats.append((xy, sc, desc))
-    return feats
+            detected.append((xy, sc, _describe_multiscale(maps, b, xy)))
+    return detected, described
 
 
 def _rotated_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
-                      degrees: float, sift=None):
+                      degrees: float, sift=None, detect: bool = True):
     """:func:`_view_features` of the views rotated by ``degrees``, back in image pixels: detected keypoints
     within ``cfg.rotation_margin`` of the image edge are dropped, and so are given (SIFT) keypoints that the
     view does not hold."""
@@ -525,15 +535,17 @@ def _rotated_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, d
             keep = rotations.inside(vxy, w, h, cfg.rotation_margin)
             given.append((vxy[keep], sc[keep], sizes[keep.cpu()]))
             keeps.append(keep)
-    out = []
-    for b, (vxy, sc, desc) in enumerate(_view_features(model, views, cfg, dev, given)):
-        if sift is not None:
-            out.append((sift[b][0][keeps[b]], sc, desc))
-            continue
-        xy = rotations.apply(from_view, vxy)
-        keep = rotations.inside(xy, w, h, cfg.rotation_margin)
-        out.append((xy[keep], sc[keep], desc[keep]))
-    return out
+    detected, described = _view_features(model, views, cfg, dev, given, detect)
+    if described is not None:
+        described = [(sift[b][0][keeps[b]], sc, desc) for b, (_, sc, desc) in enumerate(described)]
+    if detected is not None:
+        back = []
+        for vxy, sc, desc in detected:
+            xy = rotations.apply(from_view, vxy)
+            keep = rotations.inside(xy, w, h, cfg.rotation_margin)
+            back.append((xy[keep], sc[keep], desc[keep]))
+        detected = back
+    return detected, described
 
 
 def _pool(views: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap: int | None):
@@ -546,45 +558,20 @@ def _pool(views: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], cap:
     return xy[order], sc[order], desc[order]
 
 
-def extract_posfeat_batch(
-    model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
-) -> list[dict[str, np.ndarray]]:
-    """PoSFeat features of several images of the same size in one network call (per rotation).
-
-    Args:
-        model: a PoSFeat model (``forward(normalised image) -> dict(local_map, score, …)``) on ``device``.
-        images: RGB uint8 ``(H, W, 3)`` images, all of the same shape.
-        config: detector settings.
-        device: where to run.
-
-    Returns:
-        One ``dict(keypoints, scores, descriptors, image_size)`` of NumPy arrays per image.
-    """
-    cfg = config or ExtractConfig()
-    dev = resolve_device(device) if isinstance(device, str) else device
+def _check_images(images: Sequence[np.ndarray]) -> None:
+    """Images of one network call: RGB uint8 ``(H, W, 3)``, all of one shape (else ``ValueError``)."""
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
         raise ValueError(f"extract_posfeat_batch needs images of one size, got {sorted(shapes)}")
     for im in images:
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected RGB uint8 images (H, W, 3), got {im.dtype} {im.shape}")
-    h, w = images[0].shape[:2]
-    sift = None
-    if cfg.sift_keypoints:
-        sift = []
-        for im in images:
-            f = extract_sift(im, cfg.max_keypoints)
-            xy, sc = torch.from_numpy(f["keypoints"]).to(dev), torch.from_numpy(f["scores"]).to(dev)
-            sift.append((xy, sc, torch.from_numpy(f["scales"])))
-    per_view = []
-    for deg in cfg.rotations:
-        if deg == 0.0:
-            per_view.append(_view_features(model, images, cfg, dev, sift))
-        else:
-            per_view.append(_rotated_features(model, images, cfg, dev, deg, sift))
-    cap = None if cfg.sift_keypoints else cfg.max_keypoints
+
+
+def _as_results(per_view: list, n: int, cap: int | None, w: int, h: int) -> list[dict[str, np.ndarray]]:
+    """Per-view ``(xy, scores, descriptors)`` lists → one NumPy feature dict per image (views pooled)."""
     results = []
-    for b in range(len(images)):
+    for b in range(n):
         xy, sc, desc = per_view[0][b] if len(per_view) == 1 else _pool([view[b] for view in per_view], cap)
         results.append(
             {
@@ -595,6 +582,63 @@ def extract_posfeat_batch(
             }
         )
     return results
+
+
+def _posfeat_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device, detect: bool,
+                      on_sift: bool):
+    """PoSFeat features of images of one size over every rotated view → ``(detected, on_sift)`` result lists
+    (``None`` for the part not asked for); both parts share each view's network call."""
+    _check_images(images)
+    h, w = images[0].shape[:2]
+    sift = None
+    if on_sift:
+        sift = []
+        for im in images:
+            f = extract_sift(im, cfg.max_keypoints)
+            xy, sc = torch.from_numpy(f["keypoints"]).to(dev), torch.from_numpy(f["scores"]).to(dev)
+            sift.append((xy, sc, torch.from_numpy(f["scales"])))
+    det_views, sift_views = [], []
+    for deg in cfg.rotations:
+        if deg == 0.0:
+            detected, described = _view_features(model, images, cfg, dev, sift, detect)
+        else:
+            detected, described = _rotated_features(model, images, cfg, dev, deg, sift, detect)
+        det_views.append(detected)
+        sift_views.append(described)
+    n = len(images)
+    return (_as_results(det_views, n, cfg.max_keypoints, w, h) if detect else None,
+            _as_results(sift_views, n, None, w, h) if on_sift else None)
+
+
+def extract_posfeat_batch(
+    model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
+) -> list[dict[str, np.ndarray]]:
+    """PoSFeat features of several images of the same size in one network call (per rotation).
+
+    Args:
+        model: a PoSFeat model (``forward(normalised image) -> dict(local_map, score, …)``) on ``device``.
+        images: RGB uint8 ``(H, W, 3)`` images, all of the same shape.
+        config: detector settings (``sift_keypoints``: describe OpenCV SIFT keypoints instead of detecting).
+        device: where to run.
+
+    Returns:
+        One ``dict(keypoints, scores, descriptors, image_size)`` of NumPy arrays per image.
+    """
+    cfg = config or ExtractConfig()
+    dev = resolve_device(device) if isinstance(device, str) else device
+    detected, on_sift = _posfeat_features(model, images, cfg, dev, not cfg.sift_keypoints, cfg.sift_keypoints)
+    return on_sift if cfg.sift_keypoints else detected
+
+
+def extract_posfeat_and_sift_batch(
+    model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
+) -> tuple[list[dict[str, np.ndarray]], list[dict[str, np.ndarray]]]:
+    """Both PoSFeat feature sets of images of one size from the same network calls: ``(detected, on_sift)``,
+    equal to :func:`extract_posfeat_batch` without and with ``sift_keypoints`` (the backbone runs once, not
+    twice). ``config.sift_keypoints`` is ignored."""
+    cfg = config or ExtractConfig()
+    dev = resolve_device(device) if isinstance(device, str) else device
+    return _posfeat_features(model, images, cfg, dev, True, True)
 
 
 def extract_posfeat(
@@ -651,6 +695,7 @@ def extract_dataset(
     config: ExtractConfig | None = None,
     device: str | torch.device = "auto",
     progress: bool = True,
+    sift_out: str | os.PathLike | None = None,
 ) -> dict:
     """Extract features of ``names`` (relative to ``image_root``) into one hloc-layout HDF5 file.
 
@@ -666,13 +711,18 @@ def extract_dataset(
         config: extraction settings.
         device: ``auto`` | ``cpu`` | ``cuda[:N]``.
         progress: show a tqdm bar.
+        sift_out: ``posfeat`` only: also write PoSFeat descriptors on OpenCV SIFT keypoints (the file that
+            ``config.sift_keypoints`` gives) to this ``.h5``, from the same network calls.
 
     Returns:
-        A summary: method, number of images, keypoints per image (mean/min/max), seconds, images/s.
+        A summary: method, number of images, keypoints per image (mean/min/max), seconds, images/s (with
+        ``sift_out``, ``on_sift_keypoints`` holds the second file's keypoint counts).
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     cfg = config or ExtractConfig()
+    if sift_out is not None and (method != "posfeat" or cfg.sift_keypoints):
+        raise ValueError("sift_out needs method 'posfeat' without config.sift_keypoints")
     dev = resolve_device(device) if isinstance(device, str) or device is None else device
     root = Path(image_root)
     names = list(names)
@@ -689,39 +739,60 @@ def extract_dataset(
     else:
         bs, max_pixels = 1, None
     counts: list[int] = []
+    sift_counts: list[int] = []
     t0 = time.perf_counter()
     attrs = {"method": method, "config": json.dumps(asdict(cfg))}
+    sift_attrs = {"method": method, "config": json.dumps({**asdict(cfg), "sift_keypoints": True})}
     bar = tqdm(total=len(names), desc=f"extract {method}", unit="img", disable=not progress)
-    with FeatureWriter(out_path, attrs=attrs) as writer:
+    with FeatureWriter(out_path, attrs=attrs) as writer, \
+            (FeatureWriter(sift_out, attrs=sift_attrs) if sift_out is not None else contextlib.nullcontext()) as sift_writer:
         for batch in _batches(_prefetch(root, names), bs if method == "posfeat" else 1, max_pixels):
-            if method == "posfeat":
-                feats = extract_posfeat_batch(model, [im for _, im in batch], cfg, dev)
+            images = [im for _, im in batch]
+            on_sift = None
+            if sift_writer is not None:
+                feats, on_sift = extract_posfeat_and_sift_batch(model, images, cfg, dev)
+            elif method == "posfeat":
+                feats = extract_posfeat_batch(model, images, cfg, dev)
             else:
-                feats = [extract_sift(im, cfg.max_keypoints, root=method == "rootsift") for _, im in batch]
+                feats = [extract_sift(im, cfg.max_keypoints, root=method == "rootsift") for im in images]
             for (name, _), f in zip(batch, feats):
-                writer.add(name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"],
-                           **{k: f[k] for k in ("scales", "oris") if k in f})
+                _write(writer, name, f)
                 counts.append(len(f["keypoints"]))
+            for (name, _), f in zip(batch, on_sift or ()):
+                _write(sift_writer, name, f)
+                sift_counts.append(len(f["keypoints"]))
             bar.update(len(batch))
     bar.close()
     dt = time.perf_counter() - t0
     summary = {
         "method": method,
         "num_images": len(counts),
-        "keypoints_mean": float(np.mean(counts)),
-        "keypoints_min": int(np.min(counts)),
-        "keypoints_max": int(np.max(counts)),
+        **_count_summary(counts),
         "seconds": round(dt, 3),
         "images_per_second": round(len(counts) / dt, 3) if dt > 0 else None,
         "device": str(dev),
         "config": asdict(cfg),
     }
+    if sift_out is not None:
+        summary["on_sift_keypoints"] = _count_summary(sift_counts)
     logger.info(
-        "%s: %d images, %.1f keypoints/image (min %d, max %d), %.1f s → %s",
+        "%s: %d images, %.1f keypoints/image (min %d, max %d), %.1f s → %s%s",
         method, len(counts), summary["keypoints_mean"], summary["keypoints_min"], summary["keypoints_max"],
-        dt, out_path,
+        dt, out_path, "" if sift_out is None else f" and {sift_out} (on SIFT keypoints)",
     )
     return summary
+
+
+def _write(writer: FeatureWriter, name: str, f: dict[str, np.ndarray]) -> None:
+    """One image's feature dict into ``writer`` (SIFT's ``scales`` and ``oris`` too, when present)."""
+    writer.add(name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"],
+               **{k: f[k] for k in ("scales", "oris") if k in f})
+
+
+def _count_summary(counts: Sequence[int]) -> dict:
+    """Mean, min and max keypoints per image."""
+    return {"keypoints_mean": float(np.mean(counts)), "keypoints_min": int(np.min(counts)),
+            "keypoints_max": int(np.max(counts))}
 
 
 def load_model(weights: str | os.PathLike, device: str | torch.device = "auto"):
@@ -756,9 +827,12 @@ def run_cli(args) -> int:
         if not args.weights:
             raise SystemExit("extract --method posfeat needs --weights MODEL.pt")
         model = load_model(args.weights, args.device)
-    elif args.sift_keypoints:
-        raise SystemExit("--sift-keypoints only applies to --method posfeat")
+    elif args.sift_keypoints or args.sift_keypoints_out:
+        raise SystemExit("--sift-keypoints and --sift-keypoints-out only apply to --method posfeat")
+    if args.sift_keypoints and args.sift_keypoints_out:
+        raise SystemExit("--sift-keypoints-out writes the --sift-keypoints features beside --out; give one of the two")
     names = list_images(args.images)
-    summary = extract_dataset(args.method, args.images, names, args.out, model=model, config=cfg, device=args.device)
+    summary = extract_dataset(args.method, args.images, names, args.out, model=model, config=cfg, device=args.device,
+                              sift_out=args.sift_keypoints_out)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0

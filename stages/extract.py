@@ -1,13 +1,15 @@
-"""DVC stage ``extract@<dataset>-<method>``: local features of one dataset's images into one HDF5 file.
+"""DVC stages ``extract_posfeat@<dataset>`` and ``extract_sift@<dataset>``: local features of one dataset's
+images into HDF5 files.
 
     python -m stages.extract <dataset> <method>      # dataset: hpatches | aachen | eth
-                                                     # method:  posfeat | posfeat_sift | sift | rootsift
+                                                     # method:  posfeat | sift | rootsift
 
 Reads params ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius, threshold,
-threshold_mode, scales, pyramid), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat loads
-``models/posfeat.pt``. ``posfeat_sift`` is PoSFeat's descriptors on OpenCV SIFT keypoints (the official
-code's ``use_sift: True``), so that detector and descriptor quality read separately. Writes
-``features/<method>/<dataset>.h5`` (hloc layout) with image names:
+threshold_mode, scales, pyramid, rotations), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat
+loads ``models/posfeat.pt``. ``posfeat`` writes two files from one network pass per view: PoSFeat's own
+keypoints (``features/posfeat/``) and PoSFeat's descriptors on OpenCV SIFT keypoints
+(``features/posfeat_sift/``, the official code's ``use_sift: True``), so that detector and descriptor quality
+read separately. Writes ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
 
 * hpatches: ``<seq>/<k>.ppm`` (relative to the HPatches root), all 6 images of every kept sequence;
 * aachen: relative to ``<root>/images/images_upright`` (``db/1.jpg``, ``query/day/nexus5x/x.jpg``, …);
@@ -30,8 +32,8 @@ from posfeat.entry import run_entry
 from stages.common import ROOT, dataset_root, load_params, param
 
 DATASETS = ("hpatches", "aachen", "eth")
-#: the study's methods: the library's, plus PoSFeat descriptors on SIFT keypoints
-STUDY_METHODS = (*METHODS, "posfeat_sift")
+#: the extraction runs of the study (``posfeat`` also writes ``posfeat_sift``: PoSFeat descriptors on SIFT keypoints)
+STUDY_METHODS = METHODS
 MODEL_PATH = Path("models/posfeat.pt")
 
 
@@ -66,15 +68,13 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     root = dataset_root(params, dataset, base_dir)
     exclude = param(params, "eval.hpatches.exclude", list[str]) if dataset == "hpatches" else ()
     cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
-    library_method = method
-    if method == "posfeat_sift":
-        library_method, cfg.sift_keypoints = "posfeat", True
-    device = param(params, "device", str, "auto")
+    device = param(params, "device", str, "auto") if method == "posfeat" else "cpu"
     image_root, names = dataset_images(dataset, root, exclude)
     log.info("%s/%s: %d images under %s", method, dataset, len(names), image_root)
-    model = load_model(base_dir / MODEL_PATH, device) if library_method == "posfeat" else None
+    model = load_model(base_dir / MODEL_PATH, device) if method == "posfeat" else None
     out = base_dir / "features" / method / f"{dataset}.h5"
-    summary = extract_dataset(library_method, image_root, names, out, model=model, config=cfg, device=device)
+    sift_out = base_dir / "features" / "posfeat_sift" / f"{dataset}.h5" if method == "posfeat" else None
+    summary = extract_dataset(method, image_root, names, out, model=model, config=cfg, device=device, sift_out=sift_out)
     log.info("summary: %s", json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return summary
 

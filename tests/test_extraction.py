@@ -467,6 +467,16 @@ def test_cli_extract(tmp_path, capsys):
                  "--device", "cpu"]) == 0
     with FeatureReader(tmp_path / "p.h5") as r:
         assert [len(r[n]["keypoints"]) for n in names] == [30, 30]
+    common = ["extract", "--method", "posfeat", "--weights", str(ckpt), "--images", str(tmp_path / "imgs"),
+              "--max-keypoints", "30", "--device", "cpu"]
+    assert main(common + ["--out", str(tmp_path / "q.h5"), "--sift-keypoints-out", str(tmp_path / "q_sift.h5")]) == 0
+    assert main(common + ["--out", str(tmp_path / "s.h5"), "--sift-keypoints"]) == 0
+    with FeatureReader(tmp_path / "q_sift.h5") as a, FeatureReader(tmp_path / "s.h5") as b:
+        for n in names:
+            np.testing.assert_array_equal(a[n]["descriptors"], b[n]["descriptors"])
+    with pytest.raises(SystemExit):
+        main(["extract", "--method", "sift", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "x.h5"),
+              "--sift-keypoints-out", str(tmp_path / "y.h5")])
 
 
 # ---------------------------------------------------------------------------------------- stage
@@ -549,3 +559,61 @@ def test_amp_extraction_matches_float32(monkeypatch):
     cos = np.sum(amp["descriptors"][near] * ref["descriptors"][d.argmin(1)[near]], axis=1)
     assert np.median(cos) > 0.99 and cos.min() > 0.9, (np.median(cos), cos.min())
     np.testing.assert_allclose(np.linalg.norm(amp["descriptors"], axis=1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("scales,pyramid,rotations", [((1.0,), False, (0.0,)), ((1.0, 0.5), True, (0.0, 45.0))])
+def test_one_pass_gives_both_posfeat_files(tmp_path, scales, pyramid, rotations):
+    """``extract_dataset(..., sift_out=…)`` writes, from one network pass per view, exactly the two files that
+    separate runs without and with ``sift_keypoints`` write (every array equal, the configs in the attributes)."""
+    torch.manual_seed(0)
+    model = build_model(TINY_MODEL).eval()
+    root = tmp_path / "images"
+    root.mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        base = _blob_image(96, 128, [(30.0 + 10 * k, 40.0, 3.0), (90.0, 60.0 - 5 * k, 4.0), (60.0, 25.0, 2.5)])
+        noisy = np.clip(base.astype(np.float32) + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(root / f"{k}.png"), noisy[:, :, ::-1])
+    names = [f"{k}.png" for k in range(3)]
+    cfg = dict(max_keypoints=200, threshold=None, threshold_mode=None, scales=scales, pyramid=pyramid,
+               rotations=rotations)
+    calls = {"n": 0}
+    real_describe = model.describe
+
+    def counted(fn):
+        def wrapper(*a, **k):
+            calls["n"] += 1
+            return fn(*a, **k)
+        return wrapper
+
+    model.describe = counted(real_describe)  # the backbone (forward calls it too)
+    summary = extract_dataset("posfeat", root, names, tmp_path / "both.h5", model=model, config=ExtractConfig(**cfg),
+                              device="cpu", progress=False, sift_out=tmp_path / "both_sift.h5")
+    assert calls["n"] == 3 * len(scales) * len(rotations)  # one backbone pass per image, scale and view
+    assert summary["on_sift_keypoints"]["keypoints_max"] > 0
+    extract_dataset("posfeat", root, names, tmp_path / "alone.h5", model=model, config=ExtractConfig(**cfg),
+                    device="cpu", progress=False)
+    extract_dataset("posfeat", root, names, tmp_path / "alone_sift.h5", model=model, device="cpu", progress=False,
+                    config=ExtractConfig(**cfg, sift_keypoints=True))
+    for one, two in (("both.h5", "alone.h5"), ("both_sift.h5", "alone_sift.h5")):
+        with FeatureReader(tmp_path / one) as a, FeatureReader(tmp_path / two) as b:
+            assert a.names() == b.names() == names
+            for n in names:
+                fa, fb = a[n], b[n]
+                assert set(fa) == set(fb)
+                for key in fa:
+                    np.testing.assert_array_equal(fa[key], fb[key], err_msg=f"{one} {n} {key}")
+    import h5py
+
+    with h5py.File(tmp_path / "both_sift.h5") as a, h5py.File(tmp_path / "alone_sift.h5") as b:
+        assert a.attrs["config"] == b.attrs["config"]
+    with FeatureReader(tmp_path / "both_sift.h5") as a:
+        image = cv2.imread(str(root / "0.png"))[:, :, ::-1].copy()
+        sift_xy, stored = extract_sift(image, 200)["keypoints"], a["0.png"]["keypoints"]
+        if len(rotations) == 1:
+            np.testing.assert_array_equal(stored, sift_xy)
+        else:  # every view describes the SIFT keypoints it holds: SIFT's points, some more than once
+            assert len(stored) > len(sift_xy)
+            assert np.abs(stored[:, None] - sift_xy[None]).sum(-1).min(1).max() == 0
+    with pytest.raises(ValueError, match="sift_out"):
+        extract_dataset("sift", root, names, tmp_path / "x.h5", sift_out=tmp_path / "y.h5", progress=False)

@@ -105,8 +105,9 @@ def test_params_and_paper_config_declare_the_switches():
     assert params["train_desc"]["backbone_passes"] in (1, 2)
     assert paper["train_desc"]["backbone_passes"] == 2 and paper["train_desc"]["freeze_bn"] is False
     for stage in ("train_desc", "train_kp"):  # the demo's augmentations are parameters the paper sets to "off"
-        assert {"rotation", "scale", "night"} <= set(params[stage])
+        assert {"rotation", "scale", "crop", "night"} <= set(params[stage])
         assert paper[stage]["rotation"] == 0 and paper[stage]["scale"] == [1.0, 1.0] and paper[stage]["night"] == 0
+        assert paper[stage]["crop"] == [1.0, 1.0]
     assert paper["train_desc"]["grayscale"] == 0
     assert paper["model"]["input_norm"] == "imagenet" and "input_norm" in params["model"]
     for dataset in ("hpatches", "aachen", "eth"):  # the demo's test-time recipe, off at the paper scale

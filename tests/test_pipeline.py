@@ -66,8 +66,8 @@ def test_dvc_repro_then_experiment(tmp_path):
     ran = _stages_run(out)
     for stage in ("demo_data", "prepare_megadepth", "train_desc", "train_kp", "eval_hpatches", "eval_aachen", "eval_eth"):
         assert stage in ran, f"{stage} did not run:\n{out[-3000:]}"
-    assert {s for s in ran if s.startswith("extract@")} == {
-        f"extract@{d}-{m}" for d in ("hpatches", "aachen", "eth") for m in ("posfeat", "posfeat_sift", "sift")
+    assert {s for s in ran if s.startswith("extract")} == {
+        f"extract_{m}@{d}" for d in ("hpatches", "aachen", "eth") for m in ("posfeat", "sift")
     }
     for path in ("models/desc.pt", "models/posfeat.pt", "features/posfeat/hpatches.h5", "features/sift/eth.h5",
                  "features/posfeat_sift/aachen.h5", "plots/hpatches/posfeat.csv", "plots/hpatches/posfeat_sift.csv",
@@ -92,9 +92,9 @@ def test_dvc_repro_then_experiment(tmp_path):
     # the paper's optimizer: training and everything downstream reruns, nothing upstream
     exp = _run([py, "-m", "dvc", "exp", "run", "-S", "optimizer=sgd"], repo)
     ran = _stages_run(exp)
-    assert {"train_desc", "train_kp", "eval_hpatches", "extract@hpatches-posfeat_sift"} <= ran, exp[-3000:]
+    assert {"train_desc", "train_kp", "eval_hpatches", "extract_posfeat@hpatches"} <= ran, exp[-3000:]
     assert not ran & {"demo_data", "prepare_megadepth"}, ran
-    assert not {"extract@hpatches-sift", "extract@aachen-sift", "extract@eth-sift"} & ran, ran
+    assert not {"extract_sift@hpatches", "extract_sift@aachen", "extract_sift@eth"} & ran, ran
     assert (repo / "models/desc.pt").read_bytes() != before
 
     diff = json.loads(_run([py, "-m", "dvc", "metrics", "diff", "--json"], repo))

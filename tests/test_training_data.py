@@ -164,3 +164,38 @@ def test_night_probability(index):
     assert torch.equal(dark["F12"], plain["F12"]) and dark["name2"] == plain["name2"]
     with pytest.raises(ValueError, match="night"):
         PairDataset(index, "train", SIZE, None, 0, night=-0.1)
+
+
+def test_crop_cuts_one_window_of_a_finer_resize_with_exact_cameras(index):
+    """``crop``: both images resized by one factor and cut at one relative position; K follows exactly (the
+    crop equals that window of the resized image, and x2ᵀ F12 x1 = 0 for the returned cameras)."""
+    from posfeat.data.pairs import resize_image
+    from posfeat.data.images import read_image
+
+    ds = PairDataset(index, "train", SIZE, None, 0, crop=(1.5, 2.0))
+    plain = PairDataset(index, "train", SIZE, None, 0)
+    for i in range(3):
+        s, p = ds[(i, 11 + i)], plain[(i, 11 + i)]
+        assert s["image1"].shape == p["image1"].shape == (3, SIZE[1], SIZE[0])
+        K1, K2 = s["K1"].double().numpy(), s["K2"].double().numpy()
+        f = K1[0, 0] / p["K1"][0, 0].item()  # the resolution factor, the same for both images
+        assert 1.5 - 0.02 <= f <= 2.0 + 0.02 and np.isclose(K2[0, 0] / p["K2"][0, 0].item(), f, rtol=1e-3)
+        # the crop is the window of the resized image that K's principal point says
+        meta = index["images"][s["name1"]]
+        fy = K1[1, 1] / p["K1"][1, 1].item()  # the resized height is rounded on its own
+        big = resize_image(read_image(Path(index["root"]) / s["name1"]),
+                           (int(round(SIZE[0] * f)), int(round(SIZE[1] * fy))))
+        x0 = int(round((f * (p["K1"][0, 2].item() + 0.5) - 0.5) - K1[0, 2]))
+        y0 = int(round((fy * (p["K1"][1, 2].item() + 0.5) - 0.5) - K1[1, 2]))
+        window = torch.from_numpy(big[y0:y0 + SIZE[1], x0:x0 + SIZE[0]].copy()).permute(2, 0, 1).float() / 255
+        assert torch.equal(window, s["image1"]), (x0, y0, meta["width"])
+        R, t = s["R"].double().numpy(), s["t"].double().numpy()
+        Xc1 = np.array([0.15, -0.1, 1.0]) * 4.0
+        x1, x2 = K1 @ Xc1, K2 @ (R @ Xc1 + t)
+        x1, x2 = x1 / x1[2], x2 / x2[2]
+        line = s["F12"].double().numpy() @ x1
+        assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+    # (1, 1) is the whole image, as without the option; a factor below 1 is refused
+    assert torch.equal(PairDataset(index, "train", SIZE, None, 0, crop=(1.0, 1.0))[(0, 5)]["image2"], plain[(0, 5)]["image2"])
+    with pytest.raises(ValueError, match="crop"):
+        PairDataset(index, "train", SIZE, None, 0, crop=(0.5, 1.0))

@@ -231,6 +231,7 @@ class PairDataset(Dataset):
         scale: Sequence[float] = (1.0, 1.0),
         grayscale: float = 0.0,
         night: float = 0.0,
+        crop: Sequence[float] = (1.0, 1.0),
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -251,13 +252,20 @@ class PairDataset(Dataset):
         self.scale = (float(scale[0]), float(scale[1]))
         if self.rotation < 0 or not 0 < self.scale[0] <= self.scale[1]:
             raise ValueError(f"need rotation >= 0 and 0 < scale[0] <= scale[1], got {rotation}, {tuple(scale)}")
+        self.crop = (float(crop[0]), float(crop[1]))
+        if not 1.0 <= self.crop[0] <= self.crop[1]:
+            raise ValueError(f"crop must be a resolution range 1 <= min <= max, got {tuple(crop)}")
         self.num_skipped = 0  # in this process (workers keep their own count; use the 'skipped' field)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     # ------------------------------------------------------------------------------------------
-    def _load(self, key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _load(self, key: str, factor: float = 1.0, where: tuple[float, float] = (0.5, 0.5)
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Image ``key`` at the training size with its camera. ``factor > 1``: the image is resized to
+        ``factor ×`` the training size (at most its own resolution) and the training-size window at relative
+        position ``where`` (0 = left/top, 1 = right/bottom) is cut out; ``K`` follows the resize and the cut."""
         meta = self.images[key]
         path = self.root / key
         img = read_image(path)
@@ -265,15 +273,29 @@ class PairDataset(Dataset):
         if img.shape[1] != w or img.shape[0] != h:
             raise DataError(f"{path}: image is {img.shape[1]}x{img.shape[0]} but the index says {w}x{h}")
         W, H = self.image_size
-        K = scale_intrinsics(np.asarray(meta["K"], np.float64).reshape(3, 3), W / w, H / h)
+        factor = min(factor, max(1.0, min(w / W, h / H)))
+        Ws, Hs = (W, H) if factor == 1.0 else (max(W, int(round(W * factor))), max(H, int(round(H * factor))))
+        K = scale_intrinsics(np.asarray(meta["K"], np.float64).reshape(3, 3), Ws / w, Hs / h)
         R = np.asarray(meta["R"], np.float64).reshape(3, 3)
         t = np.asarray(meta["t"], np.float64).reshape(3)
-        return resize_image(img, self.image_size), K, R, t
+        img = resize_image(img, (Ws, Hs))
+        if (Ws, Hs) != (W, H):
+            x0, y0 = int(round(where[0] * (Ws - W))), int(round(where[1] * (Hs - H)))
+            img = np.ascontiguousarray(img[y0:y0 + H, x0:x0 + W])
+            K = K.copy()
+            K[0, 2] -= x0
+            K[1, 2] -= y0
+        return img, K, R, t
 
     def _make(self, idx: int, gen: torch.Generator) -> dict:
         k1, k2 = self.pairs[idx]
-        img1, K1, R1, t1 = self._load(k1)
-        img2, K2, R2, t2 = self._load(k2)
+        factor, where = 1.0, (0.5, 0.5)
+        if self.crop != (1.0, 1.0):  # one resolution and one window position for both images of the pair
+            u = torch.rand(3, generator=gen, dtype=torch.float64).tolist()
+            factor = float(np.exp(np.log(self.crop[0]) + u[0] * (np.log(self.crop[1]) - np.log(self.crop[0]))))
+            where = (u[1], u[2])
+        img1, K1, R1, t1 = self._load(k1, factor, where)
+        img2, K2, R2, t2 = self._load(k2, factor, where)
         if self.rotation > 0 or self.scale != (1.0, 1.0):
             u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
             angle = (2 * u[0] - 1) * self.rotation

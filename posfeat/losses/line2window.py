@@ -190,7 +190,9 @@ class _CorrelationSampler:
     def __init__(self, q: torch.Tensor, target: torch.Tensor, temperature: float):
         b, d, hf, wf = target.shape
         self.shape = (b, q.shape[1], hf, wf)
-        corr = torch.bmm(q, F.normalize(target, dim=1).reshape(b, d, hf * wf)) * temperature
+        # the temperature scales the n×D queries, not the n×Hf·Wf product: one small multiply instead of
+        # two large ones (forward and backward) per direction
+        corr = torch.bmm(q * temperature, F.normalize(target, dim=1).reshape(b, d, hf * wf))
         self.corr = corr.reshape(b * q.shape[1], 1, hf, wf)
 
     def __call__(self, grid: torch.Tensor, padding_mode: str, grad: bool) -> torch.Tensor:

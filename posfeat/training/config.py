@@ -28,6 +28,9 @@ OPTIONAL = {
     "color_jitter": None,      # (brightness, contrast, saturation, hue) or None
     "rotation": 0.0,           # degrees: second image's in-plane camera rotation, uniform in ±rotation
     "scale": (1.0, 1.0),       # (min, max): second image's zoom, log-uniform (exact view augmentation)
+    "crop": (1.0, 1.0),        # (min, max) resolution factor, log-uniform: each pair is resized to factor × image_size
+                               # (at most its own size) and one image_size window at a random relative position is
+                               # cut from both images (K exact); (1, 1) = the whole image resized (the paper)
     "grayscale": 0.0,          # probability that a training image is turned grey (after the colour jitter)
     "night": 0.0,              # probability that a training image gets a night look (dim, tinted, noisy)
     "num_workers": 0,
@@ -50,7 +53,7 @@ KEY_TYPES: dict[str, Any] = {
     "image_size": tuple[int, int], "color_jitter": list[float] | None, "amp": bool, "freeze_bn": bool,
     "lr_gamma": float, "window_size": float, "temperature": float, "win_cost_thr": float, "reward_thr": float,
     "good_reward": float, "bad_reward": float, "kp_penalty": float, "optimizer": str, "lr": float,
-    "rotation": float, "scale": tuple[float, float], "grayscale": float, "night": float, "backbone_passes": int, "stable_sigma": bool,
+    "rotation": float, "scale": tuple[float, float], "crop": tuple[float, float], "grayscale": float, "night": float, "backbone_passes": int, "stable_sigma": bool,
     **{k: int for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every",
                         "checkpoint_every", "grid_size", "line_step", "num_workers", "vis_pairs", "vis_keypoints",
                         "metrics_window")},

@@ -174,7 +174,7 @@ def _datasets(index, cfg: dict, seed: int) -> tuple[PairDataset, PairDataset]:
     the index has none); a :class:`DataError` when there is nothing to train on."""
     size = tuple(int(v) for v in cfg["image_size"])
     train_set = PairDataset(index, "train", size, cfg["color_jitter"], seed, float(cfg["rotation"]),
-                            tuple(cfg["scale"]), float(cfg["grayscale"]), float(cfg["night"]))
+                            tuple(cfg["scale"]), float(cfg["grayscale"]), float(cfg["night"]), tuple(cfg["crop"]))
     if len(train_set) == 0:
         raise DataError(f"{index if not isinstance(index, dict) else 'index'}: no training pairs")
     val_set = PairDataset(index, "val", size, None, seed)
