@@ -5,7 +5,7 @@
     python benchmarks/bench_colmap.py --root data/demo/eth --features features/sift/eth.h5 --json out.json
 
 Without ``--features``, SIFT features are extracted (OpenCV, ``--max-keypoints``) into the work folder,
-with names ``<Scene>/images/<file>`` as the ``extract@eth-*`` stages write them. Per scene it prints the
+with names ``<Scene>/images/<file>`` as the ``extract_*@eth`` stages write them. Per scene it prints the
 seconds of each phase of :func:`posfeat.evaluation.eth.evaluate_scene`, per pair for matching and
 verification, and the reconstruction it got. Not a test: run it by hand.
 """
