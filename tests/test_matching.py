@@ -82,3 +82,14 @@ def test_torch_input_and_edge_cases():
     np.testing.assert_array_equal(one, [[0, 0]])
     with pytest.raises(ValueError):
         match_descriptors(d, _unit(rng, 5, 8))
+
+
+def test_ties_go_to_the_first_index_across_blocks():
+    """Mutual NN with exact duplicates: the first index wins both ways, whatever the block boundaries."""
+    rng = np.random.default_rng(2)
+    d1 = _unit(rng, 12, 8)
+    d1[9] = d1[4]  # two identical references: row 4 of the first set must match reference 4
+    d0 = d1[[4, 1, 1, 7]]  # queries 1 and 2 are identical: reference 1's best is query 1
+    for bs in (1, 2, 3, 1024):
+        got = {tuple(map(int, m)) for m in match_descriptors(d0, d1, mutual=True, block_size=bs)}
+        assert got == {(0, 4), (1, 1), (3, 7)}, (bs, got)
