@@ -54,6 +54,8 @@ def test_changed_training_code_does_not_resume_a_finished_run(index, tmp_path, m
     # same code: the finished run is found and nothing is retrained (same fingerprint, same model)
     again = train("desc", index, cfg, out_model=tmp_path / "m.pt", ckpt_dir=tmp_path / "ckpt", **kw)
     assert again["loss"] == first["loss"]
+    # the step times travel in the checkpoint: the finished run keeps reporting its own speed
+    assert first["seconds_per_iteration"] > 0 and again["seconds_per_iteration"] == first["seconds_per_iteration"]
     assert torch.load(ckpt, weights_only=True)["fingerprint"] == before
     # changed code: the checkpoint is ignored and the run starts over under a new fingerprint
     monkeypatch.setattr(T, "code_digest", lambda: "changed-code")

@@ -106,18 +106,22 @@ def test_view_augmentation_is_an_exact_camera_change():
     assert abs(np.average(yy, weights=out[yy, xx, 0]) - p[1] / p[2]) < 1.0
 
 
+def _assert_epipolar(sample: dict, Xc1: np.ndarray) -> None:
+    """The camera-1 point ``Xc1`` projected with the sample's K1, K2, R, t satisfies x2ᵀ F12 x1 = 0 (1e-2 px)."""
+    K1, K2 = sample["K1"].double().numpy(), sample["K2"].double().numpy()
+    R, t = sample["R"].double().numpy(), sample["t"].double().numpy()
+    x1, x2 = K1 @ Xc1, K2 @ (R @ Xc1 + t)
+    x1, x2 = x1 / x1[2], x2 / x2[2]
+    line = sample["F12"].double().numpy() @ x1
+    assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+
+
 def test_augmented_pairs_keep_the_epipolar_geometry(index):
     """With rotation and zoom on, x2ᵀ F12 x1 = 0 still holds for the returned K1, K2, R, t and F12."""
     ds = PairDataset(index, "train", SIZE, None, 0, rotation=40.0, scale=(0.6, 1.6))
     for i in range(3):
         s = ds[(i % len(ds), 77 + i)]
-        K1, K2 = s["K1"].double().numpy(), s["K2"].double().numpy()
-        R, t = s["R"].double().numpy(), s["t"].double().numpy()
-        Xc1 = np.array([0.2, -0.1, 1.0]) * 4.0
-        x1, x2 = K1 @ Xc1, K2 @ (R @ Xc1 + t)
-        x1, x2 = x1 / x1[2], x2 / x2[2]
-        line = s["F12"].double().numpy() @ x1
-        assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+        _assert_epipolar(s, np.array([0.2, -0.1, 1.0]) * 4.0)
     plain = PairDataset(index, "train", SIZE, None, 0)[(0, 5)]
     rotated = PairDataset(index, "train", SIZE, None, 0, rotation=40.0)[(0, 5)]
     assert torch.equal(plain["image1"], rotated["image1"]) and not torch.equal(plain["image2"], rotated["image2"])
@@ -189,12 +193,7 @@ def test_crop_cuts_one_window_of_a_finer_resize_with_exact_cameras(index):
         y0 = int(round((fy * (p["K1"][1, 2].item() + 0.5) - 0.5) - K1[1, 2]))
         window = torch.from_numpy(big[y0:y0 + SIZE[1], x0:x0 + SIZE[0]].copy()).permute(2, 0, 1).float() / 255
         assert torch.equal(window, s["image1"]), (x0, y0, meta["width"])
-        R, t = s["R"].double().numpy(), s["t"].double().numpy()
-        Xc1 = np.array([0.15, -0.1, 1.0]) * 4.0
-        x1, x2 = K1 @ Xc1, K2 @ (R @ Xc1 + t)
-        x1, x2 = x1 / x1[2], x2 / x2[2]
-        line = s["F12"].double().numpy() @ x1
-        assert abs(x2 @ line) / np.linalg.norm(line[:2]) < 1e-2
+        _assert_epipolar(s, np.array([0.15, -0.1, 1.0]) * 4.0)
     # (1, 1) is the whole image, as without the option; a factor below 1 is refused
     assert torch.equal(PairDataset(index, "train", SIZE, None, 0, crop=(1.0, 1.0))[(0, 5)]["image2"], plain[(0, 5)]["image2"])
     with pytest.raises(ValueError, match="crop"):

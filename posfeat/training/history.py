@@ -2,8 +2,9 @@
 
 Each step adds one record (loss, statistics, learning rate, seconds). Every ``log_every`` steps the records
 since the last row are averaged into a row (what DVCLive logs); the first and the last ``metrics_window``
-records give the initial and final metrics. All but the step times travel in the resumable checkpoint, so
-a resumed run logs and reports what an uninterrupted one does.
+records give the initial and final metrics. All of it travels in the resumable checkpoint (the step times too,
+so the speed reported after a resume is the mean over every step, not over those of the last process), so a
+resumed run logs and reports what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -28,13 +29,14 @@ class History:
     def state(self) -> dict:
         """The checkpointed part (rows, first and last window, counters, records not yet logged)."""
         return {"rows": self.rows, "first_window": self.first_window, "recent": self.recent,
-                "counters": self.counters, "pending": self.pending}
+                "counters": self.counters, "pending": self.pending, "times": self.times}
 
     def restore(self, state: dict) -> None:
         """Take over :meth:`state`'s entries from a checkpoint."""
         self.rows, self.first_window, self.recent = list(state["rows"]), list(state["first_window"]), list(state["recent"])
         self.counters.update({k: int(v) for k, v in state["counters"].items()})
         self.pending = list(state.get("pending", []))
+        self.times = [float(t) for t in state.get("times", [])]  # absent in checkpoints of older versions
 
     def add(self, step: int, loss: float, stats: dict, lr: float, seconds: float) -> dict | None:
         """Record one step; returns the new row when the step is a logging step (else ``None``)."""
