@@ -562,7 +562,7 @@ def _check_images(images: Sequence[np.ndarray]) -> None:
     """Images of one network call: RGB uint8 ``(H, W, 3)``, all of one shape (else ``ValueError``)."""
     shapes = {im.shape for im in images}
     if len(shapes) != 1:
-        raise ValueError(f"extract_posfeat_batch needs images of one size, got {sorted(shapes)}")
+        raise ValueError(f"PoSFeat extraction batches images of one size, got {sorted(shapes)}")
     for im in images:
         if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
             raise ValueError(f"expected RGB uint8 images (H, W, 3), got {im.dtype} {im.shape}")

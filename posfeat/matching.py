@@ -93,17 +93,17 @@ def match_descriptors(
         raise ValueError(f"descriptors must be N×D with the same D, got {tuple(d0.shape)} and {tuple(d1.shape)}")
     if len(d0) == 0 or len(d1) == 0:
         return np.zeros((0, 2), np.int64)
-    if ratio is None:
+    arange = torch.arange(len(d0), device=device)
+    if ratio is None:  # mutual NN alone needs only the best neighbour each way
         nn01, nn10 = _best_both_ways(d0, d1, block_size)
-        keep = nn10[nn01] == torch.arange(len(d0), device=device) if mutual else torch.ones_like(nn01, dtype=torch.bool)
-        i0 = torch.nonzero(keep).squeeze(1)
-        return torch.stack([i0, nn01[i0]], 1).cpu().numpy().astype(np.int64)
-    nn01, top01, nn10, top10 = _best_two_both_ways(d0, d1, block_size)
-    keep = torch.ones(len(d0), dtype=torch.bool, device=device)
-    keep &= _ratio_ok(top01, ratio)
+        keep = torch.ones(len(d0), dtype=torch.bool, device=device)
+    else:
+        nn01, top01, nn10, top10 = _best_two_both_ways(d0, d1, block_size)
+        keep = _ratio_ok(top01, ratio)
+        if mutual:
+            keep &= _ratio_ok(top10, ratio)[nn01]
     if mutual:
-        keep &= nn10[nn01] == torch.arange(len(d0), device=device)
-        keep &= _ratio_ok(top10, ratio)[nn01]
+        keep &= nn10[nn01] == arange
     i0 = torch.nonzero(keep).squeeze(1)
     return torch.stack([i0, nn01[i0]], 1).cpu().numpy().astype(np.int64)
 

@@ -32,8 +32,6 @@ from posfeat.entry import run_entry
 from stages.common import ROOT, dataset_root, load_params, param
 
 DATASETS = ("hpatches", "aachen", "eth")
-#: the extraction runs of the study (``posfeat`` also writes ``posfeat_sift``: PoSFeat descriptors on SIFT keypoints)
-STUDY_METHODS = METHODS
 MODEL_PATH = Path("models/posfeat.pt")
 
 
@@ -60,8 +58,8 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     """Run the stage; relative paths (dataset roots, model, output) are taken from ``base_dir``."""
     if dataset not in DATASETS:
         raise SystemExit(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if method not in STUDY_METHODS:
-        raise SystemExit(f"method must be one of {STUDY_METHODS}, got {method!r}")
+    if method not in METHODS:
+        raise SystemExit(f"method must be one of {METHODS}, got {method!r}")
     log = get_logger("stages.extract")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
@@ -82,7 +80,7 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
 def _cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="stages.extract", description=__doc__.splitlines()[0])
     ap.add_argument("dataset", choices=DATASETS)
-    ap.add_argument("method", choices=STUDY_METHODS)
+    ap.add_argument("method", choices=METHODS)
     a = ap.parse_args(argv)
     main(a.dataset, a.method)
     return 0
