@@ -3,6 +3,7 @@
     python benchmarks/profile_step.py                                  # params.yaml's train_desc, 20 steps
     python benchmarks/profile_step.py --steps 30 --out benchmarks/results/profile_step.json
     python benchmarks/profile_step.py --channels-last                  # the same step in NHWC memory format
+    python benchmarks/profile_step.py --conv-backward plain            # without the trainer's channels-last gradients
 
 It runs the trainer's own pieces (``PairDataset`` + ``StepBatchSampler`` data, ``StageForward``, the stage
 objective, backward, the optimiser step) on the prepared demo index (``data/prepared/megadepth.json``, made by
@@ -32,6 +33,7 @@ from posfeat.data.pairs import PairDataset, StepBatchSampler  # noqa: E402
 from posfeat.models import build_model  # noqa: E402
 from posfeat.training import check_stage_config  # noqa: E402
 from posfeat.training.config import build_loss, make_optimizer  # noqa: E402
+from posfeat.training.conv_backward import use_channels_last_backward  # noqa: E402
 from posfeat.training.distributed import DistInfo  # noqa: E402
 from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
 from posfeat.training.objectives import compute_objective  # noqa: E402
@@ -55,7 +57,8 @@ def _batches(params: dict, cfg: dict, steps: int):
         yield batch, time.perf_counter() - t0
 
 
-def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml") -> dict:
+def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml", conv_backward: str = "channels_last"
+            ) -> dict:
     """Per-phase seconds (mean over the steps after 3 warm-up steps) of stage-1 training steps."""
     params = yaml.safe_load(Path(params_path).read_text())
     cfg = check_stage_config("desc", dict(params["train_desc"]))
@@ -63,6 +66,8 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
     model = build_model(dict(params["model"]))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
+    if conv_backward == "channels_last":  # as the trainer on the CPU (posfeat.training.conv_backward)
+        use_channels_last_backward(model.backbone)
     set_train_modes(model, "desc", bool(cfg["freeze_bn"]))
     fwd = StageForward(model, "desc", int(cfg["backbone_passes"]))
     loss_fn = build_loss("desc", cfg)
@@ -90,7 +95,8 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
     mean = np.mean(rows, 0)
     total = float(mean.sum())
     return {
-        "steps": len(rows), "channels_last": channels_last, "threads": torch.get_num_threads(),
+        "steps": len(rows), "channels_last": channels_last, "conv_backward": conv_backward,
+        "threads": torch.get_num_threads(),
         "seconds_per_step": round(total, 4), "amp": str(amp).replace("torch.", "") if amp else None,
         "phases_s": {k: round(float(v), 4) for k, v in zip(PHASES, mean)},
         "phases_share": {k: round(float(v) / total, 3) for k, v in zip(PHASES, mean)},
@@ -103,11 +109,13 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC memory format for the network")
+    ap.add_argument("--conv-backward", choices=("channels_last", "plain"), default="channels_last",
+                    help="convolution gradients as the trainer computes them on the CPU, or plain nn.Conv2d")
     ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="parameters file (model, train_desc)")
     ap.add_argument("--out", help="write the JSON report here too")
     a = ap.parse_args(argv)
     res = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "params": a.params, **profile(a.steps, a.channels_last, Path(a.params))}
+           "params": a.params, **profile(a.steps, a.channels_last, Path(a.params), a.conv_backward)}
     print(json.dumps(res, indent=2))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -31,6 +31,7 @@ from posfeat.training.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, loa
 from posfeat.training.config import NOT_FINGERPRINTED, build_loss, check_stage_config
 from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
 from posfeat.training import fingerprints
+from posfeat.training.conv_backward import use_channels_last_backward
 from posfeat.training.forward import StageForward, set_train_modes, trainable_module
 from posfeat.training.history import History
 from posfeat.training.live import LiveLogger
@@ -201,6 +202,8 @@ def _build_model(stage: str, model_config, init_checkpoint, dev: torch.device, i
         p.requires_grad_(True)
     if info.enabled and dev.type == "cuda":
         model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
+    if dev.type == "cpu" and stage == "desc":  # same gradients computed channels-last: -12 % a step (conv_backward);
+        use_channels_last_backward(trained)      # the detector's stage-2 step was 3 % slower with it, so not there
     return model, init_digest
 
 
