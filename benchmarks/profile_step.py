@@ -57,8 +57,8 @@ def _batches(params: dict, cfg: dict, steps: int):
         yield batch, time.perf_counter() - t0
 
 
-def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml", conv_backward: str = "channels_last"
-            ) -> dict:
+def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml",
+            conv_backward: str = "channels_last") -> dict:
     """Per-phase seconds (mean over the steps after 3 warm-up steps) of stage-1 training steps."""
     params = yaml.safe_load(Path(params_path).read_text())
     cfg = check_stage_config("desc", dict(params["train_desc"]))

@@ -3,8 +3,8 @@
 On a 2-core CPU, stage 1 spends about half of a step in the backward pass of the U-Net decoder's 3×3
 convolutions, and oneDNN computes those gradients (above all the weight gradient) markedly faster from
 channels-last (NHWC) tensors than from the contiguous (NCHW) ones the rest of the network prefers; running
-the whole network channels-last is no faster, because the other layers lose what the convolutions gain
-(README, sweep 5). :class:`ChannelsLastBackwardConv2d` keeps the forward pass as it is and only computes
+the whole network channels-last (``profile_step.py --channels-last``) gained 7 % on an earlier machine and
+nothing measurable on this one, because the other layers lose what the convolutions gain (README, benchmarks). :class:`ChannelsLastBackwardConv2d` keeps the forward pass as it is and only computes
 the gradients of a convolution from channels-last copies of its input and output gradient (the copies cost
 a few milliseconds; ``benchmarks/profile_step.py --conv-backward``).
 
