@@ -17,8 +17,9 @@ What it measures, on images the default study never trains on:
   seed per image: ``../shared/data`` has no night photographs, so this stands in for Aachen's night queries).
 * **ETH layout** (``megadepth-strecha/<scene>``: real Strecha scenes with exact cameras): each scene is
   written as an ETH-layout scene (``images/`` + ``gt_cameras.txt``) in a scratch folder, then reconstructed
-  with the study's ETH pipeline (``extract.eth`` of ``params.yaml`` for PoSFeat; mutual NN) for the three
-  methods: registered images, 3D points, median rotation error against the ground truth.
+  with the study's ETH pipeline (``extract.eth`` of ``params.yaml`` for PoSFeat, ``eval.eth`` for matching,
+  verification and mapping: mutual NN, one mapper thread) for the three methods: registered images, 3D points,
+  median rotation error against the ground truth.
 
 The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--scales``, ``--pyramid`` and
 ``--rotations`` (and their ``--eth-`` twins) override them for a sweep; ``--input-norm`` overrides the checkpoint's
@@ -56,6 +57,7 @@ from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noq
 
 HPATCHES_CFG: dict = {}  # PoSFeat extraction settings: the study's extract.hpatches (see main)
 ETH_CFG: dict = {}  # the study's extract.eth
+ETH_EVAL: dict = {}  # the study's eval.eth (pipeline settings: matcher, verification, mapper threads)
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
 PARTS = ("hpatches", "warped", "epipolar", "epipolar_night", "eth")
 ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
@@ -229,8 +231,8 @@ def eval_eth(data: Path, work: Path, model) -> dict:
                  "sift": _extract("sift", scene / "images", names, work / f"eth_{md_scene.name}_sift.h5", None, ETH_CFG,
                                   cache=True)}
         for method, f in files.items():
-            r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, ETHConfig(), device="cpu",
-                               progress=False)
+            r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, ETHConfig.from_dict(ETH_EVAL),
+                               device="cpu", progress=False)
             out.setdefault(method, {})[md_scene.name] = {k: r.stats.get(k) for k in ETH_KEYS}
     return out
 
@@ -261,7 +263,10 @@ def main(argv=None) -> int:
                     help="override the checkpoint's model.input_norm (a test-time experiment)")
     ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
     a = ap.parse_args(argv)
-    study = yaml.safe_load(Path(a.params).read_text())["extract"]
+    params = yaml.safe_load(Path(a.params).read_text())
+    study = params["extract"]
+    ETH_EVAL.clear()
+    ETH_EVAL.update({"seed": params.get("seed", 0), **(params.get("eval", {}).get("eth") or {})})
     for cfg, name, prefix in ((HPATCHES_CFG, "hpatches", ""), (ETH_CFG, "eth", "eth_")):
         cfg.clear()
         cfg.update(ExtractConfig.from_dict(study[name], what=f"{a.params}: extract.{name}").__dict__)

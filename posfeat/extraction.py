@@ -15,8 +15,11 @@ PoSFeat keypoints follow the official extractor (ALGORITHM.md §4) with its pitf
   mirror image), the window is padded with ``-inf``: a border pixel only competes with real pixels.
 * **Threshold.** ``abs``: ``s > t``; ``max``: ``s > t·max(s)``; ``mean``: ``s > t·mean(s)`` (statistics of
   the admissible interior); ``None``/``"none"``: no threshold.
-* **Sub-pixel.** The score-weighted centroid of the 3×3 neighbourhood of the peak (weights clamped at 0;
-  the integer peak when all weights are 0).
+* **Sub-pixel.** ``subpixel: centroid`` (the original): the score-weighted centroid of the 3×3 neighbourhood of
+  the peak (weights clamped at 0; the integer peak when all weights are 0). ``quadratic``: per axis, the vertex of
+  the parabola through the peak and its two neighbours (:func:`refine_subpixel_quadratic`); the centroid pulls
+  every offset towards the pixel centre when the peak is broad (a neighbour at 0.9 of the peak moves it by at most
+  0.3 px where the parabola moves it by up to 0.5 px).
 * **Count.** The ``max_keypoints`` best by peak score (stable order). When fewer pixels pass, fewer are
   returned: no padding to "at least 128" zero-score points (pitfall 7.4.6).
 * **Image size.** The network needs H, W multiples of 16. The original crops the right/bottom remainder
@@ -61,6 +64,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("posfeat", "sift", "rootsift")
 THRESHOLD_MODES = ("abs", "max", "mean")
+SUBPIXEL_MODES = ("centroid", "quadratic")
 GPU_BATCH_PIXELS = 8 * 640 * 480
 """Default pixel budget of one network call on CUDA (``batch_size: None``): 8 images of 640×480."""
 
@@ -75,6 +79,8 @@ class ExtractConfig:
         threshold: score threshold ``t`` (PoSFeat only); ``None`` disables it.
         threshold_mode: ``abs`` | ``max`` | ``mean`` | ``None``.
         border: pixels this close to the image edge are never keypoints (1 = the original's interior).
+        subpixel: sub-pixel refinement of a score peak: ``centroid`` (the original: the score-weighted 3×3
+            centroid, :func:`refine_subpixel`) | ``quadratic`` (a parabola per axis, :func:`refine_subpixel_quadratic`).
         sift_keypoints: PoSFeat descriptors on OpenCV SIFT keypoints (scores = SIFT responses).
         batch_size: images of equal size per network call; ``None`` = 1 on CPU, and on CUDA up to 8
             images within :data:`GPU_BATCH_PIXELS` pixels.
@@ -110,6 +116,7 @@ class ExtractConfig:
     threshold: float | None = 0.9
     threshold_mode: str | None = "abs"
     border: int = 1
+    subpixel: str = "centroid"
     sift_keypoints: bool = False
     batch_size: int | None = None
     pad_multiple: int = 16
@@ -139,6 +146,8 @@ class ExtractConfig:
             self.threshold_mode = None
         if self.threshold_mode is not None and self.threshold_mode not in THRESHOLD_MODES:
             raise ValueError(f"threshold_mode must be one of {THRESHOLD_MODES} or None, got {self.threshold_mode!r}")
+        if self.subpixel not in SUBPIXEL_MODES:
+            raise ValueError(f"subpixel must be one of {SUBPIXEL_MODES}, got {self.subpixel!r}")
         if self.nms_radius < 0 or self.border < 0 or self.pad_multiple < 1:
             raise ValueError(
                 f"need nms_radius >= 0, border >= 0, pad_multiple >= 1; got {self.nms_radius}, {self.border}, "
@@ -207,6 +216,37 @@ def refine_subpixel(score: torch.Tensor, ij: torch.Tensor) -> torch.Tensor:
     return torch.stack([x, y], 1).to(torch.float32)
 
 
+def refine_subpixel_quadratic(score: torch.Tensor, ij: torch.Tensor) -> torch.Tensor:
+    """Per axis, the vertex of the parabola through an integer peak and its two neighbours.
+
+    Args:
+        score: ``(H, W)`` score map.
+        ij: ``(N, 2)`` integer peaks as (row, col).
+
+    Returns:
+        ``(N, 2)`` float ``(x, y)`` pixel coordinates. With ``l, c, r`` the scores left of, at and right of the
+        peak, the x offset is ``(l − r) / (2 (l − 2c + r))``, clamped to ±0.5 px (likewise y). An axis keeps the
+        integer position where the three scores are not concave (``l − 2c + r ≥ 0``: a plateau, or not a
+        peak) or a neighbour lies outside the map.
+    """
+    s = score.to(torch.float64)
+    h, w = s.shape
+    r, c = ij[:, 0], ij[:, 1]
+
+    def offset(lo: torch.Tensor, mid: torch.Tensor, hi: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+        den = lo - 2.0 * mid + hi
+        ok = inside & (den < 0)
+        off = 0.5 * (lo - hi) / torch.where(ok, den, -torch.ones_like(den))
+        return torch.where(ok, off.clamp(-0.5, 0.5), torch.zeros_like(off))
+
+    rm, rp = (r - 1).clamp(0, h - 1), (r + 1).clamp(0, h - 1)
+    cm, cp = (c - 1).clamp(0, w - 1), (c + 1).clamp(0, w - 1)
+    mid = s[r, c]
+    ox = offset(s[r, cm], mid, s[r, cp], (c >= 1) & (c <= w - 2))
+    oy = offset(s[rm, c], mid, s[rp, c], (r >= 1) & (r <= h - 2))
+    return torch.stack([c.to(torch.float64) + ox, r.to(torch.float64) + oy], 1).to(torch.float32)
+
+
 def detect_keypoints(
     score: torch.Tensor,
     nms_radius: int = 1,
@@ -214,6 +254,7 @@ def detect_keypoints(
     threshold_mode: str | None = "abs",
     max_keypoints: int | None = 8192,
     border: int = 1,
+    subpixel: str = "centroid",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Keypoints from a dense score map (see the module docstring for the exact rules).
 
@@ -224,11 +265,14 @@ def detect_keypoints(
         threshold_mode: ``abs`` | ``max`` | ``mean`` | ``None``.
         max_keypoints: keep the best this many (``None``/``<= 0``: all that pass).
         border: minimum distance (pixels) of a peak from the image edge.
+        subpixel: ``centroid`` (:func:`refine_subpixel`) | ``quadratic`` (:func:`refine_subpixel_quadratic`).
 
     Returns:
         ``xy`` ``(N, 2)`` float32 pixel coordinates (sub-pixel) and ``scores`` ``(N,)`` (the peak
         pixel's score), sorted by decreasing score. ``N`` may be smaller than ``max_keypoints``.
     """
+    if subpixel not in SUBPIXEL_MODES:
+        raise ValueError(f"subpixel must be one of {SUBPIXEL_MODES}, got {subpixel!r}")
     while score.dim() > 2:
         if score.shape[0] != 1:
             raise ValueError(f"detect_keypoints expects one H×W score map, got shape {tuple(score.shape)}")
@@ -254,7 +298,8 @@ def detect_keypoints(
     if max_keypoints is not None and max_keypoints > 0:
         order = order[:max_keypoints]
     ij = ij[order] + b
-    return refine_subpixel(score, ij), vals[order]
+    refine = refine_subpixel if subpixel == "centroid" else refine_subpixel_quadratic
+    return refine(score, ij), vals[order]
 
 
 def describe(local_map: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
@@ -450,7 +495,7 @@ def _pyramid_keypoints(outs, b: int, cfg: ExtractConfig) -> tuple[torch.Tensor, 
     xys, scores, descs = [], [], []
     for score, local, padded, (sx, sy) in outs:
         xy, sc = detect_keypoints(score[b, 0], cfg.nms_radius, cfg.threshold, cfg.threshold_mode,
-                                  cfg.max_keypoints, cfg.border)
+                                  cfg.max_keypoints, cfg.border, cfg.subpixel)
         descs.append(describe(local[b], xy, padded))
         xys.append(_from_scale(xy, sx, sy))
         scores.append(sc)
@@ -512,7 +557,8 @@ def _view_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev:
             detected.append(_pyramid_keypoints(outs, b, cfg))
         else:
             xy, sc = detect_keypoints(
-                score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border
+                score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border,
+                cfg.subpixel,
             )
             detected.append((xy, sc, _describe_multiscale(maps, b, xy)))
     return detected, described

@@ -21,6 +21,7 @@ from posfeat.extraction import (
     extract_sift,
     nms_mask,
     refine_subpixel,
+    refine_subpixel_quadratic,
 )
 from posfeat.io import DataError, FeatureReader
 from posfeat.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_checkpoint
@@ -83,6 +84,42 @@ def test_detect_symmetric_and_asymmetric_peaks():
     assert 35.0 < xy[1, 0] < 35.3 + 1e-6 and abs(float(xy[1, 1]) - 27.0) < 1e-5  # pulled towards the true peak
     assert sc[0] > sc[1]
 
+
+
+def test_refine_subpixel_quadratic_finds_the_vertex_of_a_paraboloid():
+    yy, xx = np.mgrid[0:9, 0:11].astype(np.float64)
+    s = torch.from_numpy(10.0 - 0.7 * (xx - 4.3) ** 2 - 1.9 * (yy - 2.8) ** 2).float()  # peak pixel (row 3, col 4)
+    xy = refine_subpixel_quadratic(s, torch.tensor([[3, 4]]))
+    np.testing.assert_allclose(xy[0].numpy(), [4.3, 2.8], atol=1e-4)
+
+
+def test_refine_subpixel_quadratic_keeps_plateaus_borders_and_non_peaks_integer():
+    s = torch.zeros(6, 7)
+    s[2, 2:4] = 1.0  # a 1×2 plateau, refined from its left pixel
+    s[0, 5], s[1, 5] = 3.0, 1.0  # a peak on the top edge: no neighbour above
+    xy = refine_subpixel_quadratic(s, torch.tensor([[2, 2], [0, 5], [4, 1]]))
+    np.testing.assert_allclose(xy[0].numpy(), [2.5, 2.0], atol=1e-6)  # l=0, c=1, r=1: the vertex at +0.5 (clamped)
+    np.testing.assert_allclose(xy[1].numpy(), [5.0, 0.0], atol=1e-6)  # y: outside the map; x: 0, 3, 0 → no shift
+    np.testing.assert_allclose(xy[2].numpy(), [1.0, 4.0], atol=1e-6)  # flat zeros: not concave, integer
+
+
+@pytest.mark.parametrize("x0, y0", [(20.3, 10.0), (20.0, 9.65), (19.6, 10.4)])
+def test_quadratic_subpixel_localises_a_broad_peak_better_than_the_centroid(x0, y0):
+    yy, xx = np.mgrid[0:30, 0:40].astype(np.float64)
+    s = torch.from_numpy(np.exp(-((xx - x0) ** 2 + (yy - y0) ** 2) / (2 * 1.5**2))).float()  # σ = 1.5 px
+    err = {}
+    for mode in ("centroid", "quadratic"):
+        xy, _ = detect_keypoints(s, nms_radius=2, threshold=0.5, threshold_mode="abs", subpixel=mode)
+        assert len(xy) == 1
+        err[mode] = math.hypot(xy[0, 0].item() - x0, xy[0, 1].item() - y0)
+    assert err["quadratic"] < 0.06 and err["centroid"] > 2 * err["quadratic"], err
+
+
+def test_subpixel_mode_is_checked():
+    with pytest.raises(ValueError, match="subpixel"):
+        ExtractConfig(subpixel="gaussian")
+    with pytest.raises(ValueError, match="subpixel"):
+        detect_keypoints(torch.zeros(5, 5), subpixel="none")
 
 # ---------------------------------------------------------------------------------- thresholds
 def _three_peaks() -> torch.Tensor:

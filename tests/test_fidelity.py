@@ -114,6 +114,7 @@ def test_params_and_paper_config_declare_the_switches():
         assert {"scales", "pyramid"} <= set(params["extract"][dataset])
         assert paper["extract"][dataset]["scales"] == [1.0] and paper["extract"][dataset]["pyramid"] is False
         assert paper["extract"][dataset]["rotations"] == [0]
+        assert paper["extract"][dataset]["subpixel"] == "centroid" and "subpixel" in params["extract"][dataset]
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     assert "train_desc" in dvc["stages"]["train_desc"]["params"]
     assert "train_kp" in dvc["stages"]["train_kp"]["params"]
