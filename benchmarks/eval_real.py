@@ -54,10 +54,10 @@ from posfeat.geometry import fundamental_from_poses, symmetric_epipolar_distance
 from posfeat.io import FeatureReader  # noqa: E402
 from posfeat.matching import match_descriptors  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
+from stages.common import seeded_settings  # noqa: E402
 
 HPATCHES_CFG: dict = {}  # PoSFeat extraction settings: the study's extract.hpatches (see main)
 ETH_CFG: dict = {}  # the study's extract.eth
-ETH_EVAL: dict = {}  # the study's eval.eth (pipeline settings: matcher, verification, mapper threads)
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
 PARTS = ("hpatches", "warped", "epipolar", "epipolar_night", "eth")
 ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
@@ -221,8 +221,9 @@ def write_eth_scene(megadepth_scene: Path, out: Path) -> Path:
     return out
 
 
-def eval_eth(data: Path, work: Path, model) -> dict:
-    """ETH statistics of posfeat / posfeat_sift_kp / sift on every ``megadepth-strecha`` scene written as an ETH scene."""
+def eval_eth(data: Path, work: Path, model, config: ETHConfig) -> dict:
+    """ETH statistics of posfeat / posfeat_sift_kp / sift on every ``megadepth-strecha`` scene written as an ETH scene,
+    reconstructed with the pipeline ``config`` (the study's ``eval.eth``)."""
     out: dict = {}
     for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
         scene = write_eth_scene(md_scene, work / "eth" / md_scene.name)
@@ -231,8 +232,8 @@ def eval_eth(data: Path, work: Path, model) -> dict:
                  "sift": _extract("sift", scene / "images", names, work / f"eth_{md_scene.name}_sift.h5", None, ETH_CFG,
                                   cache=True)}
         for method, f in files.items():
-            r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, ETHConfig.from_dict(ETH_EVAL),
-                               device="cpu", progress=False)
+            r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, config, device="cpu",
+                               progress=False)
             out.setdefault(method, {})[md_scene.name] = {k: r.stats.get(k) for k in ETH_KEYS}
     return out
 
@@ -265,8 +266,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     params = yaml.safe_load(Path(a.params).read_text())
     study = params["extract"]
-    ETH_EVAL.clear()
-    ETH_EVAL.update({"seed": params.get("seed", 0), **(params.get("eval", {}).get("eth") or {})})
+    eth_pipeline = ETHConfig.from_dict(seeded_settings(params, "eval.eth"))  # checked before any extraction
     for cfg, name, prefix in ((HPATCHES_CFG, "hpatches", ""), (ETH_CFG, "eth", "eth_")):
         cfg.clear()
         cfg.update(ExtractConfig.from_dict(study[name], what=f"{a.params}: extract.{name}").__dict__)
@@ -290,7 +290,7 @@ def main(argv=None) -> int:
              "warped": lambda: eval_hpatches(warped_sequences(data, work / "warped"), work, model, "warped"),
              "epipolar": lambda: epipolar_precision(data, work, model),
              "epipolar_night": lambda: epipolar_precision(data, work, model, night=True),
-             "eth": lambda: eval_eth(data, work, model)}
+             "eth": lambda: eval_eth(data, work, model, eth_pipeline)}
     res = {"weights": str(a.weights), "settings": {"hpatches": HPATCHES_CFG, "eth": ETH_CFG}}
     for name in PARTS:
         if name in a.only and not (name == "eth" and a.no_eth):

@@ -64,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("posfeat", "sift", "rootsift")
 THRESHOLD_MODES = ("abs", "max", "mean")
-SUBPIXEL_MODES = ("centroid", "quadratic")
 GPU_BATCH_PIXELS = 8 * 640 * 480
 """Default pixel budget of one network call on CUDA (``batch_size: None``): 8 images of 640×480."""
 
@@ -247,6 +246,11 @@ def refine_subpixel_quadratic(score: torch.Tensor, ij: torch.Tensor) -> torch.Te
     return torch.stack([c.to(torch.float64) + ox, r.to(torch.float64) + oy], 1).to(torch.float32)
 
 
+SUBPIXEL_REFINERS = {"centroid": refine_subpixel, "quadratic": refine_subpixel_quadratic}
+"""The ``subpixel`` modes of :func:`detect_keypoints` and :class:`ExtractConfig`."""
+SUBPIXEL_MODES = tuple(SUBPIXEL_REFINERS)
+
+
 def detect_keypoints(
     score: torch.Tensor,
     nms_radius: int = 1,
@@ -298,8 +302,7 @@ def detect_keypoints(
     if max_keypoints is not None and max_keypoints > 0:
         order = order[:max_keypoints]
     ij = ij[order] + b
-    refine = refine_subpixel if subpixel == "centroid" else refine_subpixel_quadratic
-    return refine(score, ij), vals[order]
+    return SUBPIXEL_REFINERS[subpixel](score, ij), vals[order]
 
 
 def describe(local_map: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Convolution gradients in channels-last memory order on the CPU: the same training, a faster backward.
 
-On a 2-core CPU, stage 1 spends about half of a step in the backward pass of the U-Net decoder's 3×3
-convolutions, and oneDNN computes those gradients (above all the weight gradient) markedly faster from
-channels-last (NHWC) tensors than from the contiguous (NCHW) ones the rest of the network prefers; running
-the whole network channels-last (``profile_step.py --channels-last``) gained 7 % on an earlier machine and
-nothing measurable on this one, because the other layers lose what the convolutions gain (README, benchmarks). :class:`ChannelsLastBackwardConv2d` keeps the forward pass as it is and only computes
-the gradients of a convolution from channels-last copies of its input and output gradient (the copies cost
-a few milliseconds; ``benchmarks/profile_step.py --conv-backward``).
+On a 2-core CPU, stage 1 spends about half of a step in the backward pass of the U-Net decoder's 3×3 convolutions,
+and oneDNN computes those gradients (above all the weight gradient) markedly faster from channels-last (NHWC)
+tensors than from the contiguous (NCHW) ones the rest of the network prefers; running the whole network
+channels-last (``profile_step.py --channels-last``) gained 7 % on an earlier machine and nothing measurable on
+this one, because the other layers lose what the convolutions gain (README, benchmarks).
+:class:`ChannelsLastBackwardConv2d` keeps the forward pass as it is and only computes the gradients of a
+convolution from channels-last copies of its input and output gradient (the copies cost a few milliseconds;
+``benchmarks/profile_step.py --conv-backward``).
 
 The gradients are the same sums in another order (float32 rounding differences only), so a trained model
 differs from the plain one in its last bits, as between two CPUs. The stage-1 trainer uses it for the backbone
