@@ -110,6 +110,9 @@ def test_params_and_paper_config_declare_the_switches():
         assert paper[stage]["crop"] == [1.0, 1.0]
     assert paper["train_desc"]["grayscale"] == 0
     assert paper["model"]["input_norm"] == "imagenet" and "input_norm" in params["model"]
+    # the demo's DAISY encoder (200-d) is a parameter: the paper's ResNet-50 U-Net with 128-d descriptors
+    assert paper["model"]["encoder"] == "resnet50" and paper["model"]["desc_dim"] == 128
+    assert paper["model"]["decoder"] is None and paper["model"]["pretrained"] is True
     for dataset in ("hpatches", "aachen", "eth"):  # the demo's test-time recipe, off at the paper scale
         assert {"scales", "pyramid"} <= set(params["extract"][dataset])
         assert paper["extract"][dataset]["scales"] == [1.0] and paper["extract"][dataset]["pyramid"] is False

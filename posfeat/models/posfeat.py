@@ -9,12 +9,17 @@ import torch
 import torch.nn as nn
 
 from ..io import DataError, atomic_path
+from .daisy import DaisyEncoder
 from .detector import KeypointDet
 from .resunet import DECODER_BLOCKS, ENCODERS, ResUNet
 
+#: encoders of :class:`PoSFeat`: the ResUNet's (``small``, ``resnet18/34/50``) and ``daisy``
+#: (:class:`~posfeat.models.daisy.DaisyEncoder`, a learnable DAISY: no decoder, no ImageNet weights)
+MODEL_ENCODERS = (*ENCODERS, "daisy")
+
 #: configuration keys of :func:`build_model` and their defaults (the paper's model)
 DEFAULT_CONFIG: dict[str, Any] = {
-    "encoder": "resnet50",
+    "encoder": "resnet50",  # resnet18/34/50 | small (a light CPU ResNet) | daisy (a learnable DAISY, no CNN)
     "pretrained": False,
     "desc_dim": 128,
     "global_map": False,   # build the unused CAPS coarse head (ALGORITHM.md §1.1)
@@ -44,8 +49,11 @@ class PoSFeat(nn.Module):
         super().__init__()
         cfg = resolve_config(config or {})
         self.config = cfg
-        self.backbone = ResUNet(cfg["encoder"], bool(cfg["pretrained"]), int(cfg["desc_dim"]), bool(cfg["global_map"]),
-                                cfg["decoder"], cfg["decoder_block"])
+        if cfg["encoder"] == "daisy":
+            self.backbone: nn.Module = DaisyEncoder(int(cfg["desc_dim"]))
+        else:
+            self.backbone = ResUNet(cfg["encoder"], bool(cfg["pretrained"]), int(cfg["desc_dim"]),
+                                    bool(cfg["global_map"]), cfg["decoder"], cfg["decoder_block"])
         in_channels = self.backbone.desc_dim + self.backbone.stem_channels
         self.detector = KeypointDet(in_channels, 1, cfg["det_conv1"], int(cfg["det_img"]), int(cfg["det_mid"]))
 
@@ -76,8 +84,14 @@ def resolve_config(config: dict) -> dict:
     if unknown:
         raise ValueError(f"unknown model config key(s) {unknown}; allowed keys: {sorted(DEFAULT_CONFIG)}")
     cfg = {**DEFAULT_CONFIG, **config}
-    if cfg["encoder"] not in ENCODERS:
-        raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(ENCODERS)}")
+    if cfg["encoder"] not in MODEL_ENCODERS:
+        raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(MODEL_ENCODERS)}")
+    if cfg["encoder"] == "daisy":
+        given = [k for k in ("pretrained", "global_map", "decoder") if cfg[k]]
+        if given or cfg["decoder_block"] != "conv":
+            raise ValueError(f"model config: the daisy encoder has no ImageNet weights, coarse head or decoder; "
+                             f"set {given + (['decoder_block: conv'] if cfg['decoder_block'] != 'conv' else [])} "
+                             f"to false / null")
     if cfg["input_norm"] not in INPUT_NORMS:
         raise ValueError(f"model config: input_norm must be one of {list(INPUT_NORMS)}, got {cfg['input_norm']!r}")
     if cfg["decoder_block"] not in DECODER_BLOCKS:
