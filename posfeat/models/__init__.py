@@ -1,15 +1,19 @@
-"""PoSFeat networks: the ResUNet descriptor backbone, the KeypointDet head, the model and checkpoints."""
+"""PoSFeat networks: the descriptor backbones (the paper's ResUNet, the CPU DaisyEncoder), the KeypointDet head, the
+model and checkpoints."""
 
+from .daisy import DaisyEncoder
 from .detector import KeypointDet
-from .posfeat import DEFAULT_CONFIG, PoSFeat, build_model, load_checkpoint, resolve_config, save_checkpoint
+from .posfeat import DEFAULT_CONFIG, MODEL_ENCODERS, PoSFeat, build_model, load_checkpoint, resolve_config, save_checkpoint
 from .resunet import ENCODERS, IMAGENET_MEAN, IMAGENET_STD, ResUNet, normalize_image, pretrained_weights_path
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DaisyEncoder",
     "ENCODERS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "KeypointDet",
+    "MODEL_ENCODERS",
     "PoSFeat",
     "ResUNet",
     "build_model",

@@ -87,11 +87,11 @@ def resolve_config(config: dict) -> dict:
     if cfg["encoder"] not in MODEL_ENCODERS:
         raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(MODEL_ENCODERS)}")
     if cfg["encoder"] == "daisy":
-        given = [k for k in ("pretrained", "global_map", "decoder") if cfg[k]]
-        if given or cfg["decoder_block"] != "conv":
-            raise ValueError(f"model config: the daisy encoder has no ImageNet weights, coarse head or decoder; "
-                             f"set {given + (['decoder_block: conv'] if cfg['decoder_block'] != 'conv' else [])} "
-                             f"to false / null")
+        extra = [f"{k}: {cfg[k]!r}" for k in ("pretrained", "global_map", "decoder") if cfg[k]]
+        extra += [f"decoder_block: {cfg['decoder_block']!r}"] if cfg["decoder_block"] != "conv" else []
+        if extra:
+            raise ValueError(f"model config: the daisy encoder has no ImageNet weights, coarse head or decoder; got "
+                             f"{', '.join(extra)} (set pretrained and global_map to false, decoder to null)")
     if cfg["input_norm"] not in INPUT_NORMS:
         raise ValueError(f"model config: input_norm must be one of {list(INPUT_NORMS)}, got {cfg['input_norm']!r}")
     if cfg["decoder_block"] not in DECODER_BLOCKS:
