@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-#: luminance weights of the gradient's initialisation (ITU-R BT.601)
+#: luminance weights of the gradient (ITU-R BT.601)
 LUMA = (0.299, 0.587, 0.114)
 
 
@@ -79,7 +79,7 @@ def _bilinear_stride2(x: torch.Tensor, u: float, v: float, rows: int, cols: int)
 
 
 class DaisyEncoder(nn.Module):
-    """Dense DAISY with a learnable gradient and projection; see the module docstring.
+    """Dense DAISY with a learnt linear projection; see the module docstring.
 
     Args:
         desc_dim: channels of ``local_map`` (``None`` = the DAISY size, the identity projection).
@@ -137,8 +137,8 @@ class DaisyEncoder(nn.Module):
         """The orientation maps Gaussian-pooled at each of :attr:`sigmas`, at half resolution.
 
         ``hist`` is averaged over 2×2 blocks first (a box of variance 1/4 px² per axis), then blurred
-        incrementally (σ² adds up) at half resolution: every width is at least 2.5 px, so the pooled maps are
-        smooth enough to be sampled there, at a quarter of the full-resolution cost.
+        incrementally (σ² adds up) at half resolution: the narrowest width, ``radius / (2·rings)`` (2.5 px by
+        default), keeps the pooled maps smooth enough to be sampled there, at a quarter of the full-resolution cost.
         """
         x = F.avg_pool2d(hist, 2)
         done, out = 0.25, []  # variance in full-resolution px² per axis
