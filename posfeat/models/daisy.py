@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .resunet import check_image_batch
+
 #: luminance weights of the gradient (ITU-R BT.601)
 LUMA = (0.299, 0.587, 0.114)
 
@@ -173,11 +175,7 @@ class DaisyEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x``: ``B×3×H×W`` (H, W multiples of 4) → ``local_map`` and ``local_map_small``."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"DaisyEncoder expects a B×3×H×W image tensor, got shape {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h % 4 or w % 4:
-            raise ValueError(f"DaisyEncoder needs H and W to be multiples of 4, got H={h}, W={w}")
+        check_image_batch(x, 4, "DaisyEncoder")
         hist = self.orientation_maps(x)
         small = F.avg_pool2d(hist, 4)
         small = small / (small.sum(1, keepdim=True) + 1e-6)

@@ -48,6 +48,15 @@ def normalize_image(img: torch.Tensor) -> torch.Tensor:
     return (img - mean) / std
 
 
+def check_image_batch(x: torch.Tensor, multiple: int, network: str, hint: str = "") -> None:
+    """``ValueError`` naming ``network`` unless ``x`` is ``B×3×H×W`` with H and W multiples of ``multiple``."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"{network} expects a B×3×H×W image tensor, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    if h % multiple or w % multiple:
+        raise ValueError(f"{network} needs H and W to be multiples of {multiple}, got H={h}, W={w}{hint}")
+
+
 def pretrained_weights_path(encoder: str) -> Path:
     """Where torchvision's hub cache keeps the ImageNet weights of ``encoder`` (never downloaded here)."""
     if encoder not in _TORCHVISION_WEIGHTS:
@@ -211,11 +220,7 @@ class ResUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``x``: ImageNet-normalised ``B×3×H×W``, H and W multiples of 16."""
-        if x.ndim != 4 or x.shape[1] != 3:
-            raise ValueError(f"ResUNet expects a B×3×H×W image tensor, got shape {tuple(x.shape)}")
-        h, w = x.shape[-2:]
-        if h % 16 or w % 16:
-            raise ValueError(f"ResUNet needs H and W to be multiples of 16, got H={h}, W={w} (crop or resize first)")
+        check_image_batch(x, 16, "ResUNet", " (crop or resize first)")
         x = self.firstrelu(self.firstbn(self.firstconv(x)))
         x_first = self.firstmaxpool(x)
         x1 = self.layer1(x_first)
