@@ -32,7 +32,8 @@ from posfeat.models import build_model
 from posfeat.utils import resolve_device
 
 MODELS = {
-    "demo (small)": {"encoder": "small"},
+    "demo (daisy)": {"encoder": "daisy", "desc_dim": 200},
+    "small (sweeps 1-9)": {"encoder": "small"},
     "paper (resnet50)": {"encoder": "resnet50"},
 }
 SIZES = {"640x480": (640, 480), "1024x768": (1024, 768)}

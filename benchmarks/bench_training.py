@@ -46,8 +46,11 @@ if str(ROOT) not in sys.path:
 SCALES = {
     # model config, stage-1 (size, batch), stage-2 (size, batch), stage-1 BatchNorm (freeze_bn, backbone_passes)
     # as in params.yaml (demo) and configs/paper.yaml (paper)
-    "demo": {"model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32, "decoder": [256, 128]},
+    "demo": {"model": {"encoder": "daisy", "desc_dim": 200, "det_conv1": 32, "det_img": 16, "det_mid": 32},
              "desc": ((320, 240), 4), "kp": ((320, 240), 2), "bn": (True, 1)},
+    # the demo scale of sweeps 1-9: the small convolutional encoder with the 256/128 decoder
+    "demo_small": {"model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32, "decoder": [256, 128]},
+                   "desc": ((320, 240), 4), "kp": ((320, 240), 2), "bn": (True, 1)},
     # the demo scale before the sweep (the measurements): 256×192, the small encoder's 64/32 decoder
     "demo256": {"model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32},
                 "desc": ((256, 192), 4), "kp": ((256, 192), 2), "bn": (True, 1)},
