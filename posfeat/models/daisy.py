@@ -105,6 +105,7 @@ class DaisyEncoder(nn.Module):
         self.register_buffer("bin_sin", angles.sin().float(), persistent=False)
         sigmas = [radius * (i + 1) / (2 * rings) for i in range(rings)]
         self.sigmas = [sigmas[0]] + sigmas  # the centre histogram uses the first ring's width
+        self.blur_kernels = self._incremental_kernels()
         offsets = [(0.0, 0.0)]
         for i in range(rings):
             r = radius * (i + 1) / rings
@@ -135,19 +136,31 @@ class DaisyEncoder(nn.Module):
         cos = (gx * self.bin_cos.view(1, -1, 1, 1) + gy * self.bin_sin.view(1, -1, 1, 1)) / mag
         return mag * torch.exp(self.kappa * cos)
 
+    def _incremental_kernels(self) -> list[torch.Tensor | None]:
+        """Per width of :attr:`sigmas`, the half-resolution Gaussian that takes the previous level to it (σ² adds
+        up, from the 2×2 average's 1/4 px² per axis), or ``None`` when the width repeats."""
+        done, kernels = 0.25, []  # variance in full-resolution px² per axis
+        for sigma in self.sigmas:
+            if sigma ** 2 > done + 1e-9:
+                kernels.append(gaussian_kernel1d(math.sqrt(sigma ** 2 - done) / 2))
+                done = sigma ** 2
+            else:
+                kernels.append(None)
+        return kernels
+
     def pooled_maps(self, hist: torch.Tensor) -> list[torch.Tensor]:
         """The orientation maps Gaussian-pooled at each of :attr:`sigmas`, at half resolution.
 
         ``hist`` is averaged over 2×2 blocks first (a box of variance 1/4 px² per axis), then blurred
-        incrementally (σ² adds up) at half resolution: the narrowest width, ``radius / (2·rings)`` (2.5 px by
-        default), keeps the pooled maps smooth enough to be sampled there, at a quarter of the full-resolution cost.
+        incrementally (:attr:`blur_kernels`) at half resolution: the narrowest width, ``radius / (2·rings)`` (2.5 px
+        by default), keeps the pooled maps smooth enough to be sampled there, at a quarter of the full-resolution
+        cost.
         """
         x = F.avg_pool2d(hist, 2)
-        done, out = 0.25, []  # variance in full-resolution px² per axis
-        for sigma in self.sigmas:
-            if sigma ** 2 > done + 1e-9:
-                x = gaussian_blur(x, gaussian_kernel1d(math.sqrt(sigma ** 2 - done) / 2))
-                done = sigma ** 2
+        out = []
+        for kernel in self.blur_kernels:
+            if kernel is not None:
+                x = gaussian_blur(x, kernel)
             out.append(x)
         return out
 
