@@ -86,6 +86,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--retrieval-neighbors", type=int, default=50, help="retrieval pairs: neighbours per image")
     s.add_argument("--pairs", help="pair list 'nameA nameB' (names relative to images/); None: the scene's own "
                                    "pairs.txt / image_pairs.txt / match_list.txt if any")
+    s.add_argument("--seed", type=int, default=0, help="every random seed: RANSAC, retrieval, mapper")
+    s.add_argument("--focal-init", choices=["two_view", "guess"], default="two_view",
+                   help="initial focal length of photos without EXIF: self-calibrated from the verified pairs "
+                        "(two_view) or COLMAP's 1.2·max(w, h) (guess)")
+    s.add_argument("--mapping-attempts", type=int, default=3,
+                   help="mapper runs with seeds seed, seed+1, ... while the largest model leaves images out")
+    s.add_argument("--num-threads", type=int, default=-1, help="COLMAP threads (-1: all cores)")
     s.add_argument("--no-database", action="store_true",
                    help="ignore the scene's database.db (cameras from EXIF or guessed instead)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")

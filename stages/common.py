@@ -27,7 +27,10 @@ def load_params(path: str | Path = ROOT / "params.yaml") -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise DataError(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+        col = f", column {mark.column + 1}" if mark is not None else ""
+        raise DataError(f"{where}: not valid YAML{col} ({getattr(e, 'problem', None) or e}); fix the syntax there "
+                        f"(a bracket or quote left open, a tab, a missing ': '); `git diff {path.name}` shows the "
+                        "edit") from e
     if not isinstance(params, dict):
         raise DataError(f"{path}: expected a mapping of parameters, got {type(params).__name__}")
     return params

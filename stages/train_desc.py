@@ -16,6 +16,7 @@ from pathlib import Path
 
 from posfeat.io import read_json
 from posfeat.training import train
+from posfeat.training.config import check_optimizer
 from posfeat.utils import ParamError
 from stages.common import ROOT, load_params, param, stage_entry
 
@@ -42,7 +43,7 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     """
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    opt = param(params, "optimizer", str)
+    opt = check_optimizer(param(params, "optimizer", str), "optimizer")
     lrs = param(params, "lr", dict)
     if opt not in lrs:
         raise ParamError(f"params.yaml: lr has no entry for optimizer {opt!r} (have {sorted(lrs)})")

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from posfeat.training import train
+from posfeat.training.config import check_optimizer
 from stages.common import ROOT, load_params, param, stage_entry
 from stages.train_desc import MODEL_PATH as DESC_MODEL_PATH
 from stages.train_desc import load_stage_index
@@ -30,7 +31,7 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
     cfg = dict(param(params, "train_kp", dict))
-    opt = param(cfg, "optimizer", str, "sgd")
+    opt = check_optimizer(param(cfg, "optimizer", str, "sgd"), "train_kp.optimizer")
     lr = float(param(cfg, "lr", float, 1e-3))
     cfg.pop("optimizer", None), cfg.pop("lr", None)
     return train(

@@ -531,3 +531,30 @@ def test_kill_9_mid_extraction_then_rerun_gives_a_whole_file(tmp_path):
             g = h5[name]
             assert g["descriptors"].shape == (128, len(g["keypoints"])) and len(g["keypoints"]) > 0
     assert list(out.parent.iterdir()) == [out], "the rerun left temporaries behind"
+
+
+@pytest.mark.parametrize("stage_name, edit, key", [
+    ("train_kp", lambda p: p["train_kp"].__setitem__("optimizer", "adamw"), "train_kp.optimizer = 'adamw'"),
+    ("train_desc", lambda p: p.__setitem__("optimizer", "adamw"), "optimizer = 'adamw'"),
+])
+def test_unknown_optimizer_is_one_line_before_training(tmp_path, capsys, stage_name, edit, key):
+    """An optimizer the trainer does not have: one line naming the key, the choices and a fix; nothing written."""
+    import importlib
+
+    stage = importlib.import_module(f"stages.{stage_name}")
+    params = _params()
+    edit(params)
+    rc, err = _stage(lambda: stage.main(params, base_dir=tmp_path), capsys)
+    _assert_bad(rc, err, key, "expected one of adam, sgd", "dvc exp run -S", prog="stages.test")
+    assert not (tmp_path / "models").exists()
+
+
+def test_yaml_syntax_error_names_line_column_and_fix(tmp_path, capsys):
+    """A params file with a bracket left open: file, line, column, what YAML expected and how to fix it."""
+    from stages.common import load_params
+
+    bad = tmp_path / "params.yaml"
+    bad.write_text("seed: 0\ndevice: auto\nextract:\n  methods: [posfeat, sift\n  other: 1\n")
+    rc, err = _stage(lambda: load_params(bad), capsys)
+    line = _assert_bad(rc, err, f"{bad}:5", "not valid YAML, column", "fix the syntax there", prog="stages.test")
+    assert "git diff params.yaml" in line

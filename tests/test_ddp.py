@@ -104,6 +104,7 @@ def _losses(live: Path) -> list[float]:
     return [float(line.split("\t")[1]) for line in lines]
 
 
+@pytest.mark.slow
 def test_two_processes_give_the_single_process_loss(demo_root, tmp_path):
     index, _ = prepare_megadepth(demo_root / "megadepth", seed=0)
     write_json(tmp_path / "index.json", index)

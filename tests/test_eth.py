@@ -176,6 +176,7 @@ def _sift(root: Path, scene: str, out: Path, max_keypoints: int) -> list[str]:
     return names
 
 
+@pytest.mark.slow
 def test_demo_eth_scene_with_sift(tmp_path):
     """SIFT on a demo ETH scene (the demo stage's "Plaza", 12 views over 150°): every image registered,
     sub-degree median rotation error, accurate relative poses."""
@@ -197,6 +198,7 @@ def test_demo_eth_scene_with_sift(tmp_path):
     assert 0 < s["mean_reproj_error"] < 1.0
 
 
+@pytest.mark.slow
 def test_demo_root_scene(demo_root, tmp_path):
     """The small demo fixture's ETH scene (6 views over 150°: a weakly connected view graph): whatever is
     registered is consistent; a rerun into the same work folder replaces it and, with one COLMAP thread,
@@ -210,7 +212,7 @@ def test_demo_root_scene(demo_root, tmp_path):
     scene = list_scenes(root)[0]
     names = _sift(root, scene, tmp_path / "eth.h5", 4096)
     work = tmp_path / "work"
-    cfg = eth.ETHConfig(num_threads=1)
+    cfg = eth.ETHConfig(num_threads=1, mapping_attempts=1)
     res = eth.evaluate_scene(root / scene, tmp_path / "eth.h5", work, cfg, device="cpu", progress=False)
     s = res.stats
     n = len(names)
@@ -239,7 +241,8 @@ def test_demo_root_scene(demo_root, tmp_path):
     assert s["num_observations_per_image"] == pytest.approx(s["num_observations"] / s["num_reg_images"], rel=1e-6)
     assert 0 < s["mean_reproj_error"] < 2.0
     assert s["median_rotation_error_deg"] is not None and s["median_center_error"] is not None
-    assert set(res.timings) == {"import", "pairs", "matching", "verification", "mapping"}
+    assert set(res.timings) == {"import", "pairs", "matching", "verification", "focal_estimation", "mapping"}
+    assert [a["seed"] for a in s["mapping"]["attempts"]] == [0]
     (work / "leftover.txt").write_text("from an earlier run")
     res2 = eth.evaluate_scene(root / scene, tmp_path / "eth.h5", work, cfg, device="cpu", progress=False)
     assert not (work / "leftover.txt").exists()

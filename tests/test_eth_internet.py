@@ -65,6 +65,7 @@ def internet_scene(shared_data, tmp_path_factory):
     return scene, feats
 
 
+@pytest.mark.slow
 def test_internet_collection_registers_every_image(internet_scene, tmp_path):
     """Mixed sizes, principal points and focal lengths, EXIF on half: every image registers, poses are right."""
     scene, feats = internet_scene
@@ -88,6 +89,7 @@ def test_internet_collection_registers_every_image(internet_scene, tmp_path):
     assert priors == [True, False] * 4
 
 
+@pytest.mark.slow
 def test_two_sided_ratio_loses_inliers(internet_scene, tmp_path):
     """The cause measured on the internet scene: the two-sided ratio 0.75 keeps far fewer verified inliers."""
     scene, feats = internet_scene
@@ -124,6 +126,7 @@ def _old_schema_database(path: Path, cameras: dict[str, tuple[int, int, float]])
     c.close()
 
 
+@pytest.mark.slow
 def test_scene_database_is_used(internet_scene, tmp_path):
     """<Scene>/database.db (COLMAP 3 schema): its cameras, prior focals, names and ids; the release file untouched."""
     import shutil

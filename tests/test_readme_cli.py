@@ -33,6 +33,7 @@ def test_readme_block_is_complete():
     assert any(re.search(r"--images ETH/Fountain(\s|$)", ln) for ln in lines)
 
 
+@pytest.mark.slow
 def test_readme_commands_run_in_sequence(demo_root, tmp_path, monkeypatch):
     from posfeat.data.eth import list_scenes
     from posfeat.models import build_model

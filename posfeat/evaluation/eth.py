@@ -65,7 +65,7 @@ import h5py
 import numpy as np
 import pycolmap
 
-from posfeat import colmap
+from posfeat import colmap, reconstruction
 from posfeat.data.eth import list_scene_images, list_scenes, read_gt_cameras
 from posfeat.feature_names import resolve_feature_names
 from posfeat.data.megadepth import Camera
@@ -103,6 +103,8 @@ class ETHConfig:
     verification_max_num_trials: int = 20000  # RANSAC trial cap (hloc; COLMAP default 10000)
     verification_min_inlier_ratio: float = 0.1  # inlier ratio RANSAC plans for (hloc; COLMAP default 0.25)
     min_num_matches: int = 15  # mapper: pairs with fewer verified matches are ignored (COLMAP default)
+    focal_init: str = "two_view"  # initial focal of cameras without a prior: two_view (self-calibrated) | guess
+    mapping_attempts: int = 3  # mapper runs (seeds seed, seed+1, …) while the largest model misses images
     num_threads: int = -1  # COLMAP threads (-1: all cores; mapping is then not repeatable under CPU load, 1 is)
     seed: int = 0  # RANSAC, retrieval vocabulary and mapper seed
 
@@ -554,26 +556,39 @@ def evaluate_scene(
         log.warning(msg)
         return SceneResult(scene, stats, _round(timings), msg)
 
+    if cfg.focal_init not in ("two_view", "guess"):
+        raise DataError(f"eval.eth.focal_init: expected 'two_view' or 'guess', found {cfg.focal_init!r}")
     t0 = time.perf_counter()
-    sparse = work / "sparse"
-    sparse.mkdir()
+    db = pycolmap.Database.open(str(db_path))
+    try:
+        focals = reconstruction.estimate_focals(db, cfg.verification_min_inliers)
+        if cfg.focal_init == "two_view":
+            reconstruction.apply_focals(db, focals)
+        else:
+            focals.source = {c: ("prior" if s == "prior" else "guess") for c, s in focals.source.items()}
+    finally:
+        db.close()
+    protocol["focal_init"] = cfg.focal_init
+    protocol["focal_sources"] = focals.counts()
+    timings["focal_estimation"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
     opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed, min_num_matches=cfg.min_num_matches)
-    with colmap.colmap_log_level(False):
-        models = pycolmap.incremental_mapping(str(db_path), str(scene_dir / "images"), str(sparse), opts)
+    rec, model_dir, num_models, mrep = reconstruction.reconstruct(db_path, scene_dir / "images", work / "sparse", opts,
+                                                                  len(db_names), cfg.mapping_attempts)
     timings["mapping"] = time.perf_counter() - t0
-    rec = colmap.largest_model(models)
-    stats["num_models"] = len(models)
+    stats["num_models"] = num_models
+    stats["mapping"] = mrep.to_dict()
     if rec is None:
         msg = f"{scene}: the mapper found no model (no good initial pair)"
         log.warning(msg)
         return SceneResult(scene, stats, _round(timings), msg)
-    best_idx = next(i for i, r in models.items() if r is rec)
     stats.update(colmap.reconstruction_stats(rec))
     if gt is not None:
         stats.update(pose_accuracy(rec, gt))
-    msg = f"ok: largest of {len(models)} model(s) registers {rec.num_reg_images()}/{len(db_names)} images"
+    msg = (f"ok: largest of {num_models} model(s) registers {rec.num_reg_images()}/{len(db_names)} images "
+           f"(mapping attempt {mrep.best_attempt + 1} of {len(mrep.attempts)})")
     log.info("%s: %s, %d points", scene, msg, rec.num_points3D())
-    return SceneResult(scene, stats, _round(timings), msg, str(sparse / str(best_idx)))
+    return SceneResult(scene, stats, _round(timings), msg, str(model_dir))
 
 
 def _round(t: dict[str, float]) -> dict[str, float]:
@@ -633,7 +648,8 @@ def run_cli(args) -> int:
     workdir = Path(args.workdir) if getattr(args, "workdir", None) else out.with_name(out.stem + "_work")
     cfg = ETHConfig(ratio=None if args.ratio is None or args.ratio >= 1.0 else args.ratio,
                     max_exhaustive_images=args.max_exhaustive_images, retrieval_neighbors=args.retrieval_neighbors,
-                    pairs_file=args.pairs, use_scene_database=not args.no_database)
+                    pairs_file=args.pairs, use_scene_database=not args.no_database, seed=args.seed,
+                    focal_init=args.focal_init, mapping_attempts=args.mapping_attempts, num_threads=args.num_threads)
     res = evaluate_scene(args.scene, args.features, workdir, cfg, device=getattr(args, "device", "auto"))
     write_json(out, {res.scene: res.to_dict()})
     print(format_table({"features": {res.scene: res.stats}}))

@@ -83,8 +83,21 @@ def check_stage_config(stage: str, cfg: dict) -> dict:
     return out
 
 
+#: the optimizers a training stage can use
+OPTIMIZERS: tuple[str, ...] = ("adam", "sgd")
+
+
+def check_optimizer(name: object, key: str) -> str:
+    """``name`` if it is one of :data:`OPTIMIZERS`, else a :class:`ParamError` naming ``key`` and the fix."""
+    if name not in OPTIMIZERS:
+        raise ParamError(f"params.yaml: {key} = {name!r}: expected one of {', '.join(OPTIMIZERS)} "
+                         f"(e.g. dvc exp run -S {key}={OPTIMIZERS[-1]})")
+    return str(name)
+
+
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     """``adam`` (default betas, no weight decay) or ``sgd`` (momentum 0, no weight decay)."""
+    check_optimizer(name, "optimizer")
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     if name == "sgd":
