@@ -204,7 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda (default) | cuda:N | cpu (dry run; use with --tiny)")
     p.add_argument("--tiny", action="store_true", help="demo-scale sizes (a dry run of every part)")
-    p.add_argument("--out", help="JSON report (default: benchmarks/results/gpu_check-<time>.json)")
+    p.add_argument("--out", help="JSON report (default: $OUT/gpu_check.json where OUT is set, as on a lent device "
+                                 "machine, else benchmarks/results/gpu_check-<time>.json)")
     p.add_argument("--skip", nargs="*", default=[], choices=list(SECTION_TIMEOUT), help="sections to leave out")
     p.add_argument("--part", nargs="+", help=argparse.SUPPRESS)  # child processes
     args = p.parse_args(argv)
@@ -234,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_check: --device cpu runs only with --tiny (paper scale on a CPU takes far too long)", file=sys.stderr)
         return 2
     sizes = TINY if args.tiny else PAPER
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"gpu_check-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    default = (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT")
+               else ROOT / "benchmarks" / "results" / f"gpu_check-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    out = Path(args.out) if args.out else default
     report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "tiny": args.tiny,
               **_versions(), "sections": {}}
     t_start = time.perf_counter()

@@ -144,7 +144,8 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} requested but CUDA is not available on this machine")
+        raise ParamError(f"device {device!r} requested but CUDA is not available on this machine; run on a GPU "
+                         "machine, or on the CPU with an explicit override (dvc exp run -S device=cpu)")
     return dev
 
 

@@ -42,10 +42,16 @@ def _merge(dst, src: dict, where: str = "") -> None:
 
 
 def dvc_args(overrides: dict) -> list[str]:
-    """``-S key=value`` pairs for ``dvc exp run`` (values in JSON/YAML flow syntax)."""
+    """``-S key=value`` pairs for ``dvc exp run``: values in compact JSON/YAML flow syntax (``[640,480]``,
+    ``null``), so that ``dvc exp run $(python -m stages.configure F --dvc-args)`` splits them correctly.
+    A value with white space cannot pass through ``$(…)`` and is refused (use the in-place mode)."""
     args: list[str] = []
     for key, value in _flatten(overrides).items():
-        args += ["-S", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+        text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        if any(c.isspace() for c in text):
+            raise DataError(f"override {key} = {value!r}: white space cannot go through "
+                            "`dvc exp run $(… --dvc-args)`; merge the file into params.yaml instead")
+        args += ["-S", f"{key}={text}"]
     return args
 
 
@@ -59,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     yaml.preserve_quotes = True
     overrides = load_params(args.overrides)  # DataError: missing, not YAML, not a mapping
     if args.dvc_args:
-        print(" ".join(f"'{a}'" if a != "-S" else a for a in dvc_args(overrides)))
+        print(" ".join(dvc_args(overrides)))
         return 0
     params_path = Path(args.params)
     params = yaml.load(params_path.read_text())

@@ -109,6 +109,12 @@ def test_params_and_paper_config_declare_the_switches():
         assert paper[stage]["rotation"] == 0 and paper[stage]["scale"] == [1.0, 1.0] and paper[stage]["night"] == 0
         assert paper[stage]["crop"] == [1.0, 1.0]
     assert paper["train_desc"]["grayscale"] == 0
+    # the official colour jitter in both stages, a GPU (no silent CPU fallback), the ETH kit's protocol
+    assert paper["train_desc"]["color_jitter"] == paper["train_kp"]["color_jitter"] == [1.0, 1.0, 1.0, 0.4]
+    assert paper["device"] == "cuda" and params["device"] == "auto"
+    official_eth = {"ratio": 0.75, "max_exhaustive_images": None, "verification_max_num_trials": 10000,
+                    "verification_min_inlier_ratio": 0.25, "num_threads": -1}
+    assert {k: paper["eval"]["eth"][k] for k in official_eth} == official_eth
     assert paper["model"]["input_norm"] == "imagenet" and "input_norm" in params["model"]
     # the demo's DAISY encoder (200-d) is a parameter: the paper's ResNet-50 U-Net with 128-d descriptors
     assert paper["model"]["encoder"] == "resnet50" and paper["model"]["desc_dim"] == 128

@@ -45,3 +45,24 @@ def test_bench_training_reports_the_loss_share():
     assert r["amp"] == "float32" and r["backbone_passes"] == 1 and r["freeze_bn"] is True
     assert 0 <= r["loss_share"] < 1 and r["seconds_per_iteration_network_only"] > 0
     assert 0 < r["loss_forward_seconds"] < r["seconds_per_iteration"]
+
+
+def test_suite_collects_without_pycolmap(tmp_path):
+    """On a machine with torch but no pycolmap (a bare CUDA machine) the CUDA tests still collect."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    (tmp_path / "pycolmap.py").write_text("raise ImportError('no pycolmap on this machine')\n")
+    hide = tmp_path / "sitecustomize.py"
+    hide.write_text("import importlib.util, sys\n_find = importlib.util.find_spec\n"
+                    "importlib.util.find_spec = lambda n, *a: None if n == 'pycolmap' else _find(n, *a)\n"
+                    "sys.modules['pycolmap'] = None\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{root}")
+    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+                          "-k", "cuda or gpu"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "error" not in res.stdout.lower().split("\n")[-2], res.stdout[-2000:]
+    assert "test_models.py" in res.stdout and "test_eth.py" not in res.stdout
