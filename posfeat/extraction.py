@@ -57,7 +57,7 @@ from tqdm import tqdm
 from posfeat import rotations
 from posfeat.data.images import list_images, read_image
 from posfeat.geometry import sample_feature_map
-from posfeat.io import DataError, FeatureWriter
+from posfeat.io import DESCRIPTOR_DTYPES, DataError, FeatureWriter
 from posfeat.utils import autocast_dtype, config_from_dict, get_logger, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -108,6 +108,8 @@ class ExtractConfig:
             which a rotated view's keypoints are dropped.
         amp: run the network under mixed precision (:func:`posfeat.utils.autocast_dtype`: bfloat16 on a CPU
             that has it natively, else float32); descriptors and scores are float32 after the network.
+        descriptor_dtype: how descriptors are *stored* in the feature file: ``float16`` (half the disk, as
+            hloc) | ``float32``. Readers return float32 either way.
     """
 
     max_keypoints: int | None = 8192
@@ -125,8 +127,11 @@ class ExtractConfig:
     rotations: tuple[float, ...] = (0.0,)
     rotation_margin: float = 4.0
     amp: bool = False
+    descriptor_dtype: str = "float16"
 
     def __post_init__(self) -> None:
+        if self.descriptor_dtype not in DESCRIPTOR_DTYPES:
+            raise ValueError(f"descriptor_dtype must be one of {DESCRIPTOR_DTYPES}, got {self.descriptor_dtype!r}")
         rots = (self.rotations,) if isinstance(self.rotations, (int, float)) else tuple(self.rotations)
         if not rots or not all(isinstance(v, (int, float)) and -180.0 <= v <= 180.0 for v in rots):
             raise ValueError(f"rotations must be a non-empty list of angles in [-180, 180] degrees, got {self.rotations!r}")
@@ -793,8 +798,10 @@ def extract_dataset(
     attrs = {"method": method, "config": json.dumps(asdict(cfg))}
     sift_attrs = {"method": method, "config": json.dumps({**asdict(cfg), "sift_keypoints": True})}
     bar = tqdm(total=len(names), desc=f"extract {method}", unit="img", disable=not progress)
-    with FeatureWriter(out_path, attrs=attrs) as writer, \
-            (FeatureWriter(sift_out, attrs=sift_attrs) if sift_out is not None else contextlib.nullcontext()) as sift_writer:
+    dt = cfg.descriptor_dtype
+    with FeatureWriter(out_path, attrs=attrs, descriptor_dtype=dt) as writer, \
+            (FeatureWriter(sift_out, attrs=sift_attrs, descriptor_dtype=dt) if sift_out is not None
+             else contextlib.nullcontext()) as sift_writer:
         for batch in _batches(_prefetch(root, names), bs if method == "posfeat" else 1, max_pixels):
             images = [im for _, im in batch]
             on_sift = None

@@ -126,15 +126,23 @@ def read_json(path: str | os.PathLike):
 
 
 # ------------------------------------------------------------------------------------ feature files
+#: storage types of descriptors in a feature file (read back as float32 either way)
+DESCRIPTOR_DTYPES: tuple[str, ...] = ("float16", "float32")
+
+
 class FeatureWriter:
     """Write hloc-layout features: one group per image name (path relative to the dataset root).
 
     Each group holds ``keypoints`` (N×2 float32, pixels, centre of the top-left pixel = (0, 0)),
-    ``scores`` (N float32), ``descriptors`` (D×N float32) and ``image_size`` ((w, h) int64).
+    ``scores`` (N float32), ``descriptors`` (D×N, ``descriptor_dtype``: float32, or float16 as hloc stores
+    them, half the disk) and ``image_size`` ((w, h) int64).
     The file appears under its final name only when :meth:`close` succeeds (use as a context manager).
     """
 
-    def __init__(self, path: str | os.PathLike, attrs: dict | None = None):
+    def __init__(self, path: str | os.PathLike, attrs: dict | None = None, descriptor_dtype: str = "float32"):
+        if descriptor_dtype not in DESCRIPTOR_DTYPES:
+            raise ValueError(f"descriptor_dtype must be one of {DESCRIPTOR_DTYPES}, got {descriptor_dtype!r}")
+        self.descriptor_dtype = np.dtype(descriptor_dtype)
         self.path = Path(path)
         self._ctx = atomic_path(self.path, suffix=".h5")
         self._tmp = self._ctx.__enter__()
@@ -158,7 +166,7 @@ class FeatureWriter:
         g = self._h5.create_group(name)
         g.create_dataset("keypoints", data=kp)
         g.create_dataset("scores", data=sc)
-        g.create_dataset("descriptors", data=np.ascontiguousarray(de.T))
+        g.create_dataset("descriptors", data=np.ascontiguousarray(de.T, dtype=self.descriptor_dtype))
         g.create_dataset("image_size", data=np.asarray(image_size, np.int64).reshape(2))
         for key, v in per_keypoint.items():
             v = np.asarray(v, np.float32).reshape(-1)
@@ -260,7 +268,7 @@ class FeatureReader:
                 f"{self.path}: image {name!r}: inconsistent shapes keypoints {kp.shape}, scores {sc.shape}, "
                 f"descriptors {de.shape}, image_size {out['image_size'].shape} (expected N×2, N, D×N, 2)"
             )
-        out["descriptors"] = de.T.copy()
+        out["descriptors"] = np.ascontiguousarray(de.T, dtype=np.float32)
         return out
 
     def descriptor_dim(self, name: str | None = None) -> int | None:

@@ -74,3 +74,25 @@ def test_json_errors_name_the_file(tmp_path):
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     with pytest.raises(DataError, match="bad.h5"):
         read_features(tmp_path / "bad.h5", "x")
+
+
+def test_float16_descriptors_halve_the_file_and_read_back_as_float32(tmp_path):
+    """descriptor_dtype float16: stored as float16 (hloc's layout), read as float32, equal to float16 rounding."""
+    rng = np.random.default_rng(0)
+    de = rng.normal(size=(2000, 128)).astype(np.float32)
+    de /= np.linalg.norm(de, axis=1, keepdims=True)
+    kp = rng.uniform(0, 100, (2000, 2)).astype(np.float32)
+    sizes = {}
+    for dt in ("float32", "float16"):
+        with FeatureWriter(tmp_path / f"{dt}.h5", descriptor_dtype=dt) as w:
+            w.add("a.jpg", kp, np.ones(2000), de, (100, 100))
+        with h5py.File(tmp_path / f"{dt}.h5", "r") as f:
+            assert f["a.jpg/descriptors"].dtype == np.dtype(dt) and f["a.jpg/descriptors"].shape == (128, 2000)
+        with FeatureReader(tmp_path / f"{dt}.h5") as r:
+            got = r["a.jpg"]["descriptors"]
+        assert got.dtype == np.float32 and got.shape == de.shape
+        np.testing.assert_array_equal(got, de.astype(dt).astype(np.float32))
+        sizes[dt] = (tmp_path / f"{dt}.h5").stat().st_size
+    assert sizes["float16"] < 0.6 * sizes["float32"]
+    with pytest.raises(ValueError, match="descriptor_dtype must be one of"):
+        FeatureWriter(tmp_path / "x.h5", descriptor_dtype="int8")
