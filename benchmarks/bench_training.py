@@ -16,7 +16,7 @@ Each iteration also reports the seconds spent in the loss's forward, and (unless
 same iterations are repeated with the loss replaced by a trivial function of the network's outputs: the
 loss's share of a step is ``1 − t_network_only / t_step`` (its forward *and* backward). The model, image
 sizes, batches and BatchNorm settings (``freeze_bn``, ``backbone_passes``) are those of ``params.yaml`` (demo)
-and ``configs/paper.yaml`` (paper); float32 unless ``--amp`` (bf16 autocast on CUDA, as ``amp: true``).
+and ``conf/scale/paper.yaml`` (paper); float32 unless ``--amp`` (bf16 autocast on CUDA, as ``amp: true``).
 
 For the README's CPU figures, on a quiet machine (nothing else running)::
 
@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 
 SCALES = {
     # model config, stage-1 (size, batch), stage-2 (size, batch), stage-1 BatchNorm (freeze_bn, backbone_passes)
-    # as in params.yaml (demo) and configs/paper.yaml (paper)
+    # as in params.yaml (demo) and conf/scale/paper.yaml (paper)
     "demo": {"model": {"encoder": "daisy", "desc_dim": 200, "det_conv1": 32, "det_img": 16, "det_mid": 32},
              "desc": ((320, 240), 4), "kp": ((320, 240), 2), "bn": (True, 1)},
     # the demo scale of sweeps 1-9: the small convolutional encoder with the 256/128 decoder

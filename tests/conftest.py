@@ -8,11 +8,15 @@ from pathlib import Path
 
 import pytest
 
-#: test modules that import pycolmap (directly or through the COLMAP-based evaluations). A bare CUDA machine
-#: (torch only, as benchmarks/gpu_check.sh expects) has no pycolmap: these are then left out, not errors.
-NEEDS_PYCOLMAP = ("test_aachen.py", "test_colmap.py", "test_demo_data.py", "test_eth.py", "test_eth_internet.py",
-                  "test_readers.py", "test_reconstruction.py")
-collect_ignore = [] if importlib.util.find_spec("pycolmap") else list(NEEDS_PYCOLMAP)
+#: test modules that import an optional package at collection: pycolmap (directly or through the COLMAP-based
+#: evaluations) and Hydra (DVC's composition). A bare CUDA machine (torch only, as benchmarks/gpu_check.sh
+#: expects) has neither: these modules are then left out, not collection errors.
+NEEDS = {
+    "pycolmap": ("test_aachen.py", "test_colmap.py", "test_demo_data.py", "test_eth.py", "test_eth_internet.py",
+                 "test_readers.py", "test_reconstruction.py"),
+    "hydra": ("test_config_composition.py",),
+}
+collect_ignore = [m for pkg, mods in NEEDS.items() if importlib.util.find_spec(pkg) is None for m in mods]
 
 SHARED_DATA = Path(os.environ.get("POSFEAT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 

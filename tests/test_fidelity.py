@@ -97,7 +97,7 @@ def test_params_and_paper_config_declare_the_switches():
     from stages.common import ROOT
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    paper = yaml.safe_load((ROOT / "configs" / "paper.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "conf" / "scale" / "paper.yaml").read_text())
     for stage in ("train_desc", "train_kp"):
         assert params[stage]["amp"] is False  # `dvc exp run -S train_desc.amp=true` needs the key to exist
         assert paper[stage]["amp"] is False

@@ -48,7 +48,8 @@ def test_bench_training_reports_the_loss_share():
 
 
 def test_suite_collects_without_pycolmap(tmp_path):
-    """On a machine with torch but no pycolmap (a bare CUDA machine) the CUDA tests still collect."""
+    """On a machine with torch but no pycolmap, dvc, Hydra or ruamel (a bare CUDA machine), the CUDA tests
+    still collect (what gpu_check runs: `pytest -k "cuda or gpu"`)."""
     import os
     import subprocess
     import sys
@@ -58,9 +59,10 @@ def test_suite_collects_without_pycolmap(tmp_path):
     (tmp_path / "pycolmap.py").write_text("raise ImportError('no pycolmap on this machine')\n")
     hide = tmp_path / "sitecustomize.py"
     hide.write_text("import importlib.util, sys\n_find = importlib.util.find_spec\n"
-                    "importlib.util.find_spec = lambda n, *a: None if n == 'pycolmap' else _find(n, *a)\n"
-                    "sys.modules['pycolmap'] = None\n")
-    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{root}")
+                    "_gone = ('pycolmap', 'hydra', 'dvc', 'ruamel')\n"
+                    "importlib.util.find_spec = lambda n, *a: None if n.split('.')[0] in _gone else _find(n, *a)\n"
+                    "for _m in _gone:\n    sys.modules[_m] = None\n")
+    env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{root}", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
     res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
                           "-k", "cuda or gpu"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]

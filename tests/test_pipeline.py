@@ -1,7 +1,7 @@
 """End to end: the real `dvc repro` through every stage on a tiny demo, then an experiment.
 
-Copies the repository (tracked and untracked, not ignored, files) into a temporary git repository,
-shrinks the study with ``configs/tiny.yaml`` and runs DVC as a user would.
+Copies the repository (tracked and untracked, not ignored, files) into a temporary git repository and
+runs DVC as a user would, on the tiny scale (``dvc exp run -S scale=tiny``: Hydra composes conf/).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
@@ -58,11 +59,11 @@ def test_dvc_repro_then_experiment(tmp_path):
     _copy_repo(repo)
     py = sys.executable
     _run(["git", "init", "-q"], repo)
-    _run([py, "-m", "stages.configure", "configs/tiny.yaml"], repo)
     _run(["git", "add", "-A"], repo)
-    _run(["git", "commit", "-qm", "tiny study"], repo)
+    _run(["git", "commit", "-qm", "study"], repo)
 
-    out = _run([py, "-m", "dvc", "repro"], repo)
+    out = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny"], repo)
+    assert yaml.safe_load((repo / "params.yaml").read_text())["train_desc"]["steps_per_epoch"] == 4
     ran = _stages_run(out)
     for stage in ("demo_data", "prepare_megadepth", "train_desc", "train_kp", "eval_hpatches", "eval_aachen", "eval_eth"):
         assert stage in ran, f"{stage} did not run:\n{out[-3000:]}"
@@ -90,7 +91,7 @@ def test_dvc_repro_then_experiment(tmp_path):
     before = (repo / "models/desc.pt").read_bytes()
 
     # the paper's optimizer: training and everything downstream reruns, nothing upstream
-    exp = _run([py, "-m", "dvc", "exp", "run", "-S", "optimizer=sgd"], repo)
+    exp = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny", "-S", "optimizer=sgd"], repo)
     ran = _stages_run(exp)
     assert {"train_desc", "train_kp", "eval_hpatches", "extract_posfeat@hpatches"} <= ran, exp[-3000:]
     assert not ran & {"demo_data", "prepare_megadepth"}, ran
