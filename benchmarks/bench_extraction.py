@@ -36,7 +36,7 @@ MODELS = {
     "small (sweeps 1-9)": {"encoder": "small"},
     "paper (resnet50)": {"encoder": "resnet50"},
 }
-SIZES = {"640x480": (640, 480), "1024x768": (1024, 768)}
+SIZES = {"640x480": (640, 480), "1024x768": (1024, 768), "1600x1200": (1600, 1200)}
 
 
 def _sync(dev: torch.device) -> None:

@@ -168,3 +168,13 @@ def make_eth_scene(root: Path, n_images: int = 7, scene: str = "Synth", seed: in
             fw.add(prefix + "images/" + v.name, xy, sc, de, (v.width, v.height))
     write_gt_cameras(scene_dir / "gt_cameras.txt", views)
     return scene_dir, h5, views
+
+
+def sift_features_of_folder(images: Path, out: Path, max_keypoints: int = 4096) -> Path:
+    """OpenCV SIFT of every image in ``images`` into ``out`` (names relative to the folder), on the CPU."""
+    from posfeat.extraction import ExtractConfig, extract_dataset
+
+    names = sorted(p.name for p in Path(images).iterdir())
+    extract_dataset("sift", images, names, out, config=ExtractConfig(max_keypoints=max_keypoints), device="cpu",
+                    progress=False)
+    return out

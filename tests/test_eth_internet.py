@@ -20,8 +20,8 @@ from PIL import Image
 from posfeat import colmap
 from posfeat.data.pairs import scale_intrinsics
 from posfeat.evaluation import eth
-from posfeat.extraction import ExtractConfig, extract_dataset
 from posfeat.io import DataError
+from synthetic_scenes import sift_features_of_folder
 
 CASTLE = "megadepth-strecha/strecha_castle/dense0/aligned"
 
@@ -58,11 +58,7 @@ def make_internet_scene(shared: Path, out: Path, n_images: int = 8, exif_every: 
 def internet_scene(shared_data, tmp_path_factory):
     """(scene folder, features named relative to its images/ folder — `extract --images SCENE/images`)."""
     scene = make_internet_scene(shared_data, tmp_path_factory.mktemp("internet") / "Castle")
-    names = sorted(p.name for p in (scene / "images").iterdir())
-    feats = scene.parent / "sift.h5"
-    extract_dataset("sift", scene / "images", names, feats, config=ExtractConfig(max_keypoints=4096), device="cpu",
-                    progress=False)
-    return scene, feats
+    return scene, sift_features_of_folder(scene / "images", scene.parent / "sift.h5")
 
 
 @pytest.mark.slow

@@ -166,16 +166,12 @@ def make_no_exif_collection(shared: Path, out: Path, seed: int = 1) -> list[floa
 @pytest.fixture(scope="module")
 def no_exif_scene(shared_data, tmp_path_factory):
     """(scene folder, SIFT features): the collection above, features as `extract --images SCENE/images`."""
-    from posfeat.extraction import ExtractConfig, extract_dataset
+    from synthetic_scenes import sift_features_of_folder
 
     scene = tmp_path_factory.mktemp("noexif") / "Entry"
     ratios = make_no_exif_collection(shared_data, scene)
     assert min(ratios) < 0.8 and max(ratios) > 2.0  # the guess is off both ways
-    names = sorted(p.name for p in (scene / "images").iterdir())
-    feats = scene.parent / "sift.h5"
-    extract_dataset("sift", scene / "images", names, feats, config=ExtractConfig(max_keypoints=4096), device="cpu",
-                    progress=False)
-    return scene, feats
+    return scene, sift_features_of_folder(scene / "images", scene.parent / "sift.h5")
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ def _state(path):
 
 
 def test_resume_after_interruption_equals_uninterrupted(index, tmp_path):
-    cfg = tiny_cfg("desc", steps_per_epoch=2, epochs=2, lr_decay_step=1, checkpoint_every=2, log_every=1)
+    cfg = tiny_cfg("desc", steps_per_epoch=2, epochs=2, lr_decay_step=1, checkpoint_every=2, log_every=1, vis_every=2)
     kw = dict(model_config=TINY_MODEL, optimizer="adam", lr=1e-3, seed=0, device="cpu", progress=False)
     a = tmp_path / "a"
     ma = train("desc", index, cfg, out_model=a / "m.pt", ckpt_dir=a / "ckpt", live_dir=a / "live", **kw)
@@ -30,7 +30,13 @@ def test_resume_after_interruption_equals_uninterrupted(index, tmp_path):
     sa, sb = _state(a / "m.pt"), _state(b / "m.pt")
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert ma["loss"] == mb["loss"] and ma["components"] == mb["components"]
-    assert (a / "live/plots/metrics/loss.tsv").read_text() == (b / "live/plots/metrics/loss.tsv").read_text()
+    logs = ["loss.tsv", "val/precision.tsv", "val/matches.tsv"]
+    for f in logs:  # the training rows and the validation statistics alike
+        assert (a / "live/plots/metrics" / f).read_text() == (b / "live/plots/metrics" / f).read_text(), f
+    # rerunning the finished run (as `dvc repro` does after an unrelated change) keeps every log
+    before = {f: (a / "live/plots/metrics" / f).read_text() for f in logs}
+    train("desc", index, cfg, out_model=a / "m.pt", ckpt_dir=a / "ckpt", live_dir=a / "live", **kw)
+    assert {f: (a / "live/plots/metrics" / f).read_text() for f in logs} == before
     # a checkpoint written under another configuration is ignored (training starts over)
     c = tmp_path / "c"
     train("desc", index, cfg, out_model=c / "m.pt", ckpt_dir=c / "ckpt", **{**kw, "lr": 5e-4})

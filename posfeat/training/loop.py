@@ -262,7 +262,7 @@ def _run_steps(run: _Run, fwd, loader, history: History, log: LiveLogger, visual
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}")
         if visualizer is not None and run.due("vis_every", step):
-            last_val = _visualize(run, visualizer, log, step, log_stats=True)
+            last_val = _visualize(run, visualizer, log, step, history)
         if run.due("checkpoint_every", step) and run.info.is_main:
             save_training_state(run.ckpt_path, training_state(run.fp, run.stage, step, run.model, run.opt,
                                                               run.sched, run.scaler, history))
@@ -272,7 +272,7 @@ def _run_steps(run: _Run, fwd, loader, history: History, log: LiveLogger, visual
             raise TrainingInterrupted(f"stopped after {ran} steps (at step {step}) as asked")
     bar.close()
     if visualizer is not None and ran == 0:  # a finished run rerun: its final visualisation again
-        last_val = _visualize(run, visualizer, log, step, log_stats=False)
+        last_val = _visualize(run, visualizer, log, step, None)
     return step, last_val
 
 
@@ -307,12 +307,16 @@ def _update(run: _Run, objective: torch.Tensor, loss: float, step: int, history:
         logger.warning("step %d: non-finite loss %s; update skipped", step, loss)
 
 
-def _visualize(run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, log_stats: bool) -> dict[str, float]:
-    """Render the validation pairs and log the images (and, with ``log_stats``, their statistics)."""
+def _visualize(run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, history: History | None
+               ) -> dict[str, float]:
+    """Render the validation pairs and log the images; with ``history``, also their statistics, kept among
+    the history's rows so that a resumed run replays them with the training rows."""
     images, val = visualizer(run.model, run.dev)
     log.images(step, images)
-    if log_stats and val:
-        log.metrics({"step": step, **val})
+    if history is not None and val:
+        row = {"step": step, **val}
+        history.rows.append(row)
+        log.metrics(row)
     return val
 
 
