@@ -13,6 +13,8 @@ the report is rewritten after each section, so a killed run still leaves what it
   the loss's share of a step and the peak memory (``torch.cuda.max_memory_allocated``);
 * ``extraction``: PoSFeat on one 1600×1200 image (paper model, 20480 keypoints at most), seconds and peak memory;
 * ``matching``: mutual nearest neighbours of 20480 × 20480 128-D descriptors;
+* ``train_real``: about 3 minutes of real paper-scale stage-1 training on demo-world photographs at 640×480
+  (rendered first), with the loss of every step;
 * ``ddp``: one stage-1 step (after a warm-up) under ``torchrun --nproc_per_node=2`` (NCCL, SyncBatchNorm),
   when two GPUs are visible; ``--tiny --device cpu`` runs it with gloo on the CPU.
 
@@ -36,8 +38,9 @@ if str(ROOT) not in sys.path:
 
 PAPER = {"extract_size": (1600, 1200), "max_keypoints": 20480, "match_n": 20480, "scale": "paper"}
 TINY = {"extract_size": (320, 240), "max_keypoints": 2048, "match_n": 2048, "scale": "demo"}
-SECTION_TIMEOUT = {"cuda_tests": 90, "training": 80, "extraction": 45, "matching": 30, "ddp": 90}
-"""seconds per child process; one GPU: at most 90 + 4·80 + 45 + 30 = 485 s even if every part hangs"""
+SECTION_TIMEOUT = {"cuda_tests": 90, "training": 60, "extraction": 45, "matching": 30, "train_real": 240, "ddp": 90}
+"""seconds per child process; one GPU: at most 90 + 4·60 + 45 + 30 + 240 = 645 s even if every part hangs
+(typically about 7 minutes: the real training is given 180 s, the rest takes seconds each)"""
 
 
 def _env() -> dict:
@@ -122,6 +125,54 @@ def part_matching(device: str, n: int) -> dict:
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     return {"n": n, "dim": 128, "seconds_per_pair": sum(times) / len(times), "seconds_all": times,
             "matches": int(len(m)), "peak_memory_MiB": peak}
+
+
+def part_train_real(device: str, scale: str, seconds: float, scenes: int, images: int) -> dict:
+    """Real stage-1 training on demo-world photographs (rendered here, 640×480 MegaDepth layout) for about
+    ``seconds``: the study's trainer at ``scale`` (paper: ResNet-50, batch 8, train-mode BatchNorm, two backbone
+    passes, float32, no ImageNet weights), in chunks of steps resumed from its checkpoint until the time is
+    spent. Returns the loss of every step (the curve), seconds per step and the peak memory."""
+    import tempfile
+
+    import torch
+
+    from benchmarks.bench_training import DESC_LOSS, SCALES
+    from posfeat.data.demo import write_megadepth
+    from posfeat.data.prepare import prepare_megadepth
+    from posfeat.training import TrainingInterrupted, train
+
+    spec = SCALES[scale]
+    (w, h), batch = spec["desc"]
+    freeze_bn, passes = spec["bn"]
+    dev = torch.device(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        t0 = time.perf_counter()
+        write_megadepth(tmp / "megadepth", 0, scenes, images, (640, 480))
+        index, _ = prepare_megadepth(tmp / "megadepth", seed=0)
+        render_s = time.perf_counter() - t0
+        cfg = dict(image_size=[w, h], batch_size=batch, epochs=1, steps_per_epoch=100000, lr_decay_step=9,
+                   lr_gamma=0.1, log_every=1, vis_every=10 ** 9, checkpoint_every=10 ** 9, num_workers=2,
+                   color_jitter=[1.0, 1.0, 1.0, 0.4], freeze_bn=freeze_bn, backbone_passes=passes, **DESC_LOSS)
+        if dev.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(dev)
+        chunk, steps, t_train = 5, 0, time.perf_counter()
+        while time.perf_counter() - t_train < seconds:
+            cfg["checkpoint_every"] = steps + chunk  # a checkpoint at the end of each chunk, to resume from
+            try:
+                train("desc", index, cfg, out_model=tmp / "desc.pt", ckpt_dir=tmp / "ckpt", live_dir=tmp / "live",
+                      model_config=spec["model"], optimizer="adam", lr=1e-4, seed=0, device=device, progress=False,
+                      stop_after=chunk)
+            except TrainingInterrupted:
+                pass
+            steps += chunk
+        elapsed = time.perf_counter() - t_train
+        rows = (tmp / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
+        losses = [float(r.split("\t")[-1]) for r in rows]
+    peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
+    return {"scale": scale, "image_size": [w, h], "batch": batch, "steps": steps, "seconds": elapsed,
+            "seconds_per_step": elapsed / max(steps, 1), "render_seconds": render_s, "pairs": len(index["train"]),
+            "loss_curve": losses, "peak_memory_MiB": peak, "precision": "float32"}
 
 
 def part_ddp_worker(device: str, scale: str, global_batch: int) -> dict | None:
@@ -216,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
             res = part_extraction(args.device, (int(rest[0]), int(rest[1])), int(rest[2]), rest[3])
         elif kind == "matching":
             res = part_matching(args.device, int(rest[0]))
+        elif kind == "train_real":
+            res = part_train_real(args.device, rest[0], float(rest[1]), int(rest[2]), int(rest[3]))
         elif kind == "ddp":
             res = part_ddp_worker(args.device, rest[0], int(rest[1]))
         else:
@@ -299,6 +352,15 @@ def main(argv: list[str] | None = None) -> int:
         res = _run([py, me, *dev, "--part", "matching", str(sizes["match_n"])], SECTION_TIMEOUT["matching"])
         report["sections"]["matching"] = res
         print("matching:", {k: res.get(k) for k in ("n", "seconds_per_pair", "matches", "error")}, flush=True)
+        save()
+
+    if "train_real" not in args.skip:
+        secs, scenes, imgs = ("180", "4", "12") if not args.tiny else ("1", "2", "5")
+        res = _run([py, me, *dev, "--part", "train_real", sizes["scale"], secs, scenes, imgs],
+                   SECTION_TIMEOUT["train_real"] if not args.tiny else 240)
+        report["sections"]["train_real"] = res
+        print("train_real:", {k: res.get(k) for k in ("steps", "seconds_per_step", "peak_memory_MiB", "error")},
+              flush=True)
         save()
 
     if "ddp" not in args.skip:

@@ -68,3 +68,13 @@ def test_suite_collects_without_pycolmap(tmp_path):
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "error" not in res.stdout.lower().split("\n")[-2], res.stdout[-2000:]
     assert "test_models.py" in res.stdout and "test_eth.py" not in res.stdout
+
+
+def test_real_training_part_on_cpu():
+    """The real-training section at the demo scale on a CPU: a few steps on rendered photographs, a loss curve."""
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.gpu_check import part_train_real
+
+    r = part_train_real("cpu", "demo", 0.5, 2, 5)
+    assert r["steps"] >= 5 and len(r["loss_curve"]) == r["steps"] and r["pairs"] > 0
+    assert all(v == v for v in r["loss_curve"]) and r["seconds_per_step"] > 0
