@@ -7,7 +7,10 @@ process, so that the thread count is fixed before torch starts), and writes one 
 * ``short_training``: stage-1 loss of a fixed batch after 60 SGD steps on one pair, over the loss
   before (``tests/test_training_loop.py::test_short_training_lowers_the_epipolar_loss``);
 * ``amp_fraction``: the fall of that loss under bfloat16 autocast over its fall in float32
-  (``test_amp_training_lowers_the_loss``).
+  (``test_amp_training_lowers_the_loss``);
+* ``eth_*``: the demo ETH scene with SIFT (``tests/test_eth.py::test_demo_eth_scene_with_sift``): images
+  registered, median rotation error, pose AUC@20 and mean reprojection error, the seed setting every random seed
+  of the pipeline (RANSAC, mapper).
 
     python benchmarks/threshold_spread.py --seeds 0 1 2 --threads 1 2 --out benchmarks/results/threshold_spread.json
 """
@@ -55,9 +58,28 @@ def measure(seed: int) -> dict:
             train("desc", one, cfg, out_model=out / "desc.pt", ckpt_dir=out / "ckpt", model_config=TINY_MODEL,
                   optimizer="sgd", lr=LR, seed=seed, device="cpu", progress=False)
             after[amp] = _fixed_loss(load_checkpoint(out / "desc.pt")[0], one, cfg)
+        eth_stats = _eth_demo(tmp, seed)
     return {"before": before, "after_fp32": after[False], "after_bf16": after[True],
             "short_training": after[False] / before,
-            "amp_fraction": (before - after[True]) / (before - after[False])}
+            "amp_fraction": (before - after[True]) / (before - after[False]), **eth_stats}
+
+
+def _eth_demo(tmp: Path, seed: int) -> dict:
+    """The demo ETH scene of test_demo_eth_scene_with_sift, reconstructed with ``seed``."""
+    from posfeat.data.demo import write_eth_scene
+    from posfeat.data.eth import list_scene_images
+    from posfeat.evaluation import eth
+    from posfeat.extraction import ExtractConfig, extract_dataset
+
+    root = tmp / "eth"
+    scene, n = write_eth_scene(root, seed=0, k=0, n_images=12, size=(640, 480))
+    names = [f"{scene}/{x}" for x in list_scene_images(root / scene)]
+    extract_dataset("sift", root, names, tmp / "eth.h5", config=ExtractConfig(max_keypoints=2048), device="cpu",
+                    progress=False)
+    s = eth.evaluate_scene(root / scene, tmp / "eth.h5", tmp / "eth_work", eth.ETHConfig(num_threads=1, seed=seed),
+                           device="cpu", progress=False).stats
+    return {"eth_registered": s["num_reg_images"] / n, "eth_rotation_deg": s["median_rotation_error_deg"],
+            "eth_auc20": s["pose_auc@20"], "eth_reproj": s["mean_reproj_error"]}
 
 
 def main() -> int:
@@ -80,7 +102,8 @@ def main() -> int:
             print(row, flush=True)
             rows.append(row)
     summary = {k: {"min": min(r[k] for r in rows), "max": max(r[k] for r in rows)}
-               for k in ("short_training", "amp_fraction")}
+               for k in ("short_training", "amp_fraction", "eth_registered", "eth_rotation_deg", "eth_auc20",
+                         "eth_reproj")}
     import platform
     Path(args.out).write_text(json.dumps({"machine": platform.processor() or platform.machine(),
                                           "cpus": os.cpu_count(), "rows": rows, "summary": summary}, indent=2) + "\n")

@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--root", required=True, help="Aachen dataset root")
     s.add_argument("--features", required=True, help="features .h5 (names relative to images/images_upright)")
     s.add_argument("--out", required=True, help="output folder: metrics JSON and benchmark submission file")
-    s.add_argument("--method-name", default="posfeat", help="name of the method in the outputs")
+    s.add_argument("--method-name", default=None,
+                   help="name of the method in the outputs; None: the method the feature file holds")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.evaluation.aachen")
 

@@ -126,6 +126,22 @@ def read_json(path: str | os.PathLike):
 
 
 # ------------------------------------------------------------------------------------ feature files
+def feature_method_name(path: str | os.PathLike) -> str:
+    """The method a feature file holds, as the study names it: ``sift``, ``posfeat``, or ``posfeat_sift``
+    (PoSFeat's descriptors on SIFT keypoints), from the attributes ``extract`` writes; else the file's stem."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as h5:
+            method = h5.attrs.get("method")
+            config = json.loads(h5.attrs.get("config", "{}"))
+    except (OSError, ValueError):
+        return path.stem
+    if not method:
+        return path.stem
+    method = method.decode() if isinstance(method, bytes) else str(method)
+    return f"{method}_sift" if method == "posfeat" and config.get("sift_keypoints") else method
+
+
 #: storage types of descriptors in a feature file (read back as float32 either way)
 DESCRIPTOR_DTYPES: tuple[str, ...] = ("float16", "float32")
 

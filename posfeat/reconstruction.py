@@ -3,8 +3,9 @@
 Photos without EXIF get COLMAP's guess f = 1.2·max(w, h). On internet photos (crops, zooms, phones)
 that guess is off by 0.6× to 2.3×, and the incremental mapper then starts from a two-view pose that is
 wrong for the true cameras: a few images register by luck of the RANSAC seed, or all of them with
-rotations several degrees off. This module is the one place where the evaluation (ETH) and the
-photos-to-training-set stage reconstruct a scene, and it removes that dependence in two steps:
+rotations several degrees off. This module is the one place where a scene is reconstructed from
+photographs (the ETH evaluation; anything that turns photos into cameras should call it too), and it
+removes that dependence in two steps:
 
 1. :func:`estimate_focals` — **self-calibration from the verified two-view geometries.** For a pair
    of images with fundamental matrix F and intrinsics K₁, K₂ (principal point at the image centre,
@@ -41,7 +42,7 @@ log = get_logger(__name__)
 FACTOR_RANGE: tuple[float, float] = (0.05, 40.0)
 #: a pair's cost is capped here so that a wrong F (a plane, a repeated structure) weighs like a poor fit
 COST_CAP = 0.3
-#: pairs an image needs before it gets a focal length of its own (else the common factor)
+#: verified pairs an image needs before it gets a focal length of its own (else it keeps its current one)
 MIN_PAIRS_PER_IMAGE = 2
 #: sources of an initial focal length
 FOCAL_SOURCES = ("prior", "two_view", "guess")

@@ -179,7 +179,10 @@ def _sift(root: Path, scene: str, out: Path, max_keypoints: int) -> list[str]:
 @pytest.mark.slow
 def test_demo_eth_scene_with_sift(tmp_path):
     """SIFT on a demo ETH scene (the demo stage's "Plaza", 12 views over 150°): every image registered,
-    sub-degree median rotation error, accurate relative poses."""
+    sub-degree median rotation error, accurate relative poses.
+
+    Spread over seeds 0–2 × OMP_NUM_THREADS 1, 2 (``benchmarks/threshold_spread.py``): 12/12 registered,
+    rotation error 0.27–0.30°, AUC@20 0.968–0.969, reprojection error 0.31–0.33 px; the bounds leave 3×."""
     from posfeat.data.demo import write_eth_scene
 
     root = tmp_path / "eth"

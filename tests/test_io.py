@@ -96,3 +96,18 @@ def test_float16_descriptors_halve_the_file_and_read_back_as_float32(tmp_path):
     assert sizes["float16"] < 0.6 * sizes["float32"]
     with pytest.raises(ValueError, match="descriptor_dtype must be one of"):
         FeatureWriter(tmp_path / "x.h5", descriptor_dtype="int8")
+
+
+def test_feature_method_name_from_the_file(tmp_path):
+    """eval-aachen names its outputs after the method the feature file holds, else after the file."""
+    from posfeat.io import feature_method_name
+
+    kp = np.zeros((1, 2), np.float32)
+    for attrs, want in (({"method": "sift", "config": "{}"}, "sift"),
+                        ({"method": "posfeat", "config": '{"sift_keypoints": false}'}, "posfeat"),
+                        ({"method": "posfeat", "config": '{"sift_keypoints": true}'}, "posfeat_sift"),
+                        ({}, "plain")):
+        path = tmp_path / ("plain.h5" if not attrs else f"{want}_file.h5")
+        with FeatureWriter(path, attrs=attrs) as w:
+            w.add("a.jpg", kp, np.ones(1), np.ones((1, 4)), (10, 10))
+        assert feature_method_name(path) == want

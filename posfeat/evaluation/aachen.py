@@ -44,7 +44,7 @@ from posfeat import colmap
 from posfeat.data.aachen import AachenLayout, QueryCamera, load_queries, load_reference, read_ground_truth, read_pair_list
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
 from posfeat.feature_names import resolve_feature_names
-from posfeat.io import DataError, FeatureReader, atomic_path, fresh_workdir, write_json
+from posfeat.io import DataError, FeatureReader, atomic_path, feature_method_name, fresh_workdir, write_json
 from posfeat.utils import config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
@@ -547,12 +547,14 @@ def format_metrics(metrics: Mapping[str, Mapping]) -> str:
 def run_cli(args) -> int:
     """``python -m posfeat eval-aachen --root DIR --features F.h5 --out OUTDIR [--method-name NAME]``.
 
+    The name defaults to the method the feature file holds (``sift``, ``posfeat``, ``posfeat_sift``).
+
     Writes ``OUTDIR/<name>.txt`` (submission), ``OUTDIR/metrics.json`` (``{name: metrics}``) and the
     work folder ``OUTDIR/<name>_work`` (database, triangulated model).
     """
     get_logger("posfeat")
     out = Path(args.out)
-    name = args.method_name
+    name = args.method_name or feature_method_name(args.features)
     if not name or "/" in name or name.startswith("."):
         raise SystemExit(f"eval-aachen: --method-name must be a plain name, got {name!r}")
     result = evaluate_aachen(args.root, args.features, out / f"{name}_work", CLI_CONFIG,
