@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--rotations", type=float, nargs="+", default=[0.0],
                    help="in-plane rotations (degrees) of the image the network also runs on, pooled (PoSFeat; the "
                         "study's extract.<dataset>.rotations)")
+    s.add_argument("--subpixel", choices=["centroid", "quadratic"], default="centroid",
+                   help="sub-pixel refinement of a score peak: the official 3x3 centroid or a parabola per axis "
+                        "(PoSFeat; the study's extract.<dataset>.subpixel)")
+    s.add_argument("--pyramid-sift-size", type=float, default=4.0,
+                   help="with --pyramid and SIFT keypoints: the OpenCV keypoint size (px) described at scale 1 "
+                        "(the study's extract.<dataset>.pyramid_sift_size)")
+    s.add_argument("--descriptor-dtype", choices=["float16", "float32"], default="float16",
+                   help="how descriptors are stored (read back as float32 either way)")
     s.add_argument("--amp", action="store_true",
                    help="mixed precision (bfloat16 on a CPU that has it natively; the study's extract.<dataset>.amp)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")

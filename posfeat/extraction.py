@@ -877,6 +877,9 @@ def run_cli(args) -> int:
         pyramid=args.pyramid,
         rotations=tuple(args.rotations),
         amp=args.amp,
+        subpixel=getattr(args, "subpixel", "centroid"),
+        pyramid_sift_size=getattr(args, "pyramid_sift_size", 4.0),
+        descriptor_dtype=getattr(args, "descriptor_dtype", "float16"),
     )
     model = None
     if args.method == "posfeat":

@@ -657,3 +657,37 @@ def test_one_pass_gives_both_posfeat_files(tmp_path, scales, pyramid, rotations)
             assert np.abs(stored[:, None] - sift_xy[None]).sum(-1).min(1).max() == 0
     with pytest.raises(ValueError, match="sift_out"):
         extract_dataset("sift", root, names, tmp_path / "x.h5", sift_out=tmp_path / "y.h5", progress=False)
+
+
+def test_cli_reproduces_the_study_settings(tmp_path):
+    """`posfeat extract` with the flags of params.yaml's extract.hpatches writes what the stage's config writes."""
+    import shlex
+
+    import yaml
+
+    from posfeat.cli import main as cli_main
+
+    names = _write_images(tmp_path / "imgs", 2)
+    torch.manual_seed(0)
+    weights = tmp_path / "m.pt"
+    save_checkpoint(weights, build_model(TINY_MODEL))
+    study = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["extract"]["hpatches"]
+    study = {**study, "max_keypoints": 200}
+    flags = (f"--max-keypoints {study['max_keypoints']} --nms-radius {study['nms_radius']} "
+             f"--threshold {study['threshold']} --threshold-mode {study['threshold_mode']} "
+             f"--scales {' '.join(map(str, study['scales']))} {'--pyramid' if study['pyramid'] else ''} "
+             f"--rotations {' '.join(map(str, study['rotations']))} --subpixel {study['subpixel']} "
+             f"--pyramid-sift-size {study['pyramid_sift_size']} --descriptor-dtype {study['descriptor_dtype']}")
+    out_cli = tmp_path / "cli.h5"
+    assert cli_main(["extract", "--method", "posfeat", "--weights", str(weights), "--images", str(tmp_path / "imgs"),
+                     "--out", str(out_cli), "--device", "cpu", *shlex.split(flags)]) == 0
+    from posfeat.models import load_checkpoint
+
+    model, _ = load_checkpoint(weights)
+    out_lib = tmp_path / "lib.h5"
+    extract_dataset("posfeat", tmp_path / "imgs", names, out_lib, model=model.eval(), config=ExtractConfig(**study),
+                    device="cpu", progress=False)
+    with FeatureReader(out_cli) as a, FeatureReader(out_lib) as b:
+        for n in names:
+            for key in ("keypoints", "scores", "descriptors"):
+                np.testing.assert_array_equal(a[n][key], b[n][key], err_msg=f"{n} {key}")
