@@ -42,15 +42,29 @@ def test_dvc_has_hydra_composition_enabled():
     assert "[hydra]" in text and "enabled = true" in text.split("[hydra]")[1]
 
 
-@pytest.mark.parametrize("scale", ["paper", "tiny"])
-def test_every_group_key_exists_in_the_base(scale):
-    """A scale only changes keys the base declares (a typo would silently add a parameter no stage reads)."""
+def _group(path: Path) -> dict:
+    """A group file's values (its defaults list is Hydra's, not a parameter)."""
+    d = yaml.safe_load(path.read_text()) or {}
+    d.pop("defaults", None)
+    return d
+
+
+@pytest.mark.parametrize("group, option", [("scale", "paper"), ("scale", "tiny"), ("eth_protocol", "official"),
+                                           ("data", "real")])
+def test_every_group_key_exists_in_the_base(group, option):
+    """A group option only changes keys the base declares (a typo would silently add a parameter no stage reads)."""
     base = _flat(_compose())
-    group = yaml.safe_load((CONF / "scale" / f"{scale}.yaml").read_text())
-    for key in _flat(group):
-        assert key in base, f"conf/scale/{scale}.yaml sets {key}, which conf/config.yaml does not declare"
-    composed = _flat(_compose(f"scale={scale}"))
-    assert all(composed[k] == v for k, v in _flat(group).items())
+    values = _flat(_group(CONF / group / f"{option}.yaml"))
+    for key in values:
+        assert key in base, f"conf/{group}/{option}.yaml sets {key}, which conf/config.yaml does not declare"
+    composed = _flat(_compose(f"{group}={option}"))
+    assert all(composed[k] == v for k, v in values.items())
+
+
+def test_paper_scale_selects_the_official_eth_protocol_unless_told_otherwise():
+    assert _compose("scale=paper")["eval"]["eth"]["ratio"] == 0.75
+    assert _compose("scale=paper", "eth_protocol=hloc")["eval"]["eth"]["ratio"] is None
+    assert _compose("eth_protocol=official")["eval"]["eth"]["max_exhaustive_images"] is None
 
 
 def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
@@ -72,8 +86,8 @@ def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
                                            text=True, check=True).stdout)
     assert params == _compose("scale=paper", "data=real")
     flat = _flat(params)
-    for key, value in {**_flat(yaml.safe_load((CONF / "scale" / "paper.yaml").read_text())),
-                       **_flat(yaml.safe_load((CONF / "data" / "real.yaml").read_text()))}.items():
+    for key, value in {**_flat(_group(CONF / "scale" / "paper.yaml")), **_flat(_group(CONF / "data" / "real.yaml")),
+                       **_flat(_group(CONF / "eth_protocol" / "official.yaml"))}.items():
         assert flat[key] == value, key
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     for name, stage in dvc_yaml["stages"].items():
