@@ -68,11 +68,34 @@ def seeded_settings(params: dict, name: str) -> dict:
     return settings
 
 
+def start_line(prog: str, params: dict) -> str:
+    """What a stage runs on, said before it starts: the device it will use and the model it trains or reads."""
+    import torch
+
+    asked = params.get("device", "auto")
+    if asked in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    else:
+        device = str(asked)
+    if device.startswith("cuda") and torch.cuda.is_available():
+        device += f" ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)"
+    model = params.get("model") or {}
+    return (f"{prog}: device {device} (params device: {asked}), torch {torch.__version__}, "
+            f"model {model.get('encoder', '?')} {model.get('desc_dim', '?')}-d")
+
+
 def stage_entry(main: Callable[[], Any], prog: str) -> None:
-    """``python -m stages.<name>`` for a stage without arguments: bad input → one message, exit status 2."""
+    """``python -m stages.<name>`` for a stage without arguments: bad input → one message, exit status 2.
+
+    A line on stderr first says which device and model the stage runs with (:func:`start_line`).
+    """
     def run(argv: list[str]) -> int:
         if argv:
             raise SystemExit(f"{prog}: takes no arguments except --debug, got {argv}")
+        try:
+            print(start_line(prog, load_params()), file=sys.stderr, flush=True)
+        except (DataError, AttributeError):  # an unreadable params.yaml is reported by the stage itself
+            pass
         main()
         return 0
 

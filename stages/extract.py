@@ -29,7 +29,7 @@ from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_mod
 from posfeat.io import DataError
 from posfeat.utils import get_logger
 from posfeat.entry import run_entry
-from stages.common import ROOT, dataset_root, load_params, param
+from stages.common import ROOT, dataset_root, load_params, param, start_line
 
 DATASETS = ("hpatches", "aachen", "eth")
 MODEL_PATH = Path("models/posfeat.pt")
@@ -82,6 +82,7 @@ def _cli(argv: list[str]) -> int:
     ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("method", choices=METHODS)
     a = ap.parse_args(argv)
+    print(start_line(f"stages.extract {a.dataset} {a.method}", load_params()), file=sys.stderr, flush=True)
     main(a.dataset, a.method)
     return 0
 

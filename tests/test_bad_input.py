@@ -464,7 +464,9 @@ def test_stage_without_arguments_rejects_some(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["stages.x"])
     with pytest.raises(SystemExit) as e:
         stage_entry(lambda: (_ for _ in ()).throw(DataError("x.txt:3: expected a number")), "stages.x")
-    assert e.value.code == EXIT_BAD_INPUT and capsys.readouterr().err == "stages.x: error: x.txt:3: expected a number\n"
+    err = capsys.readouterr().err.splitlines()  # the device line, then the one error line
+    assert e.value.code == EXIT_BAD_INPUT and err[-1] == "stages.x: error: x.txt:3: expected a number"
+    assert len(err) == 2 and err[0].startswith("stages.x: device ")
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
@@ -558,3 +560,21 @@ def test_yaml_syntax_error_names_line_column_and_fix(tmp_path, capsys):
     rc, err = _stage(lambda: load_params(bad), capsys)
     line = _assert_bad(rc, err, f"{bad}:5", "not valid YAML, column", "fix the syntax there", prog="stages.test")
     assert "git diff params.yaml" in line
+
+
+def test_stage_says_its_device_and_model_first(tmp_path):
+    """A stage run as a module starts with one line naming the device and the model (before any error)."""
+    study = tmp_path / "study"
+    shutil.copytree(ROOT / "stages", study / "stages", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {"PYTHONPATH": f"{study}{os.pathsep}{ROOT}"}
+    import yaml
+
+    params = _params()
+    params["datasets"]["hpatches"] = str(tmp_path / "missing")
+    (study / "params.yaml").write_text(yaml.safe_dump(params))
+    for cmd in (["stages.eval_hpatches"], ["stages.extract", "hpatches", "sift"]):
+        p = _subprocess([sys.executable, "-m", *cmd], cwd=study, env=env)
+        first = p.stderr.splitlines()[0]
+        assert first.startswith(f"{' '.join(cmd)}: device cpu (params device: auto), torch "), p.stderr
+        assert "model daisy 200-d" in first
+        assert p.returncode == EXIT_BAD_INPUT and "missing" in _error_line(p.stderr, cmd[0])
