@@ -44,6 +44,9 @@ FACTOR_RANGE: tuple[float, float] = (0.05, 40.0)
 COST_CAP = 0.3
 #: verified pairs an image needs before it gets a focal length of its own (else it keeps its current one)
 MIN_PAIRS_PER_IMAGE = 2
+#: the strongest verified pairs (most inliers) an image's own focal length is fitted to (bounds the work per image
+#: in large exhaustive scenes; more pairs add little to a one-parameter fit)
+MAX_PAIRS_PER_IMAGE = 50
 #: sources of an initial focal length
 FOCAL_SOURCES = ("prior", "two_view", "guess")
 
@@ -121,15 +124,18 @@ def solve_focal_factors(pairs: list[tuple[int, int, np.ndarray, float]], num: in
     J = np.array([p[1] for p in pairs])
     F = np.stack([p[2] for p in pairs])
     W = np.array([p[3] for p in pairs])
+    mine = {}  # free camera → (its pairs where it is first, where it is second), the strongest first, computed once
+    for k in np.flatnonzero(free):
+        idx = np.flatnonzero((I == k) | (J == k))
+        if len(idx) >= MIN_PAIRS_PER_IMAGE:
+            idx = idx[np.argsort(-W[idx], kind="stable")[:MAX_PAIRS_PER_IMAGE]]
+            mine[k] = (idx[I[idx] == k], idx[J[idx] == k])
     for _ in range(sweeps):
-        for k in np.flatnonzero(free):
-            first, second = I == k, J == k
-            if first.sum() + second.sum() < MIN_PAIRS_PER_IMAGE:
-                continue
+        for k, (first, second) in mine.items():
             total = np.zeros(grid_size)
-            if first.any():
+            if len(first):
                 total += (W[first] * _capped(essential_gap(F[first], grid[:, None], factors[J[first]][None]))).sum(1)
-            if second.any():
+            if len(second):
                 total += (W[second] * _capped(essential_gap(F[second], factors[I[second]][None], grid[:, None]))).sum(1)
             factors[k] = float(grid[int(np.argmin(total))])
             own[k] = True
@@ -142,6 +148,16 @@ def solve_focal_factors(pairs: list[tuple[int, int, np.ndarray, float]], num: in
     return factors, own, scale
 
 
+def camera_focals(db: pycolmap.Database) -> FocalEstimate:
+    """The focal lengths the database's cameras have now: ``prior`` where flagged so, else ``guess``."""
+    est = FocalEstimate()
+    for cam in db.read_all_cameras():
+        c = int(cam.camera_id)
+        est.focal[c] = float(cam.mean_focal_length())
+        est.source[c] = "prior" if cam.has_prior_focal_length else "guess"
+    return est
+
+
 def estimate_focals(db: pycolmap.Database, min_inliers: int = 15, guess: float = 1.2) -> FocalEstimate:
     """Initial focal lengths of every camera of ``db`` from its verified two-view geometries.
 
@@ -149,8 +165,11 @@ def estimate_focals(db: pycolmap.Database, min_inliers: int = 15, guess: float =
     :data:`MIN_PAIRS_PER_IMAGE` verified pairs (a fundamental matrix, ``min_inliers`` inliers) get a
     self-calibrated one (``two_view``, :func:`solve_focal_factors`; ``guess`` = COLMAP's factor sets
     the scale when no camera has a prior), the rest keep their current value (``guess``).
-    Cameras must not be shared by images of different sizes (one camera per image, as here).
+    Cameras must not be shared by images of different sizes (one camera per image, as here). When every
+    camera has a prior (a benchmark's ``database.db``) nothing is read or fitted.
     """
+    if "guess" not in camera_focals(db).source.values():
+        return camera_focals(db)
     cams = {int(c.camera_id): c for c in db.read_all_cameras()}
     cam_of_image = {int(im.image_id): int(im.camera_id) for im in db.read_all_images()}
     ids = sorted(cams)
@@ -165,7 +184,7 @@ def estimate_focals(db: pycolmap.Database, min_inliers: int = 15, guess: float =
         if n < min_inliers or not np.isfinite(F).all() or np.linalg.norm(F) == 0:
             continue
         c1, c2 = cam_of_image[i1], cam_of_image[i2]
-        if c1 == c2:
+        if c1 == c2 or (cams[c1].has_prior_focal_length and cams[c2].has_prior_focal_length):
             continue
         pairs.append((index[c1], index[c2], normalise_fundamental(F, size[c1], size[c2]), float(np.sqrt(n))))
     fixed = {index[c]: float(cams[c].mean_focal_length()) / max(size[c]) for c in ids if cams[c].has_prior_focal_length}
@@ -248,4 +267,4 @@ def reconstruct(database_path: str | os.PathLike, image_dir: str | os.PathLike, 
 
 
 __all__ = ["FOCAL_SOURCES", "FocalEstimate", "MappingReport", "essential_gap", "normalise_fundamental",
-           "solve_focal_factors", "estimate_focals", "apply_focals", "reconstruct"]
+           "solve_focal_factors", "camera_focals", "estimate_focals", "apply_focals", "reconstruct"]

@@ -163,6 +163,8 @@ def test_config_from_dict():
     assert eth.ETHConfig().ratio is None and eth.ETHConfig().verification_max_num_trials == 20000
     with pytest.raises(ValueError, match="ratioo"):
         eth.ETHConfig.from_dict({"ratioo": 0.8})
+    with pytest.raises(ValueError, match="eval.eth.focal_init = 'exif': expected two_view or guess"):
+        eth.ETHConfig.from_dict({"focal_init": "exif"})  # refused before any matching, not after
 
 
 # ------------------------------------------------------------------------------------ pipeline

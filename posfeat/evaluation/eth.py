@@ -72,7 +72,7 @@ from posfeat.data.megadepth import Camera
 from posfeat.geometry import rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, write_json
 from posfeat.io import fresh_workdir as io_fresh_workdir
-from posfeat.utils import config_from_dict, get_logger, resolve_device
+from posfeat.utils import ParamError, config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
 
@@ -107,6 +107,12 @@ class ETHConfig:
     mapping_attempts: int = 3  # mapper runs (seeds seed, seed+1, …) while the largest model misses images
     num_threads: int = -1  # COLMAP threads (-1: all cores; mapping is then not repeatable under CPU load, 1 is)
     seed: int = 0  # RANSAC, retrieval vocabulary and mapper seed
+
+    def __post_init__(self) -> None:
+        if self.focal_init not in ("two_view", "guess"):
+            raise ParamError(f"eval.eth.focal_init = {self.focal_init!r}: expected two_view or guess")
+        if int(self.mapping_attempts) < 1:
+            raise ParamError(f"eval.eth.mapping_attempts = {self.mapping_attempts!r}: expected an int >= 1")
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ETHConfig":
@@ -556,16 +562,14 @@ def evaluate_scene(
         log.warning(msg)
         return SceneResult(scene, stats, _round(timings), msg)
 
-    if cfg.focal_init not in ("two_view", "guess"):
-        raise DataError(f"eval.eth.focal_init: expected 'two_view' or 'guess', found {cfg.focal_init!r}")
     t0 = time.perf_counter()
     db = pycolmap.Database.open(str(db_path))
     try:
-        focals = reconstruction.estimate_focals(db, cfg.verification_min_inliers)
         if cfg.focal_init == "two_view":
+            focals = reconstruction.estimate_focals(db, cfg.verification_min_inliers, cfg.focal_factor)
             reconstruction.apply_focals(db, focals)
         else:
-            focals.source = {c: ("prior" if s == "prior" else "guess") for c, s in focals.source.items()}
+            focals = reconstruction.camera_focals(db)
     finally:
         db.close()
     protocol["focal_init"] = cfg.focal_init
