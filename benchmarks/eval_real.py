@@ -1,4 +1,4 @@
-"""A trained model against SIFT on the real photographs of ``../shared/data`` (a measurement, not a test).
+"""A trained model against SIFT on a folder of real photographs with ground truth (``--data``; a measurement, not a test).
 
     python benchmarks/eval_real.py --weights models/posfeat.pt                   # writes benchmarks/results/real.json
     python benchmarks/eval_real.py --weights exp.pt --out /tmp/real.json --no-eth
@@ -14,7 +14,7 @@ What it measures, on images the default study never trains on:
   the same three methods and protocol: a proxy for the HPatches ``v_*`` sequences that turn less than ``v_boat``.
 * **Strecha epipolar precision** (``megadepth-strecha/<scene>``, consecutive pairs, exact cameras), day to day
   and **day to synthetic night** (the second image of every pair through the demo world's night style, a fixed
-  seed per image: ``../shared/data`` has no night photographs, so this stands in for Aachen's night queries).
+  seed per image: the folder has no night photographs, so this stands in for Aachen's night queries).
 * **ETH layout** (``megadepth-strecha/<scene>``: real Strecha scenes with exact cameras): each scene is
   written as an ETH-layout scene (``images/`` + ``gt_cameras.txt``) in a scratch folder, then reconstructed
   with the study's ETH pipeline (``extract.eth`` of ``params.yaml`` for PoSFeat, ``eval.eth`` for matching,
@@ -25,6 +25,20 @@ The PoSFeat settings come from ``--params`` (the study's ``params.yaml``); ``--s
 ``--rotations`` (and their ``--eth-`` twins) override them for a sweep; ``--input-norm`` overrides the checkpoint's
 ``model.input_norm`` (test-time standardisation of a model trained without it).
 SIFT features do not depend on the model; they are cached in the scratch folder (``--work``).
+
+The ``--data`` folder, assembled from public releases (none of it is training data)::
+
+    hpatches-oxford/v_boat/{1..6}.ppm, H_1_2 .. H_1_6
+        the sequence ``v_boat`` of the HPatches sequences release (hpatches-sequences-release.tar.gz of
+        github.com/hpatches/hpatches-dataset), unchanged; any other HPatches sequence folder is measured too.
+    megadepth-strecha/strecha_castle/dense0/aligned/{images/NNNN.jpg, img_cam.txt, pairs.txt}
+    megadepth-strecha/strecha_entry/dense0/aligned/...
+        Strecha et al.'s dense multi-view scenes castle-P19 and entry-P10 (the EPFL CVLab "multi-view
+        evaluation" release: JPEG images and one ``.camera`` file per image), in the MegaDepth layout that
+        ``prepare_megadepth`` reads: images downscaled to 768 px wide and renamed 0000.jpg, ...; ``img_cam.txt``
+        one line per image ``name w h fx fy cx cy R(3x3 row-major, world->camera) t`` with K scaled to the
+        new width, R = Rc^T and t = -Rc^T C from the ``.camera`` file's camera-to-world rotation Rc and centre C;
+        ``pairs.txt`` one ``nameA nameB`` line per pair (here: every pair of the scene).
 """
 
 from __future__ import annotations
@@ -162,7 +176,7 @@ def warped_sequences(data: Path, out: Path, per_scene: int = 2, seed: int = 0) -
 
 def night_images(src: Path, names: list[str], out: Path, seed: int = 0) -> Path:
     """A night version of every image (the demo world's night style, :func:`stylize`, a fixed seed per image):
-    a synthetic stand-in for night photographs, which ``../shared/data`` does not have."""
+    a synthetic stand-in for night photographs, which the real-data folder does not have."""
     if not out.is_dir():
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

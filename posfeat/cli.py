@@ -12,12 +12,53 @@ import sys
 
 from posfeat.entry import DEBUG_ENV, run_entry
 
+CLI_METHODS = ("posfeat", "posfeat_sift", "sift", "rootsift")
+BENCHMARKS = ("hpatches", "aachen", "eth")  # posfeat.data.benchmarks.BENCHMARKS (tested equal)
+
 
 def _kv(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=FEATURES.h5, got {text!r}")
     name, path = text.split("=", 1)
     return name, path
+
+
+EXTRACT_FLAGS = {
+    "max_keypoints": (int, None, 8192, "keypoints per image (at most)"),
+    "nms_radius": (int, None, 1, "non-maximum suppression radius in pixels (PoSFeat)"),
+    "threshold": (float, None, 0.9, "score threshold (PoSFeat)"),
+    "threshold_mode": (str, ["abs", "max", "mean", "none"], "abs", "how --threshold applies to the score map (PoSFeat)"),
+    "scales": (float, "+", (1.0,), "image scales the network runs at (PoSFeat)"),
+    "pyramid": (bool, None, False,
+                "keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)"),
+    "rotations": (float, "+", (0.0,), "in-plane rotations (degrees) of the image the network also runs on, pooled "
+                                      "(PoSFeat)"),
+    "subpixel": (str, ["centroid", "quadratic"], "centroid",
+                 "sub-pixel refinement of a score peak: the official 3x3 centroid or a parabola per axis (PoSFeat)"),
+    "pyramid_sift_size": (float, None, 4.0,
+                          "posfeat_sift in a pyramid: the OpenCV keypoint size (px) described at scale 1"),
+    "descriptor_dtype": (str, ["float16", "float32"], "float16",
+                         "how descriptors are stored (read back as float32 either way)"),
+    "amp": (bool, None, False, "mixed precision (bfloat16 on a CPU that has it natively)"),
+}
+"""The ``extract`` flags that set an :class:`~posfeat.extraction.ExtractConfig` field: ``(type, choices or
+nargs, the field's default, help)``. A flag given overrides ``--params``; one not given leaves the value of
+``--params`` or else the field's default (a test checks these defaults against the dataclass; the table
+keeps ``--help`` free of torch)."""
+
+
+def _add_extract_settings(s: argparse.ArgumentParser) -> None:
+    """One flag per :data:`EXTRACT_FLAGS` field; not given, it is absent from the parsed arguments."""
+    for name, (kind, extra, default, text) in EXTRACT_FLAGS.items():
+        flag = "--" + name.replace("_", "-")
+        shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+        text = f"{text} (default: {shown}; the study's extract.<dataset>.{name})"
+        if kind is bool:
+            s.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=text)
+        elif isinstance(extra, list):
+            s.add_argument(flag, choices=extra, default=argparse.SUPPRESS, help=text)
+        else:
+            s.add_argument(flag, type=kind, nargs=extra, default=argparse.SUPPRESS, help=text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,37 +78,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="manifest JSON (the file params.yaml's datasets.megadepth_metadata names)")
     s.set_defaults(module="posfeat.data.manifest")
 
-    s = sub.add_parser("extract", help="extract local features of every image under a folder into an HDF5 file")
-    s.add_argument("--method", choices=["posfeat", "sift", "rootsift"], required=True, help="local features to extract")
-    s.add_argument("--weights", help="PoSFeat checkpoint (.pt), required for --method posfeat")
-    s.add_argument("--images", required=True, help="image folder, searched recursively; names are relative to it")
+    s = sub.add_parser("photos", help="turn your own photo collections (one folder per place, EXIF optional) into a "
+                                       "PoSFeat training set in the MegaDepth layout")
+    s.add_argument("--images", required=True, help="a folder of photos of one place, or one such folder per place "
+                                                   "(a folder with sparse/ and images/ uses that COLMAP model)")
+    s.add_argument("--out", required=True, help="output MegaDepth-layout root (<out>/<place>/dense0/aligned/...)")
+    s.add_argument("--manifest", help="also write the metadata manifest here (datasets.megadepth_metadata)")
+    s.add_argument("--max-keypoints", type=int, default=8192, help="SIFT keypoints per photo for the reconstruction")
+    s.add_argument("--max-image-size", type=int, default=1600,
+                   help="px; larger photos are downscaled (cameras follow); 0 keeps full size")
+    s.add_argument("--min-covisibility", type=float, default=0.1,
+                   help="a pair is written when each image sees this fraction of the other's 3D points")
+    s.add_argument("--rot-thr", type=float, default=80.0, help="degrees; pairs turned more are not written")
+    s.add_argument("--seed", type=int, default=0, help="RANSAC and mapper seed")
+    s.add_argument("--num-threads", type=int, default=1, help="COLMAP threads (1: repeatable; -1: all cores)")
+    s.set_defaults(module="posfeat.data.photos")
+
+    s = sub.add_parser("extract", help="extract local features of a folder's images, or of a benchmark's, into an "
+                                        "HDF5 file")
+    s.add_argument("--method", choices=CLI_METHODS, required=True,
+                   help="posfeat | posfeat_sift (PoSFeat descriptors on OpenCV SIFT keypoints) | sift | rootsift")
+    s.add_argument("--weights", help="PoSFeat checkpoint (.pt), required for posfeat and posfeat_sift")
+    s.add_argument("--images", help="image folder, searched recursively; names are relative to it (or --dataset)")
+    s.add_argument("--dataset", choices=BENCHMARKS,
+                   help="a benchmark's images, named as the study names them, under --root (or the root --params names)")
+    s.add_argument("--root", help="with --dataset: the benchmark's root folder (default: datasets.<dataset> of --params)")
+    s.add_argument("--params", metavar="PARAMS.yaml",
+                   help="with --dataset: take the study's extract.<dataset> settings (and, for hpatches, its "
+                        "eval.hpatches.exclude) from this file; flags given override them")
     s.add_argument("--out", required=True, help="output features .h5 (hloc layout)")
-    s.add_argument("--max-keypoints", type=int, default=8192, help="keypoints per image (at most)")
-    s.add_argument("--nms-radius", type=int, default=1, help="non-maximum suppression radius in pixels (PoSFeat)")
-    s.add_argument("--threshold", type=float, default=0.9, help="score threshold (PoSFeat)")
-    s.add_argument("--threshold-mode", choices=["abs", "max", "mean", "none"], default="abs",
-                   help="how --threshold applies to the score map (PoSFeat)")
-    s.add_argument("--sift-keypoints", action="store_true", help="PoSFeat descriptors on OpenCV SIFT keypoints")
-    s.add_argument("--sift-keypoints-out", metavar="H5",
-                   help="with --method posfeat: also write PoSFeat descriptors on OpenCV SIFT keypoints to this .h5, "
-                        "from the same network pass (what --sift-keypoints gives, without a second run)")
-    s.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                   help="image scales the network runs at (PoSFeat; the study's extract.<dataset>.scales)")
-    s.add_argument("--pyramid", action="store_true",
-                   help="keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)")
-    s.add_argument("--rotations", type=float, nargs="+", default=[0.0],
-                   help="in-plane rotations (degrees) of the image the network also runs on, pooled (PoSFeat; the "
-                        "study's extract.<dataset>.rotations)")
-    s.add_argument("--subpixel", choices=["centroid", "quadratic"], default="centroid",
-                   help="sub-pixel refinement of a score peak: the official 3x3 centroid or a parabola per axis "
-                        "(PoSFeat; the study's extract.<dataset>.subpixel)")
-    s.add_argument("--pyramid-sift-size", type=float, default=4.0,
-                   help="with --pyramid and SIFT keypoints: the OpenCV keypoint size (px) described at scale 1 "
-                        "(the study's extract.<dataset>.pyramid_sift_size)")
-    s.add_argument("--descriptor-dtype", choices=["float16", "float32"], default="float16",
-                   help="how descriptors are stored (read back as float32 either way)")
-    s.add_argument("--amp", action="store_true",
-                   help="mixed precision (bfloat16 on a CPU that has it natively; the study's extract.<dataset>.amp)")
+    s.add_argument("--posfeat-sift-out", metavar="H5",
+                   help="with --method posfeat: also write posfeat_sift features to this .h5 from the same network "
+                        "pass (what --method posfeat_sift writes, without a second run)")
+    _add_extract_settings(s)
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     s.set_defaults(module="posfeat.extraction")
 
@@ -83,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(module="posfeat.evaluation.hpatches")
 
     s = sub.add_parser("eval-eth", help="ETH local feature benchmark: reconstruct one scene with pycolmap")
-    s.add_argument("--scene", required=True, help="scene folder with images/")
+    s.add_argument("--root", required=True, help="the scene folder (with images/, and optionally database.db)")
     s.add_argument("--features", required=True, help="features .h5 (extracted from the ETH root, the scene or its images/ folder)")
     s.add_argument("--out", required=True, help="statistics JSON")
     s.add_argument("--workdir", help="where the database and models go; None: a folder beside --out")

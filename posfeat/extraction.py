@@ -4,7 +4,7 @@ One image → ``dict(keypoints N×2, scores N, descriptors N×D, image_size (w, 
 pixels (x right, y down, centre of the top-left pixel = (0, 0)), sorted by decreasing score, and unit
 L2 descriptors. :func:`extract_dataset` writes a whole image set into one hloc-layout HDF5 file.
 
-PoSFeat keypoints follow the official extractor (ALGORITHM.md §4) with its pitfalls removed:
+PoSFeat keypoints follow the official extractor (docs/method.md#feature-extraction) with its pitfalls removed:
 
 * **Border.** Only pixels at least ``border`` (default 1, the original's ``score[1:-1, 1:-1]``) from
   the image edge can be keypoints, so every keypoint has a full 3×3 neighbourhood for refinement.
@@ -58,7 +58,7 @@ from posfeat import rotations
 from posfeat.data.images import list_images, read_image
 from posfeat.geometry import sample_feature_map
 from posfeat.io import DESCRIPTOR_DTYPES, DataError, FeatureWriter
-from posfeat.utils import autocast_dtype, config_from_dict, get_logger, resolve_device
+from posfeat.utils import announce, autocast_dtype, config_from_dict, get_logger, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ GPU_BATCH_PIXELS = 8 * 640 * 480
 
 @dataclass
 class ExtractConfig:
-    """Detector settings (defaults: the official HPatches configuration, ALGORITHM.md §4).
+    """Detector settings (defaults: the official HPatches configuration, docs/method.md#feature-extraction).
 
     Attributes:
         max_keypoints: keep at most this many keypoints per image (``None`` or ``<= 0``: all).
@@ -792,6 +792,9 @@ def extract_dataset(
         bs, max_pixels = 8, GPU_BATCH_PIXELS
     else:
         bs, max_pixels = 1, None
+    shown = "posfeat_sift" if cfg.sift_keypoints else method
+    announce(f"extract {shown}" + (" + posfeat_sift" if sift_out is not None else ""), dev,
+             model if method == "posfeat" else f"OpenCV {method.upper()}", f"{len(names)} images under {root}")
     counts: list[int] = []
     sift_counts: list[int] = []
     t0 = time.perf_counter()
@@ -863,35 +866,55 @@ def load_model(weights: str | os.PathLike, device: str | torch.device = "auto"):
     return model.to(dev).eval()
 
 
+def cli_config(args) -> tuple[ExtractConfig, Path, list[str]]:
+    """``(settings, image root, image names)`` of ``posfeat extract``: the study's ``extract.<dataset>`` of
+    ``--params`` (when given), overridden by every settings flag given; the images of ``--images``, or of the
+    benchmark ``--dataset`` under ``--root`` (default: ``datasets.<dataset>`` of ``--params``, relative to
+    that file's folder)."""
+    from posfeat.cli import EXTRACT_FLAGS
+    from posfeat.data.benchmarks import benchmark_images
+    from posfeat.io import read_yaml_mapping
+
+    if (args.images is None) == (args.dataset is None):
+        raise SystemExit("extract: give --images DIR, or --dataset NAME (with --root DIR or --params PARAMS.yaml)")
+    if args.params and not args.dataset:
+        raise SystemExit("extract: --params needs --dataset (which extract.<dataset> settings to take)")
+    settings, exclude, root = {}, (), args.root
+    if args.params:
+        params = read_yaml_mapping(args.params)
+        try:
+            settings = dict(params["extract"][args.dataset])
+        except (KeyError, TypeError):
+            raise DataError(f"{args.params}: no extract.{args.dataset} settings (expected the study's params.yaml)")
+        if args.dataset == "hpatches":
+            exclude = tuple(((params.get("eval") or {}).get("hpatches") or {}).get("exclude") or ())
+        if root is None:
+            root = Path(args.params).parent / str((params.get("datasets") or {}).get(args.dataset, ""))
+    settings.update({k: getattr(args, k) for k in EXTRACT_FLAGS if hasattr(args, k)})
+    settings["sift_keypoints"] = args.method == "posfeat_sift"
+    what = f"{args.params}: extract.{args.dataset}" if args.params else "extract flags"
+    cfg = ExtractConfig.from_dict(settings, what=what)
+    if args.images is not None:
+        return cfg, Path(args.images), list_images(args.images)
+    if root is None:
+        raise SystemExit("extract: --dataset needs --root DIR (or --params PARAMS.yaml naming datasets.<dataset>)")
+    image_root, names = benchmark_images(args.dataset, root, exclude)
+    return cfg, image_root, names
+
+
 def run_cli(args) -> int:
     """``python -m posfeat extract …`` (arguments: :mod:`posfeat.cli`)."""
     get_logger("posfeat")
-    mode = None if args.threshold_mode in (None, "none") else args.threshold_mode
-    cfg = ExtractConfig(
-        max_keypoints=args.max_keypoints,
-        nms_radius=args.nms_radius,
-        threshold=args.threshold,
-        threshold_mode=mode,
-        sift_keypoints=args.sift_keypoints,
-        scales=tuple(args.scales),
-        pyramid=args.pyramid,
-        rotations=tuple(args.rotations),
-        amp=args.amp,
-        subpixel=getattr(args, "subpixel", "centroid"),
-        pyramid_sift_size=getattr(args, "pyramid_sift_size", 4.0),
-        descriptor_dtype=getattr(args, "descriptor_dtype", "float16"),
-    )
+    if args.posfeat_sift_out and args.method != "posfeat":
+        raise SystemExit("--posfeat-sift-out only applies to --method posfeat (it writes posfeat_sift beside it)")
+    cfg, image_root, names = cli_config(args)
     model = None
-    if args.method == "posfeat":
+    if args.method in ("posfeat", "posfeat_sift"):
         if not args.weights:
-            raise SystemExit("extract --method posfeat needs --weights MODEL.pt")
+            raise SystemExit(f"extract --method {args.method} needs --weights MODEL.pt")
         model = load_model(args.weights, args.device)
-    elif args.sift_keypoints or args.sift_keypoints_out:
-        raise SystemExit("--sift-keypoints and --sift-keypoints-out only apply to --method posfeat")
-    if args.sift_keypoints and args.sift_keypoints_out:
-        raise SystemExit("--sift-keypoints-out writes the --sift-keypoints features beside --out; give one of the two")
-    names = list_images(args.images)
-    summary = extract_dataset(args.method, args.images, names, args.out, model=model, config=cfg, device=args.device,
-                              sift_out=args.sift_keypoints_out)
+    method = "posfeat" if args.method == "posfeat_sift" else args.method
+    summary = extract_dataset(method, image_root, names, args.out, model=model, config=cfg, device=args.device,
+                              sift_out=args.posfeat_sift_out)
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0

@@ -1,6 +1,6 @@
 """Camera and epipolar geometry, and the one pixel/feature sampling convention.
 
-Conventions (ALGORITHM.md §0, DESIGN.md §6):
+Conventions (docs/method.md#conventions):
 
 * pixel coordinates ``(x, y)``: x right, y down, the centre of the top-left pixel is ``(0, 0)``;
 * poses are world→camera: ``X_cam = R @ X_world + t``;
@@ -36,7 +36,7 @@ def sample_feature_map(
 ) -> torch.Tensor:
     """Bilinearly sample a (possibly strided) feature map at image-pixel coordinates.
 
-    This is the single place where PoSFeat's mixed sampling convention lives (ALGORITHM.md §0): pixel
+    This is the single place where PoSFeat's mixed sampling convention lives (docs/method.md#conventions): pixel
     coordinates are normalised with the *align_corners=True* rule over the **image** size, then handed
     to ``grid_sample(align_corners=False)`` over the **feature map**. For a map of width ``Wf`` image
     pixel ``x`` therefore lands at feature coordinate ``x * Wf / (W - 1) - 0.5``. The released weights
@@ -101,7 +101,7 @@ def epipolar_distance(x1: torch.Tensor, x2: torch.Tensor, F12: torch.Tensor) -> 
     """Distance (image-2 pixels) of ``x2`` from the epipolar line ``F12 @ x1``, elementwise.
 
     ``x1``, ``x2``: ``(..., N, 2)``; ``F12``: ``(..., 3, 3)``. Returns ``(..., N)``.
-    ``d = |x2~ . l| / max(||l[:2]||, 1e-8)`` with ``l = F12 @ x1~`` (ALGORITHM.md §0).
+    ``d = |x2~ . l| / max(||l[:2]||, 1e-8)`` with ``l = F12 @ x1~`` (docs/method.md#conventions).
     """
     ones = torch.ones_like(x1[..., :1])
     l = torch.einsum("...ij,...nj->...ni", F12.to(x1.dtype), torch.cat([x1, ones], -1))

@@ -1,4 +1,4 @@
-"""File I/O in one place: atomic writes, JSON, and the hloc-layout HDF5 feature files (DESIGN.md §3)."""
+"""File I/O in one place: atomic writes, JSON, and the hloc-layout HDF5 feature files (docs/evaluation.md#feature-files)."""
 
 from __future__ import annotations
 
@@ -124,6 +124,29 @@ def read_json(path: str | os.PathLike):
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
 
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str = "parameter file") -> dict:
+    """A YAML file holding a mapping (``params.yaml``); a missing file, a syntax error (with its line and
+    column) or another top-level type is a :class:`DataError` naming the file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found")
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        col = f", column {mark.column + 1}" if mark is not None else ""
+        raise DataError(f"{where}: not valid YAML{col} ({getattr(e, 'problem', None) or e}); fix the syntax there "
+                        f"(a bracket or quote left open, a tab, a missing ': '); `git diff {path.name}` shows the "
+                        "edit") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a mapping of parameters, got {type(data).__name__}")
+    return data
 
 # ------------------------------------------------------------------------------------ feature files
 def feature_method_name(path: str | os.PathLike) -> str:

@@ -4,7 +4,7 @@ A view is the image rotated by an angle about its centre on a canvas of the same
 leave the canvas are lost; the canvas corners that the image no longer covers are filled by reflection and
 never give keypoints). The network is upright, as the paper's: running it on a few rotated views and
 pooling their keypoints, each mapped back to image pixels with its own descriptor, lets two images rotated
-by about one view step match (ALGORITHM.md's upright detector otherwise gets nothing at 40°).
+by about one view step match (the official upright detector otherwise gets nothing at 40°).
 
 Affine maps are ``2×3`` float64 matrices acting on pixel coordinates (centre of the top-left pixel at
 ``(0, 0)``, x right, y down): ``view = A @ [x, y, 1]``.

@@ -6,6 +6,7 @@ import collections.abc
 import dataclasses
 import logging
 import random
+import sys
 import types
 import typing
 from typing import Any, Mapping, TypeVar
@@ -173,6 +174,48 @@ def autocast_dtype(enabled: bool, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     get_logger("posfeat").warning("amp requested but %s has no native bfloat16: float32", device)
     return None
+
+
+def describe_device(device: torch.device | str) -> str:
+    """``cpu`` or ``cuda:0 (NVIDIA H100 80GB HBM3, 1 visible)``: the device a run uses, named."""
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    if dev.type == "cuda" and torch.cuda.is_available():
+        index = dev.index if dev.index is not None else torch.cuda.current_device()
+        return f"{dev} ({torch.cuda.get_device_name(index)}, {torch.cuda.device_count()} visible)"
+    return str(dev)
+
+
+def describe_model(model: Any) -> str:
+    """``daisy 200-d, 0.05 M parameters (0.04 M trainable)`` for a PoSFeat network, else ``str(model)``."""
+    if not isinstance(model, torch.nn.Module):
+        return str(model)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    cfg = getattr(model, "config", {}) or {}
+    name = f"{cfg.get('encoder', type(model).__name__)} {cfg.get('desc_dim', '?')}-d"
+    return f"{name}, {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)"
+
+
+def start_line(prog: str, device: torch.device | str | None = None, model: Any = None, data: str | None = None,
+               steps: str | None = None) -> str:
+    """The one line a stage or command prints when its work starts: what runs, on which device, with which
+    model, on what data, for how many steps (the parts that apply)."""
+    parts = [f"torch {torch.__version__}"]
+    if device is not None:
+        parts.insert(0, f"device {describe_device(device)}")
+    if model is not None:
+        parts.append(f"model {describe_model(model)}")
+    if data:
+        parts.append(f"data {data}")
+    if steps:
+        parts.append(f"steps {steps}")
+    return f"{prog}: " + ", ".join(parts)
+
+
+def announce(prog: str, device: torch.device | str | None = None, model: Any = None, data: str | None = None,
+             steps: str | None = None) -> None:
+    """Print :func:`start_line` on stderr at once (before any progress bar)."""
+    print(start_line(prog, device, model, data, steps), file=sys.stderr, flush=True)
 
 
 def get_logger(name: str) -> logging.Logger:

@@ -1,7 +1,7 @@
-"""Training visualisations (ALGORITHM.md §6): matches coloured by epipolar error, score maps.
+"""Training visualisations: matches coloured by epipolar error, score maps.
 
 Everything returns ``H×W×3`` uint8 RGB arrays (what ``dvclive.Live.log_image`` takes). Colour maps come
-from ``matplotlib.colormaps[...]`` (``cm.get_cmap`` is gone in Matplotlib ≥ 3.9, ALGORITHM.md §7.4.7) and
+from ``matplotlib.colormaps[...]`` (``cm.get_cmap`` is gone in Matplotlib ≥ 3.9) and
 OpenCV draws with integer coordinates (modern OpenCV rejects float tuples).
 """
 

@@ -6,10 +6,9 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from posfeat.entry import run_entry
-from posfeat.io import DataError
+from posfeat.io import read_yaml_mapping
 from posfeat.utils import ParamError, check_param
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -17,23 +16,8 @@ _MISSING = object()
 
 
 def load_params(path: str | Path = ROOT / "params.yaml") -> dict:
-    """The study's parameters as a dict (the library never reads this file); a bad file is a DataError."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: parameter file not found")
-    try:
-        with open(path) as f:
-            params = yaml.safe_load(f)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        col = f", column {mark.column + 1}" if mark is not None else ""
-        raise DataError(f"{where}: not valid YAML{col} ({getattr(e, 'problem', None) or e}); fix the syntax there "
-                        f"(a bracket or quote left open, a tab, a missing ': '); `git diff {path.name}` shows the "
-                        "edit") from e
-    if not isinstance(params, dict):
-        raise DataError(f"{path}: expected a mapping of parameters, got {type(params).__name__}")
-    return params
+    """The study's parameters as a dict; a bad file is a DataError (:func:`posfeat.io.read_yaml_mapping`)."""
+    return read_yaml_mapping(path)
 
 
 def param(params: dict, name: str, hint: Any = Any, default: Any = _MISSING) -> Any:
@@ -68,34 +52,14 @@ def seeded_settings(params: dict, name: str) -> dict:
     return settings
 
 
-def start_line(prog: str, params: dict) -> str:
-    """What a stage runs on, said before it starts: the device it will use and the model it trains or reads."""
-    import torch
-
-    asked = params.get("device", "auto")
-    if asked in (None, "", "auto"):
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    else:
-        device = str(asked)
-    if device.startswith("cuda") and torch.cuda.is_available():
-        device += f" ({torch.cuda.get_device_name(0)}, {torch.cuda.device_count()} visible)"
-    model = params.get("model") or {}
-    return (f"{prog}: device {device} (params device: {asked}), torch {torch.__version__}, "
-            f"model {model.get('encoder', '?')} {model.get('desc_dim', '?')}-d")
-
-
 def stage_entry(main: Callable[[], Any], prog: str) -> None:
     """``python -m stages.<name>`` for a stage without arguments: bad input → one message, exit status 2.
 
-    A line on stderr first says which device and model the stage runs with (:func:`start_line`).
+    The work itself prints the start line (:func:`posfeat.utils.announce`) once it knows its data.
     """
     def run(argv: list[str]) -> int:
         if argv:
             raise SystemExit(f"{prog}: takes no arguments except --debug, got {argv}")
-        try:
-            print(start_line(prog, load_params()), file=sys.stderr, flush=True)
-        except (DataError, AttributeError):  # an unreadable params.yaml is reported by the stage itself
-            pass
         main()
         return 0
 

@@ -1,4 +1,4 @@
-"""DVC stage ``demo_data``: render the demo world (DESIGN.md §4) into ``data/demo``.
+"""DVC stage ``demo_data``: render the demo world into ``data/demo``.
 
 Reads params ``demo`` (and nothing else); writes ``data/demo/{megadepth,hpatches,aachen,eth}`` and
 ``data/demo/megadepth_metadata.json`` (the metadata manifest that ``prepare_megadepth`` depends on instead
@@ -16,7 +16,7 @@ from pathlib import Path
 from posfeat.data.demo import DEFAULT_SIZES, generate_demo
 from posfeat.data.manifest import write_metadata_manifest
 from posfeat.io import atomic_path
-from posfeat.utils import ParamError, check_param, get_logger
+from posfeat.utils import ParamError, announce, check_param, get_logger
 from stages.common import ROOT, load_params, stage_entry
 
 OUT_DIR = Path("data/demo")
@@ -55,7 +55,7 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT, workers: int |
     out = Path(base_dir) / OUT_DIR
     if out.exists():
         log.info("replacing %s", out)
-    log.info("rendering the demo world (seed %d) into %s", seed, out)
+    announce("stages.demo_data", data=f"the demo world, seed {seed}, into {out}")
     with atomic_path(out) as tmp:
         summary = generate_demo(tmp, seed=seed, workers=workers, **sizes)
         manifest = write_metadata_manifest(tmp / "megadepth", tmp / MANIFEST_NAME)

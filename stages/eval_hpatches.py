@@ -2,7 +2,7 @@
 
 Reads params ``datasets.hpatches``, ``extract.methods`` and ``eval.hpatches`` (``exclude``,
 ``max_threshold``) and ``features/<method>/hpatches.h5``; writes ``metrics/hpatches.json``,
-``plots/hpatches/<method>.csv`` (threshold, overall, illumination, viewpoint) and ``plots/hpatches.png``.
+``plots/hpatches/<method>.csv`` (threshold, overall, illumination, viewpoint) and ``plots/hpatches.png`` with its vector copy ``plots/hpatches.svg``.
 Run: ``python -m stages.eval_hpatches``.
 """
 
@@ -35,7 +35,8 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     )
     write_json(base_dir / METRICS_PATH, results)
     write_curves(results, base_dir / CURVES_DIR)
-    plot_mma_curves(results, base_dir / FIGURE_PATH)
+    demo = "data/demo" in Path(param(params, "datasets.hpatches", str)).as_posix()
+    plot_mma_curves(results, base_dir / FIGURE_PATH, dataset="HPatches layout, demo world" if demo else "HPatches")
     print(format_table(results))
     return results
 

@@ -1,5 +1,5 @@
 """DVC stages ``extract_posfeat@<dataset>`` and ``extract_sift@<dataset>``: local features of one dataset's
-images into HDF5 files.
+images (:func:`posfeat.data.benchmarks.benchmark_images`) into HDF5 files.
 
     python -m stages.extract <dataset> <method>      # dataset: hpatches | aachen | eth
                                                      # method:  posfeat | sift | rootsift
@@ -9,11 +9,7 @@ threshold_mode, scales, pyramid, rotations), ``device`` and, for HPatches, ``eva
 loads ``models/posfeat.pt``. ``posfeat`` writes two files from one network pass per view: PoSFeat's own
 keypoints (``features/posfeat/``) and PoSFeat's descriptors on OpenCV SIFT keypoints
 (``features/posfeat_sift/``, the official code's ``use_sift: True``), so that detector and descriptor quality
-read separately. Writes ``features/<method>/<dataset>.h5`` (hloc layout) with image names:
-
-* hpatches: ``<seq>/<k>.ppm`` (relative to the HPatches root), all 6 images of every kept sequence;
-* aachen: relative to ``<root>/images/images_upright`` (``db/1.jpg``, ``query/day/nexus5x/x.jpg``, …);
-* eth: ``<Scene>/images/<file>`` relative to the ETH root, every image of every scene.
+read separately. Writes ``features/<method>/<dataset>.h5`` (hloc layout).
 """
 
 from __future__ import annotations
@@ -23,35 +19,14 @@ import json
 import sys
 from pathlib import Path
 
-from posfeat.data.hpatches import list_sequences, load_sequence
-from posfeat.data.images import list_images
+from posfeat.data.benchmarks import BENCHMARKS as DATASETS
+from posfeat.data.benchmarks import benchmark_images
 from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_model
-from posfeat.io import DataError
 from posfeat.utils import get_logger
 from posfeat.entry import run_entry
-from stages.common import ROOT, dataset_root, load_params, param, start_line
+from stages.common import ROOT, dataset_root, load_params, param
 
-DATASETS = ("hpatches", "aachen", "eth")
 MODEL_PATH = Path("models/posfeat.pt")
-
-
-def dataset_images(dataset: str, root: Path, exclude=()) -> tuple[Path, list[str]]:
-    """``(image root, names relative to it)`` of every image the benchmark of ``dataset`` needs."""
-    if dataset == "hpatches":
-        names = [im for s in list_sequences(root, exclude) for im in load_sequence(root, s).images]
-        return root, names
-    if dataset == "aachen":
-        image_root = root / "images" / "images_upright"
-        return image_root, list_images(image_root)
-    if dataset == "eth":
-        if not root.is_dir():
-            raise DataError(f"{root}: ETH root not found (expected <root>/<Scene>/images/*)")
-        scenes = sorted(p.name for p in root.iterdir() if (p / "images").is_dir())
-        if not scenes:
-            raise DataError(f"{root}: no scene with an images/ folder (expected <root>/<Scene>/images/*)")
-        names = [f"{s}/images/{n}" for s in scenes for n in list_images(root / s / "images")]
-        return root, names
-    raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
 
 
 def main(dataset: str, method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
@@ -67,8 +42,7 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     exclude = param(params, "eval.hpatches.exclude", list[str]) if dataset == "hpatches" else ()
     cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
     device = param(params, "device", str, "auto") if method == "posfeat" else "cpu"
-    image_root, names = dataset_images(dataset, root, exclude)
-    log.info("%s/%s: %d images under %s", method, dataset, len(names), image_root)
+    image_root, names = benchmark_images(dataset, root, exclude)
     model = load_model(base_dir / MODEL_PATH, device) if method == "posfeat" else None
     out = base_dir / "features" / method / f"{dataset}.h5"
     sift_out = base_dir / "features" / "posfeat_sift" / f"{dataset}.h5" if method == "posfeat" else None
@@ -82,7 +56,6 @@ def _cli(argv: list[str]) -> int:
     ap.add_argument("dataset", choices=DATASETS)
     ap.add_argument("method", choices=METHODS)
     a = ap.parse_args(argv)
-    print(start_line(f"stages.extract {a.dataset} {a.method}", load_params()), file=sys.stderr, flush=True)
     main(a.dataset, a.method)
     return 0
 

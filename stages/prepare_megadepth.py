@@ -16,7 +16,7 @@ from pathlib import Path
 from posfeat.data.manifest import check_metadata_manifest
 from posfeat.data.prepare import prepare_megadepth
 from posfeat.io import write_json
-from posfeat.utils import get_logger
+from posfeat.utils import announce, get_logger
 from stages.common import ROOT, load_params, param, stage_entry
 
 INDEX_PATH = Path("data/prepared/megadepth.json")
@@ -47,7 +47,8 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT) -> tuple[dict,
     root = param(params, "datasets.megadepth", str)
     root_path = _resolve(root, base_dir)
     manifest = check_metadata_manifest(root_path, _resolve(param(params, "datasets.megadepth_metadata", str), base_dir))
-    log.info("metadata manifest up to date: %d files under %s", len(manifest["files"]), root_path)
+    announce("stages.prepare_megadepth", data=f"MegaDepth under {root_path} ({len(manifest['files'])} metadata files, "
+             "manifest up to date)")
     index, report = prepare_megadepth(
         root_path,
         banned_scenes=[_scene_id(s) for s in param(params, "prepare.banned_scenes", list[str | int])],

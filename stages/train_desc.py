@@ -1,4 +1,4 @@
-"""DVC stage ``train_desc``: stage 1 of PoSFeat, the descriptor backbone (ALGORITHM.md §2).
+"""DVC stage ``train_desc``: stage 1 of PoSFeat, the descriptor backbone (docs/method.md#stage-1-line-to-window-loss).
 
 Reads params ``train_desc``, ``model``, ``optimizer`` and ``lr[optimizer]``, ``seed``, ``device``, and the
 pair index ``data/prepared/megadepth.json``. Writes ``models/desc.pt`` (final model, atomic),

@@ -1,4 +1,4 @@
-"""DVC stage ``train_kp``: stage 2 of PoSFeat, the detector head (ALGORITHM.md §3).
+"""DVC stage ``train_kp``: stage 2 of PoSFeat, the detector head (docs/method.md#stage-2-reinforce-detector-loss).
 
 Loads ``models/desc.pt`` (stage 1), freezes the backbone (eval mode, ``no_grad``) and trains the
 detector with the REINFORCE loss. Reads params ``train_kp`` (with its own ``optimizer`` and ``lr``: SGD

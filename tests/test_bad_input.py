@@ -464,9 +464,8 @@ def test_stage_without_arguments_rejects_some(monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["stages.x"])
     with pytest.raises(SystemExit) as e:
         stage_entry(lambda: (_ for _ in ()).throw(DataError("x.txt:3: expected a number")), "stages.x")
-    err = capsys.readouterr().err.splitlines()  # the device line, then the one error line
-    assert e.value.code == EXIT_BAD_INPUT and err[-1] == "stages.x: error: x.txt:3: expected a number"
-    assert len(err) == 2 and err[0].startswith("stages.x: device ")
+    err = capsys.readouterr().err.splitlines()  # the one error line
+    assert e.value.code == EXIT_BAD_INPUT and err == ["stages.x: error: x.txt:3: expected a number"]
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
@@ -562,19 +561,19 @@ def test_yaml_syntax_error_names_line_column_and_fix(tmp_path, capsys):
     assert "git diff params.yaml" in line
 
 
-def test_stage_says_its_device_and_model_first(tmp_path):
-    """A stage run as a module starts with one line naming the device and the model (before any error)."""
+def test_stage_says_what_it_runs_on_when_the_work_starts(tmp_path, demo_root):
+    """A stage run as a module prints one start line (device, model, data) before its progress bar."""
     study = tmp_path / "study"
     shutil.copytree(ROOT / "stages", study / "stages", ignore=shutil.ignore_patterns("__pycache__"))
     env = {"PYTHONPATH": f"{study}{os.pathsep}{ROOT}"}
     import yaml
 
     params = _params()
-    params["datasets"]["hpatches"] = str(tmp_path / "missing")
+    params["datasets"]["eth"] = str(demo_root / "eth")
     (study / "params.yaml").write_text(yaml.safe_dump(params))
-    for cmd in (["stages.eval_hpatches"], ["stages.extract", "hpatches", "sift"]):
-        p = _subprocess([sys.executable, "-m", *cmd], cwd=study, env=env)
-        first = p.stderr.splitlines()[0]
-        assert first.startswith(f"{' '.join(cmd)}: device cpu (params device: auto), torch "), p.stderr
-        assert "model daisy 200-d" in first
-        assert p.returncode == EXIT_BAD_INPUT and "missing" in _error_line(p.stderr, cmd[0])
+    p = _subprocess([sys.executable, "-m", "stages.extract", "eth", "sift"], cwd=study, env=env)
+    assert p.returncode == 0, p.stderr
+    starts = [ln for ln in p.stderr.splitlines() if ln.startswith("extract sift: device")]
+    n = sum(1 for _ in (demo_root / "eth").glob("*/images/*"))
+    assert len(starts) == 1 and "model OpenCV SIFT" in starts[0], p.stderr
+    assert f"data {n} images under {demo_root / 'eth'}" in starts[0]

@@ -30,5 +30,5 @@ def test_subcommand_arguments():
         p.parse_args(["eval-hpatches", "--root", "r", "--features", "nokey", "--out", "m.json"])
     a = p.parse_args(["eval-aachen", "--root", "r", "--features", "f.h5", "--out", "o"])
     assert a.module == "posfeat.evaluation.aachen"
-    a = p.parse_args(["eval-eth", "--scene", "s", "--features", "f.h5", "--out", "o.json", "--workdir", "w"])
+    a = p.parse_args(["eval-eth", "--root", "s", "--features", "f.h5", "--out", "o.json", "--workdir", "w"])
     assert a.workdir == "w"

@@ -263,7 +263,7 @@ def test_eth_ground_truth_agrees_with_sift(demo_root):
 
 
 def test_default_params_meet_the_demo_contract():
-    """params.yaml's ``demo`` section is accepted by the stage and asks for the world DESIGN.md §4 promises."""
+    """params.yaml's ``demo`` section is accepted by the stage and asks for the world the docs describe."""
     from stages.common import load_params
     from stages.demo_data import demo_config
 

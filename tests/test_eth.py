@@ -312,7 +312,7 @@ def test_cli_and_stage(tmp_path, monkeypatch):
                                      features_path=base / "features" / "sift" / "eth.h5")
     h5 = base / "features" / "sift" / "eth.h5"
     out = tmp_path / "cli" / "stats.json"
-    assert cli_main(["eval-eth", "--scene", str(scene_dir), "--features", str(h5), "--out", str(out),
+    assert cli_main(["eval-eth", "--root", str(scene_dir), "--features", str(h5), "--out", str(out),
                      "--device", "cpu"]) == 0
     stats = read_json(out)["Synth"]
     assert stats["num_reg_images"] == 4 and stats["median_rotation_error_deg"] < 1.0

@@ -23,7 +23,7 @@ from posfeat.extraction import (
     refine_subpixel,
     refine_subpixel_quadratic,
 )
-from posfeat.io import DataError, FeatureReader
+from posfeat.io import DataError, FeatureReader, feature_method_name
 from posfeat.models import IMAGENET_MEAN, IMAGENET_STD, build_model, save_checkpoint
 
 TINY_MODEL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
@@ -182,7 +182,7 @@ def test_describe_uses_the_sampling_convention_and_normalises():
     np.testing.assert_allclose(d.norm(dim=1).numpy(), 1.0, atol=1e-6)
     u = d[:, 0] / d[:, 2] * 100.0
     v = d[:, 1] / d[:, 2] * 100.0
-    # ALGORITHM.md §0: x -> x·Wf/(W−1) − 0.5 (align_corners=True normalisation, align_corners=False sampling)
+    # docs/method.md#conventions: x -> x·Wf/(W−1) − 0.5 (align_corners=True normalisation, align_corners=False sampling)
     np.testing.assert_allclose(u.numpy(), (xy[:, 0] * (W // 4) / (W - 1) - 0.5).numpy(), atol=1e-4)
     np.testing.assert_allclose(v.numpy(), (xy[:, 1] * (H // 4) / (H - 1) - 0.5).numpy(), atol=1e-4)
     assert describe(fmap, torch.zeros(0, 2), (W, H)).shape == (0, 3)
@@ -509,14 +509,20 @@ def test_cli_extract(tmp_path, capsys):
         assert [len(r[n]["keypoints"]) for n in names] == [30, 30]
     common = ["extract", "--method", "posfeat", "--weights", str(ckpt), "--images", str(tmp_path / "imgs"),
               "--max-keypoints", "30", "--device", "cpu"]
-    assert main(common + ["--out", str(tmp_path / "q.h5"), "--sift-keypoints-out", str(tmp_path / "q_sift.h5")]) == 0
-    assert main(common + ["--out", str(tmp_path / "s.h5"), "--sift-keypoints"]) == 0
+    assert main(common + ["--out", str(tmp_path / "q.h5"), "--posfeat-sift-out", str(tmp_path / "q_sift.h5")]) == 0
+    common[2] = "posfeat_sift"
+    assert main(common + ["--out", str(tmp_path / "s.h5")]) == 0
     with FeatureReader(tmp_path / "q_sift.h5") as a, FeatureReader(tmp_path / "s.h5") as b:
         for n in names:
             np.testing.assert_array_equal(a[n]["descriptors"], b[n]["descriptors"])
     with pytest.raises(SystemExit):
         main(["extract", "--method", "sift", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "x.h5"),
-              "--sift-keypoints-out", str(tmp_path / "y.h5")])
+              "--posfeat-sift-out", str(tmp_path / "y.h5")])
+    with pytest.raises(SystemExit, match="--images DIR, or --dataset"):
+        main(["extract", "--method", "sift", "--out", str(tmp_path / "x.h5")])
+    with pytest.raises(SystemExit, match="needs --dataset"):
+        main(["extract", "--method", "sift", "--images", str(tmp_path / "imgs"), "--params", "params.yaml",
+              "--out", str(tmp_path / "x.h5")])
 
 
 # ---------------------------------------------------------------------------------------- stage
@@ -535,7 +541,8 @@ def _params(demo_root: Path, exclude=()) -> dict:
 
 
 def test_stage_extract_sift_on_demo(demo_root, tmp_path):
-    from stages.extract import dataset_images, main
+    from posfeat.data.benchmarks import benchmark_images as dataset_images
+    from stages.extract import main
 
     summary = main("hpatches", "sift", _params(demo_root), base_dir=tmp_path)
     out = tmp_path / "features" / "sift" / "hpatches.h5"
@@ -659,35 +666,48 @@ def test_one_pass_gives_both_posfeat_files(tmp_path, scales, pyramid, rotations)
         extract_dataset("sift", root, names, tmp_path / "x.h5", sift_out=tmp_path / "y.h5", progress=False)
 
 
-def test_cli_reproduces_the_study_settings(tmp_path):
-    """`posfeat extract` with the flags of params.yaml's extract.hpatches writes what the stage's config writes."""
-    import shlex
+def test_cli_flag_defaults_are_the_library_defaults():
+    from dataclasses import fields
 
+    from posfeat.cli import BENCHMARKS, EXTRACT_FLAGS
+    from posfeat.data.benchmarks import BENCHMARKS as LIBRARY_BENCHMARKS
+
+    defaults = {f.name: f.default for f in fields(ExtractConfig)}
+    assert {k: v[2] for k, v in EXTRACT_FLAGS.items()} == {k: defaults[k] for k in EXTRACT_FLAGS}
+    assert BENCHMARKS == LIBRARY_BENCHMARKS
+
+
+def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_path):
+    """`posfeat extract --params params.yaml --dataset eth` = the extract_posfeat@eth stage, both files."""
     import yaml
 
     from posfeat.cli import main as cli_main
+    from stages.extract import main as stage_main
 
-    names = _write_images(tmp_path / "imgs", 2)
+    study = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    params = {"device": "cpu", "datasets": {"eth": str(demo_root / "eth")},
+              "extract": {"eth": {**study["extract"]["eth"], "max_keypoints": 300}},
+              "eval": {"hpatches": {"exclude": []}}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     torch.manual_seed(0)
-    weights = tmp_path / "m.pt"
+    weights = tmp_path / "models" / "posfeat.pt"
+    weights.parent.mkdir()
     save_checkpoint(weights, build_model(TINY_MODEL))
-    study = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())["extract"]["hpatches"]
-    study = {**study, "max_keypoints": 200}
-    flags = (f"--max-keypoints {study['max_keypoints']} --nms-radius {study['nms_radius']} "
-             f"--threshold {study['threshold']} --threshold-mode {study['threshold_mode']} "
-             f"--scales {' '.join(map(str, study['scales']))} {'--pyramid' if study['pyramid'] else ''} "
-             f"--rotations {' '.join(map(str, study['rotations']))} --subpixel {study['subpixel']} "
-             f"--pyramid-sift-size {study['pyramid_sift_size']} --descriptor-dtype {study['descriptor_dtype']}")
-    out_cli = tmp_path / "cli.h5"
-    assert cli_main(["extract", "--method", "posfeat", "--weights", str(weights), "--images", str(tmp_path / "imgs"),
-                     "--out", str(out_cli), "--device", "cpu", *shlex.split(flags)]) == 0
-    from posfeat.models import load_checkpoint
-
-    model, _ = load_checkpoint(weights)
-    out_lib = tmp_path / "lib.h5"
-    extract_dataset("posfeat", tmp_path / "imgs", names, out_lib, model=model.eval(), config=ExtractConfig(**study),
-                    device="cpu", progress=False)
-    with FeatureReader(out_cli) as a, FeatureReader(out_lib) as b:
-        for n in names:
-            for key in ("keypoints", "scores", "descriptors"):
-                np.testing.assert_array_equal(a[n][key], b[n][key], err_msg=f"{n} {key}")
+    stage_main("eth", "posfeat", params, base_dir=tmp_path)
+    common = ["extract", "--params", str(tmp_path / "params.yaml"), "--dataset", "eth", "--weights", str(weights),
+              "--device", "cpu"]
+    assert cli_main([*common, "--method", "posfeat", "--out", str(tmp_path / "cli.h5"),
+                     "--posfeat-sift-out", str(tmp_path / "cli_sift.h5")]) == 0
+    assert cli_main([*common, "--method", "posfeat_sift", "--out", str(tmp_path / "cli_sift2.h5")]) == 0
+    pairs = [("posfeat", "cli.h5"), ("posfeat_sift", "cli_sift.h5"), ("posfeat_sift", "cli_sift2.h5")]
+    for method, name in pairs:
+        with FeatureReader(tmp_path / "features" / method / "eth.h5") as a, FeatureReader(tmp_path / name) as b:
+            assert a.names() == b.names() and len(a.names()) == len(list((demo_root / "eth").glob("*/images/*")))
+            for n in a.names():
+                for key in ("keypoints", "scores", "descriptors"):
+                    np.testing.assert_array_equal(a[n][key], b[n][key], err_msg=f"{name} {n} {key}")
+    assert feature_method_name(tmp_path / "cli_sift2.h5") == "posfeat_sift"
+    # a flag given overrides the file's value
+    assert cli_main([*common, "--method", "posfeat", "--max-keypoints", "50", "--out", str(tmp_path / "few.h5")]) == 0
+    with FeatureReader(tmp_path / "few.h5") as r:
+        assert max(len(r[n]["keypoints"]) for n in r.names()) == 50

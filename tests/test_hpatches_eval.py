@@ -202,3 +202,22 @@ def test_cli_on_real_v_boat(shared_data, tmp_path, capsys):
     assert all(a <= b for a, b in zip(mma, mma[1:]))
     assert (tmp_path / "p.png").is_file() and (tmp_path / "curves" / "sift.csv").is_file()
     assert "| sift |" in capsys.readouterr().out
+
+
+def test_mma_figure_is_print_ready(tmp_path):
+    """PNG plus a reproducible SVG; methods spelled out, the dataset named, styles distinct without colour."""
+    from posfeat.evaluation.plots import STYLES, plot_mma_curves
+
+    curve = {f"mma@{t}": t / 10 for t in range(1, 11)}
+    results = {m: {s: dict(curve) for s in ("overall", "illumination", "viewpoint")}
+               for m in ("posfeat", "posfeat_sift", "sift")}
+    out = tmp_path / "mma.png"
+    plot_mma_curves(results, out, dataset="HPatches layout, demo world")
+    svg = (tmp_path / "mma.svg").read_text()
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for text in ("PoSFeat descriptors on SIFT keypoints", "SIFT (OpenCV)", "HPatches layout, demo world"):
+        assert text in svg
+    first = (tmp_path / "mma.svg").read_bytes()
+    plot_mma_curves(results, out, dataset="HPatches layout, demo world")
+    assert (tmp_path / "mma.svg").read_bytes() == first
+    assert len({(str(ls), mk) for ls, mk in STYLES}) == len(STYLES)

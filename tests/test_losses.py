@@ -1,4 +1,4 @@
-"""The two training losses: stage-1 line-to-window and stage-2 REINFORCE (ALGORITHM.md §2–3, §8)."""
+"""The two training losses: stage-1 line-to-window and stage-2 REINFORCE (docs/method.md)."""
 
 from __future__ import annotations
 
@@ -286,7 +286,7 @@ def test_sample_keypoints_distribution():
 
 
 def _dense_by_loops(s1: KeypointSamples, s2: KeypointSamples, f1, f2, F12, F21, size, T, thr, good, bad, pen):
-    """Literal per-element evaluation of ALGORITHM.md §3 for one pair (value only)."""
+    """Literal per-element evaluation of the stage-2 objective for one pair (value only)."""
     from posfeat.geometry import sample_feature_map
 
     d1 = sample_feature_map(f1, s1.xy.float(), size)[0].double()

@@ -48,7 +48,7 @@ def test_global_map_and_desc_dim():
 
 
 def test_parameter_counts_match_the_paper():
-    """ALGORITHM.md §1: ResUNet-50 (with the unused coarse head) 20,508,992; KeypointDet(192) 628,930."""
+    """The official counts: ResUNet-50 (with the unused coarse head) 20,508,992; KeypointDet(192) 628,930."""
     assert _count(ResUNet("resnet50", global_map=True)) == 8_543_296 + 11_965_696
     assert _count(KeypointDet(192)) == 628_930
     det = KeypointDet(192)
@@ -252,3 +252,19 @@ def test_bfloat16_autocast_model_is_close_to_float32():
         r = torch.corrcoef(torch.stack([ref[k].flatten(), out[k].float().flatten()]))[0, 1]
         assert r > 0.98, (k, float(r))
     assert out["score"].unique().numel() > 0.9 * out["score"].numel()
+
+
+def test_start_line_names_device_model_data_and_steps():
+    from posfeat.models import build_model
+    from posfeat.utils import start_line
+
+    model = build_model({"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8})
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for n, p in model.named_parameters() if not n.startswith("backbone."))
+    line = start_line("train_kp", "cpu", model, "12 training pairs", "0 -> 80")
+    assert line.startswith("train_kp: device cpu, torch ")
+    assert f"model small 128-d, {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)" in line
+    assert line.endswith("data 12 training pairs, steps 0 -> 80")
+    assert start_line("eval-eth x", None, "sift", "6 images") == f"eval-eth x: torch {torch.__version__}, model sift, data 6 images"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import re
 import shlex
 from pathlib import Path
@@ -42,7 +43,7 @@ def test_readme_commands_run_in_sequence(demo_root, tmp_path, monkeypatch):
     weights = tmp_path / "posfeat.pt"
     save_checkpoint(weights, build_model(TINY_MODEL))
     scene = list_scenes(demo_root / "eth")[0]
-    subs = {"models/posfeat.pt": str(weights), "HPATCHES": str(demo_root / "hpatches"),
+    subs = {"models/posfeat.pt": str(weights), "params.yaml": str(ROOT / "params.yaml"), "HPATCHES": str(demo_root / "hpatches"),
             "ETH/Fountain": str(demo_root / "eth" / scene), "AACHEN": str(demo_root / "aachen")}
     monkeypatch.chdir(tmp_path)
     for line in readme_cli_lines():
@@ -53,7 +54,7 @@ def test_readme_commands_run_in_sequence(demo_root, tmp_path, monkeypatch):
             argv += ["--device", "cpu", "--max-keypoints", "1024"]
         assert cli_main(argv) == 0, line
     mma = read_json(tmp_path / "mma.json")
-    assert set(mma) == {"posfeat", "sift"} and mma["sift"]["overall"]["mma@3"] > 0.3
+    assert set(mma) == {"posfeat", "posfeat_sift", "sift"} and mma["sift"]["overall"]["mma@3"] > 0.3
     for out in ("fountain.json", "fountain2.json"):
         stats = read_json(tmp_path / out)[scene]
         # the small demo scene (6 views over a wide arc, 1024 SIFT keypoints) reconstructs 3-4 of them
@@ -73,7 +74,9 @@ def test_help_shows_every_default():
     for name, p in sub.choices.items():
         text = p.format_help()
         for action in p._actions:
-            if action.option_strings and action.default is not None and action.dest != "help" \
+            if action.default == argparse.SUPPRESS and action.dest != "help":  # a setting: its default in the help
+                assert "(default: " in action.help, (name, action.dest)
+            elif action.option_strings and action.default is not None and action.dest != "help" \
                     and action.default is not False:
                 assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
 
@@ -90,6 +93,6 @@ def test_eth_accepts_features_from_any_folder(demo_root, tmp_path, folder):
     assert cli_main(["extract", "--method", "sift", "--images", str(images), "--out", str(h5),
                      "--max-keypoints", "512"]) == 0
     out = tmp_path / "s.json"
-    assert cli_main(["eval-eth", "--scene", str(demo_root / "eth" / scene), "--features", str(h5),
+    assert cli_main(["eval-eth", "--root", str(demo_root / "eth" / scene), "--features", str(h5),
                      "--out", str(out), "--device", "cpu", "--mapping-attempts", "1"]) == 0
     assert read_json(out)[scene]["num_pairs"] > 0

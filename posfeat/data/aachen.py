@@ -1,4 +1,4 @@
-"""Aachen Day-Night, v1.1 and v1.0 release layouts (DESIGN.md §3).
+"""Aachen Day-Night, v1.1 and v1.0 release layouts (docs/paper-scale.md#dataset-layouts).
 
 Layout (paths relative to the dataset root)::
 

@@ -1,4 +1,4 @@
-"""ETH local feature benchmark (DESIGN.md §3): ``<root>/<Scene>/images/*``.
+"""ETH local feature benchmark (docs/paper-scale.md#dataset-layouts): ``<root>/<Scene>/images/*``.
 
 A ``database.db`` may be present and is not required. An optional ``gt_cameras.txt`` in the scene folder
 uses the ``img_cam.txt`` line format (``name w h fx fy cx cy R11..R33 t1 t2 t3``, world→camera).

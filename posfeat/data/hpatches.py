@@ -1,4 +1,4 @@
-"""HPatches sequences (DESIGN.md §3): ``<root>/<i_|v_name>/{1..6}.<ext>`` and ``H_1_k`` (k = 2..6).
+"""HPatches sequences (docs/paper-scale.md#dataset-layouts): ``<root>/<i_|v_name>/{1..6}.<ext>`` and ``H_1_k`` (k = 2..6).
 
 ``H_1_k`` is a 3×3 text matrix mapping pixels of image 1 to image k. ``i_*`` sequences change the
 illumination (identity homographies), ``v_*`` sequences change the viewpoint. The D2-Net protocol

@@ -1,6 +1,6 @@
 """A fingerprint of a MegaDepth root's *metadata* (``img_cam.txt`` and ``pairs.txt``), never of its images.
 
-A big real dataset is an immutable external input (DESIGN.md §1): DVC stages must not hash hundreds of GB
+A big real dataset is an immutable external input: DVC stages must not hash hundreds of GB
 of images. The ``prepare_megadepth`` and training stages therefore depend on one small JSON file, the
 *metadata manifest*, that lists every scene folder's metadata files with their MD5. The demo stage writes
 it for the demo world; for the real data it is made once with

@@ -1,4 +1,4 @@
-"""MegaDepth in the CAPS release layout (DESIGN.md §3).
+"""MegaDepth in the CAPS release layout (docs/paper-scale.md#dataset-layouts).
 
 ``<root>/<scene_id>/dense*/aligned/`` holds ``images/*.jpg``, ``img_cam.txt`` and ``pairs.txt``:
 

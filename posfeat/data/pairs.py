@@ -1,4 +1,4 @@
-"""Training pairs over the prepared MegaDepth index (ALGORITHM.md §2.1), reproducible and crash-free.
+"""Training pairs over the prepared MegaDepth index (docs/method.md#conventions), reproducible and crash-free.
 
 The index (written by the ``prepare_megadepth`` stage) is a JSON object::
 
@@ -11,7 +11,7 @@ with image keys relative to ``root`` and world→camera poses.
 Differences from the original ``MegaDepth_SIFT`` (on purpose):
 
 * a sample never comes back as ``None``: an unreadable image (or a degenerate pose) is logged, counted
-  and replaced by another pair chosen deterministically from the sample's seed (ALGORITHM.md §7.4.1);
+  and replaced by another pair chosen deterministically from the sample's seed;
 * no per-sample SIFT (the stage-1 loss makes its own grid points, §7.4.12);
 * images are resized to a fixed training size and the intrinsics follow the resize exactly;
 * colour jitter draws its factors from an explicit per-sample generator, so the data of step ``s`` is a

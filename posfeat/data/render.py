@@ -1,4 +1,4 @@
-"""A tiny exact renderer for piecewise-planar worlds (the demo world, DESIGN.md §4).
+"""A tiny exact renderer for piecewise-planar worlds (the demo world).
 
 Every surface is a textured rectangle (:class:`Plane`). For a pinhole camera (:class:`Camera`, world→camera
 ``X_cam = R X_w + t``) the plane induces a homography from texture pixels to image pixels,

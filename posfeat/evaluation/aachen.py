@@ -1,4 +1,4 @@
-"""Aachen Day-Night localization with pycolmap (ALGORITHM.md §5.2, the visuallocalization.net pipeline).
+"""Aachen Day-Night localization with pycolmap (the visuallocalization.net pipeline, docs/method.md#aachen-day-night-localization).
 
 The steps of the official pipeline (COLMAP command-line tools there, pycolmap here):
 
@@ -45,7 +45,7 @@ from posfeat.data.aachen import AachenLayout, QueryCamera, load_queries, load_re
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
 from posfeat.feature_names import resolve_feature_names
 from posfeat.io import DataError, FeatureReader, atomic_path, feature_method_name, fresh_workdir, write_json
-from posfeat.utils import config_from_dict, get_logger, resolve_device
+from posfeat.utils import announce, config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
 
@@ -467,6 +467,10 @@ def evaluate_aachen(
     db_pairs, query_pairs = split_pairs(pairs, {im.name for im in reference.images.values()},
                                         {q.name for q in queries}, str(layout.pairs))
     timings["load"] = time.perf_counter() - t0
+    n_day = sum(q.condition == "day" for q in queries)
+    announce("eval-aachen", dev, feature_method_name(features_path),
+             f"{len(reference.images)} reference images, {n_day} day + {len(queries) - n_day} night queries, "
+             f"{len(db_pairs)} reference pairs, {len(query_pairs)} query pairs")
 
     work = _fresh_dir(Path(workdir))
     db_path = work / "database.db"

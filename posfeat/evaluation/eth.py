@@ -1,4 +1,4 @@
-"""ETH local feature benchmark (ALGORITHM.md §5.3) with pycolmap: match, verify, reconstruct, measure.
+"""ETH local feature benchmark (docs/method.md#eth-local-feature-benchmark) with pycolmap: match, verify, reconstruct, measure.
 
 Per scene (``<root>/<Scene>/images/*``):
 
@@ -70,9 +70,9 @@ from posfeat.data.eth import list_scene_images, list_scenes, read_gt_cameras
 from posfeat.feature_names import resolve_feature_names
 from posfeat.data.megadepth import Camera
 from posfeat.geometry import rotation_angle_deg
-from posfeat.io import DataError, FeatureReader, write_json
+from posfeat.io import DataError, FeatureReader, feature_method_name, write_json
 from posfeat.io import fresh_workdir as io_fresh_workdir
-from posfeat.utils import ParamError, config_from_dict, get_logger, resolve_device
+from posfeat.utils import ParamError, announce, config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
 
@@ -518,6 +518,8 @@ def evaluate_scene(
             pairs, pinfo = select_pairs(scene_dir, db_names, cfg, lambda n: features[keys[n]]["descriptors"], dev)
             protocol.update(pinfo)
             timings["pairs"] = time.perf_counter() - t0
+            announce(f"eval-eth {scene}", dev, feature_method_name(features_path),
+                     f"{len(db_names)} images, {len(pairs)} {pinfo.get('pairs', '')} pairs")
             t0 = time.perf_counter()
             ms = colmap.match_and_import(db, features, keys, ids, pairs, ratio=cfg.ratio, mutual=cfg.mutual,
                                          device=dev, progress=progress)
@@ -642,7 +644,7 @@ def format_table(results: dict[str, dict[str, dict]]) -> str:
 
 
 def run_cli(args) -> int:
-    """``python -m posfeat eval-eth --scene DIR --features F.h5 --out STATS.json [--workdir DIR]``.
+    """``python -m posfeat eval-eth --root DIR --features F.h5 --out STATS.json [--workdir DIR]``.
 
     Writes ``{scene: statistics}`` to ``--out``; the database and models go to ``--workdir`` (default:
     ``<out without .json>_work`` beside ``--out``).
@@ -654,7 +656,7 @@ def run_cli(args) -> int:
                     max_exhaustive_images=args.max_exhaustive_images, retrieval_neighbors=args.retrieval_neighbors,
                     pairs_file=args.pairs, use_scene_database=not args.no_database, seed=args.seed,
                     focal_init=args.focal_init, mapping_attempts=args.mapping_attempts, num_threads=args.num_threads)
-    res = evaluate_scene(args.scene, args.features, workdir, cfg, device=getattr(args, "device", "auto"))
+    res = evaluate_scene(args.root, args.features, workdir, cfg, device=getattr(args, "device", "auto"))
     write_json(out, {res.scene: res.to_dict()})
     print(format_table({"features": {res.scene: res.stats}}))
     print(res.message)

@@ -1,4 +1,4 @@
-"""HPatches mean matching accuracy, the D2-Net protocol as PoSFeat evaluates it (ALGORITHM.md §5.1).
+"""HPatches mean matching accuracy, the D2-Net protocol as PoSFeat evaluates it (docs/method.md#hpatches-mean-matching-accuracy).
 
 * Sequences: every ``i_*``/``v_*`` folder under the root, sorted, minus the exclusion list (D2-Net drops
   eight high-resolution sequences, leaving 52 + 56 = 108 on the full release).
@@ -30,7 +30,7 @@ from posfeat.geometry import apply_homography_np
 from posfeat.feature_names import resolve_feature_names
 from posfeat.io import DataError, FeatureReader, check_descriptor_dims, write_json
 from posfeat.matching import match_descriptors
-from posfeat.utils import get_logger, resolve_device
+from posfeat.utils import announce, get_logger, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,8 @@ def evaluate_hpatches(
     if not sequences:
         raise DataError(f"{root}: no HPatches sequences (i_*/v_*) left after the exclusion list")
     n_i = sum(s.startswith("i_") for s in sequences)
-    logger.info("HPatches: %d sequences (%d i, %d v) under %s", len(sequences), n_i, len(sequences) - n_i, root)
+    announce("eval-hpatches", dev, ", ".join(features), f"{len(sequences)} sequences ({n_i} i, "
+             f"{len(sequences) - n_i} v) under {root}, {5 * len(sequences)} pairs per method")
     results = {}
     for method, path in features.items():
         raw = evaluate_pairs(root, path, sequences, max_threshold, dev, progress, desc=f"hpatches {method}")

@@ -1,4 +1,4 @@
-"""Stage-1 descriptor loss: epipolar line search, then a window soft-argmax (ALGORITHM.md §2.2–2.3).
+"""Stage-1 descriptor loss: epipolar line search, then a window soft-argmax (docs/method.md#stage-1-line-to-window-loss).
 
 For each grid point ``x1`` of image 1 (one random pixel per ``grid_size``² cell) and each direction:
 
@@ -18,7 +18,7 @@ For each grid point ``x1`` of image 1 (one random pixel per ``grid_size``² cell
 
 Two implementations share every step except how similarities are sampled:
 
-* :class:`Line2WindowLoss` (fast, DESIGN.md §5): one correlation GEMM per image and direction between the
+* :class:`Line2WindowLoss` (fast): one correlation GEMM per image and direction between the
   ``n`` query descriptors and the whole normalised target map, then bilinear sampling of *scalars* from
   each query's own correlation map (bilinear sampling is linear, padding rules kept);
 * ``impl="reference"`` of :func:`line2window_parts`: the same steps, but ``D``-dim descriptors are sampled
@@ -37,7 +37,7 @@ API (what the trainer calls)::
     res["stats"]                      # detached scalars: loss, loss_w1, loss_w2, percent_w, percent_valid, …
     loss, stats = loss_fn(fmap1, fmap2, F12, F21, image_size=(W, H), generator=gen)
 
-Fixed bugs of the original (ALGORITHM.md §7.4): axis-parallel and degenerate epipolar lines no longer
+Fixed bugs of the original (docs/method.md#official-code-paper-and-this-code): axis-parallel and degenerate epipolar lines no longer
 produce inf/NaN (invalid points get finite endpoints and are masked); arg-max ties take the first maximum
 instead of summing the tied coordinates.
 """

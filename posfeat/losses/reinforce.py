@@ -1,4 +1,4 @@
-"""Stage-2 detector loss: DISK-style REINFORCE with an epipolar reward (ALGORITHM.md §3, §8).
+"""Stage-2 detector loss: DISK-style REINFORCE with an epipolar reward (docs/method.md#stage-2-reinforce-detector-loss).
 
 The frozen backbone gives descriptor maps, the detector a full-resolution score map ``s ≥ 0`` per image.
 

@@ -1,4 +1,4 @@
-"""The keypoint detector head ``KeypointDet`` (ALGORITHM.md §1.2), with the ``identity`` prior.
+"""The keypoint detector head ``KeypointDet`` (docs/method.md#detector-head), with the ``identity`` prior.
 
 Input: the backbone's ``cat(local_map, local_map_small)`` at H/4 (detached: no gradient ever reaches
 the backbone from the detector) and the normalised RGB image at full resolution. Output: a

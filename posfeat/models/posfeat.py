@@ -22,7 +22,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "encoder": "resnet50",  # resnet18/34/50 | small (a light CPU ResNet) | daisy (a learnable DAISY, no CNN)
     "pretrained": False,
     "desc_dim": 128,
-    "global_map": False,   # build the unused CAPS coarse head (ALGORITHM.md §1.1)
+    "global_map": False,   # build the unused CAPS coarse head (docs/method.md#networks)
     "decoder": None,       # U-Net decoder widths [up3, up2]; None = the encoder's (resnet: 512, 256 as the paper)
     "decoder_block": "conv",  # conv (the paper's decoder blocks) | light (conv before upsampling, separable iconv)
     "det_conv1": None,     # detector conv1 width at H/4; None = its input channels (paper)

@@ -1,4 +1,4 @@
-"""The descriptor backbone: a ResNet encoder with a two-step U-Net decoder (ALGORITHM.md §1.1).
+"""The descriptor backbone: a ResNet encoder with a two-step U-Net decoder (docs/method.md#networks).
 
 ``ResUNet`` maps an ImageNet-normalised image ``B×3×H×W`` (H, W multiples of 16) to
 
@@ -157,7 +157,7 @@ class SmallEncoder(nn.Module):
 
 
 class ResUNet(nn.Module):
-    """ResNet encoder (layers 1–3) + U-Net decoder to H/4 (ALGORITHM.md §1.1).
+    """ResNet encoder (layers 1–3) + U-Net decoder to H/4 (docs/method.md#networks).
 
     Args:
         encoder: ``small`` | ``resnet18`` | ``resnet34`` | ``resnet50``.
@@ -165,7 +165,7 @@ class ResUNet(nn.Module):
             downloaded); a missing file is a ``RuntimeError`` naming the expected path.
         desc_dim: channels of ``local_map`` (128 in the paper).
         global_map: also build ``conv_coarse`` and return ``global_map`` (unused by the method; the
-            parameter count of ALGORITHM.md §1.1, 20.51 M for resnet50, includes it).
+            official parameter count, 20.51 M for resnet50, includes it).
         decoder: widths ``(up3, up2)`` of the decoder at H/8 and H/4; ``None`` = the encoder's default
             (512, 256 for the ResNets, as the paper; 64, 32 for ``small``).
         decoder_block: ``conv`` (the paper's blocks) or ``light`` (each ``upconv`` convolves before it

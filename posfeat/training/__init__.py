@@ -1,4 +1,4 @@
-"""The trainer of both PoSFeat stages (ALGORITHM.md §2.4, §3; DESIGN.md §1, §5).
+"""The trainer of both PoSFeat stages (docs/method.md#stage-1-optimisation, docs/method.md#stage-2-optimisation; docs/architecture.md).
 
 ``train(stage="desc", …)`` trains the backbone with the line-to-window epipolar loss (the detector is
 not even run); ``train(stage="kp", …)`` loads the stage-1 checkpoint, freezes the backbone (eval mode,

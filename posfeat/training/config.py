@@ -71,7 +71,7 @@ def check_stage_config(stage: str, cfg: dict) -> dict:
     check_params(out, KEY_TYPES, f"train_{stage}")
     w, h = (int(v) for v in out["image_size"])
     if w % 16 or h % 16:
-        raise ParamError(f"train_{stage}.image_size must be multiples of 16 (ALGORITHM.md §7.3), got {w}x{h}")
+        raise ParamError(f"train_{stage}.image_size must be multiples of 16, got {w}x{h}")
     for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every", "checkpoint_every"):
         if int(out[k]) < 1:
             raise ParamError(f"train_{stage}.{k} must be >= 1, got {out[k]}")

@@ -1,7 +1,7 @@
 """The stage forward pass: what one training step runs through the network, and which parts train.
 
 :class:`StageForward` is the module that ``DistributedDataParallel`` wraps; :func:`set_train_modes` puts the
-model's parts in the train / eval modes of the stage (ALGORITHM.md §2.4, §3); :func:`trainable_module` names
+model's parts in the train / eval modes of the stage (docs/method.md#stage-1-optimisation, #stage-2-optimisation); :func:`trainable_module` names
 the part whose parameters the stage optimises.
 """
 
@@ -53,7 +53,7 @@ class StageForward(nn.Module):
 
 def set_train_modes(model: nn.Module, stage: str, freeze_bn: bool = False) -> None:
     """Stage 1: backbone in train mode (BN batch statistics unless ``freeze_bn``); stage 2: backbone
-    in eval mode, detector in train mode (ALGORITHM.md §2.4, §3)."""
+    in eval mode, detector in train mode (docs/method.md#stage-1-optimisation, #stage-2-optimisation)."""
     model.eval()
     if stage == "desc":
         model.backbone.train()

@@ -37,7 +37,7 @@ from posfeat.training.history import History
 from posfeat.training.live import LiveLogger
 from posfeat.training.objectives import compute_objective
 from posfeat.training.visualizer import Visualizer
-from posfeat.utils import autocast_dtype, get_logger, resolve_device, seed_everything
+from posfeat.utils import announce, autocast_dtype, get_logger, resolve_device, seed_everything
 
 logger = get_logger(__name__)
 
@@ -159,6 +159,9 @@ def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_
     run.ckpt_path = ckpt_dir / CHECKPOINT_NAME
     history = History(int(cfg["metrics_window"]), int(cfg["log_every"]), run.total_steps)
     start = _resume(run, history)
+    if info.is_main:
+        announce(f"train_{stage}", dev, model, f"{len(train_set)} training pairs ({len(val_set)} for validation)",
+                 f"{start} -> {run.total_steps}, batch {bsz} on {info.world_size} process(es)")
     fwd = _wrap_forward(run)
     sampler = StepBatchSampler(len(train_set), bsz, seed, run.total_steps, start, info.rank, info.world_size)
     loader = DataLoader(train_set, batch_sampler=sampler, num_workers=int(cfg["num_workers"]),

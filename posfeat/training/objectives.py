@@ -1,4 +1,4 @@
-"""The per-stage objectives and their reduction across ranks (ALGORITHM.md §2.4, §3).
+"""The per-stage objectives and their reduction across ranks (docs/method.md#stage-1-optimisation, #stage-2-optimisation).
 
 The losses are computed per sample, each with its own generator seeded by ``(seed, step, position in the
 global batch)`` (:func:`sample_generator`), and reduced so that loss and gradient equal those of one process

@@ -1,4 +1,4 @@
-"""The training visualiser: fixed validation pairs, rendered every ``vis_every`` steps (ALGORITHM.md §6)."""
+"""The training visualiser: fixed validation pairs, rendered every ``vis_every`` steps."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from posfeat.models import normalize_image
 
 
 class Visualizer:
-    """Fixed validation pairs, rendered every ``vis_every`` steps (ALGORITHM.md §6).
+    """Fixed validation pairs, rendered every ``vis_every`` steps.
 
     Per pair: the two score maps (``coolwarm``, normalised by their max; stage 2 only: in stage 1 the
     detector is untrained and not run) and the mutual-NN matches of descriptors sampled at keypoints (stage 1: OpenCV SIFT;

@@ -1,6 +1,6 @@
-"""The demo world (DESIGN.md §4): a rendered, piecewise-planar world with exact ground truth.
+"""The demo world: a rendered, piecewise-planar world with exact ground truth.
 
-:func:`generate_demo` writes four datasets in exactly the real datasets' on-disk formats (DESIGN.md §3):
+:func:`generate_demo` writes four datasets in exactly the real datasets' on-disk formats (docs/paper-scale.md#dataset-layouts):
 
 * ``megadepth/<scene_id>/dense0/aligned/{images/*.jpg, img_cam.txt, pairs.txt}`` (CAPS layout; some scene
   ids are IMC-banned ids, and one scene in four has cameras all around it, so some overlapping pairs have a

@@ -17,7 +17,7 @@ from posfeat.data.demo.world import build_world, covisibility_matrix, item_rng, 
 from posfeat.data.render import Camera
 
 
-#: MegaDepth scene ids in order of use; every other one is an IMC-banned id (DESIGN.md §3).
+#: MegaDepth scene ids in order of use; every other one is an IMC-banned id.
 MEGADEPTH_SCENE_IDS: tuple[str, ...] = (
     "0008", "0015", "0021", "0036", "0063", "0117", "0204", "0348", "0024", "0377", "1589", "0402",
 )
