@@ -36,14 +36,26 @@ def demo_aachen(out: Path, small: bool) -> Path:
     cfg = {**DEFAULT_SIZES, **(SMALL if small else {})}
     root = out / "aachen"
     if not root.is_dir():
-        write_aachen(root, 0, cfg["aachen_db_images"], cfg["aachen_day_queries"], cfg["aachen_night_queries"],
-                     tuple(cfg["aachen_size"]), cfg["jpeg_quality"])
+        write_aachen(
+            root,
+            0,
+            cfg["aachen_db_images"],
+            cfg["aachen_day_queries"],
+            cfg["aachen_night_queries"],
+            tuple(cfg["aachen_size"]),
+            cfg["jpeg_quality"],
+        )
     return root
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = colmap_bench_parser(__doc__.splitlines()[0], "Aachen", "posfeat_bench_aachen", 8192,
-                             "the test fixture's small set instead of the default demo")
+    ap = colmap_bench_parser(
+        __doc__.splitlines()[0],
+        "Aachen",
+        "posfeat_bench_aachen",
+        8192,
+        "the test fixture's small set instead of the default demo",
+    )
     ap.add_argument("--verification-max-trials", type=int, default=10000)
     a = ap.parse_args(argv)
 
@@ -58,8 +70,14 @@ def main(argv: list[str] | None = None) -> dict:
         features = work / f"sift_{a.max_keypoints}.h5"
         if not features.is_file():
             names = list_images(layout.image_dir)
-            s = extract_dataset("sift", layout.image_dir, names, features,
-                                config=ExtractConfig(max_keypoints=a.max_keypoints), progress=False)
+            s = extract_dataset(
+                "sift",
+                layout.image_dir,
+                names,
+                features,
+                config=ExtractConfig(max_keypoints=a.max_keypoints),
+                progress=False,
+            )
             t_extract = s["seconds"] / s["num_images"]
     cfg = AachenConfig(verification_max_trials=a.verification_max_trials)
     t0 = time.perf_counter()
@@ -88,8 +106,10 @@ def main(argv: list[str] | None = None) -> dict:
         "sift_seconds_per_image": t_extract,
         "metrics": r.metrics,
     }
-    print(f"{root}: {len(r.queries)} queries, {r.stats['reference_images']} reference images, "
-          f"{r.stats['db_pairs']} db-db + {r.stats['query_pairs']} query-db pairs, {r.stats['points3D']} points")
+    print(
+        f"{root}: {len(r.queries)} queries, {r.stats['reference_images']} reference images, "
+        f"{r.stats['db_pairs']} db-db + {r.stats['query_pairs']} query-db pairs, {r.stats['points3D']} points"
+    )
     for k, v in phases.items():
         print(f"  {k:<36}{1e3 * v / n:10.1f} ms/query   ({v:.3f} s total)")
     print(f"  {'total':<36}{1e3 * total / n:10.1f} ms/query   ({total:.3f} s total)")

@@ -1,6 +1,6 @@
 """Aachen Day-Night v1.1 at real scale: time per 1000 pairs of the pipeline's phases, extrapolated to the release.
 
-    python benchmarks/bench_aachen_scale.py                                   # short run (CPU; GPU matching too if present)
+    python benchmarks/bench_aachen_scale.py               # short run (CPU; GPU matching too if present)
     python benchmarks/bench_aachen_scale.py --db-images 200 400 --keypoints 20480 --json out.json
     python benchmarks/bench_aachen_scale.py --pairs-file AACHEN/others/image_pairs_to_match_v1_1.txt
 
@@ -69,17 +69,34 @@ def synthetic_set(n_db: int, n_q: int, keypoints: int, seed: int = 0, width: int
         x = (K @ (R @ X.T + t[:, None])).T
         z = x[:, 2]
         uv = x[:, :2] / z[:, None]
-        vis = np.nonzero((z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] < height - 1))[0]
+        vis = np.nonzero(
+            (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] < height - 1)
+        )[0]
         n_in = min(len(vis), int(0.6 * keypoints))
         vis = rng.choice(vis, n_in, replace=False) if n_in else vis[:0]
-        kp = np.concatenate([uv[vis] + rng.normal(0, 0.5, (n_in, 2)), rng.uniform([0, 0], [width - 1, height - 1],
-                                                                                 (keypoints - n_in, 2))])
-        d = np.concatenate([desc_pts[vis] + rng.normal(0, 0.35, (n_in, 128)),
-                            rng.normal(size=(keypoints - n_in, 128))]).astype(np.float32)
+        kp = np.concatenate(
+            [
+                uv[vis] + rng.normal(0, 0.5, (n_in, 2)),
+                rng.uniform([0, 0], [width - 1, height - 1], (keypoints - n_in, 2)),
+            ]
+        )
+        d = np.concatenate(
+            [desc_pts[vis] + rng.normal(0, 0.35, (n_in, 128)), rng.normal(size=(keypoints - n_in, 128))]
+        ).astype(np.float32)
         d /= np.linalg.norm(d, axis=1, keepdims=True)
         pid = np.concatenate([vis, -np.ones(keypoints - n_in, np.int64)])
-        cams.append({"name": (f"db/{i:05d}.jpg" if i < n_db else f"query/{i:05d}.jpg"), "K": K, "R": R, "t": t,
-                     "kp": kp.astype(np.float32), "desc": d, "pid": pid, "center": c})
+        cams.append(
+            {
+                "name": (f"db/{i:05d}.jpg" if i < n_db else f"query/{i:05d}.jpg"),
+                "K": K,
+                "R": R,
+                "t": t,
+                "kp": kp.astype(np.float32),
+                "desc": d,
+                "pid": pid,
+                "center": c,
+            }
+        )
     return cams, X, (width, height)
 
 
@@ -174,7 +191,9 @@ def count_pairs(path: Path) -> tuple[int, int]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--db-images", type=int, nargs="+", default=[40, 80], help="db sizes to time (scaling check)")
     ap.add_argument("--queries", type=int, default=10, help="queries per size")
     ap.add_argument("--keypoints", type=int, default=4096, help="keypoints per image")
@@ -198,15 +217,19 @@ def main() -> None:
     else:  # same structure as the synthetic set: db_neighbors per db image (about half are duplicates), queries
         n_db_pairs = int(round(V11["db_images"] * last["db_pairs"] / last["db_images"]))
         n_q_pairs = V11["queries"] * a.query_neighbors
-        source = (f"assumed: {a.db_neighbors} neighbours per db image de-duplicated ({n_db_pairs}), "
-                  f"{a.query_neighbors} per query ({n_q_pairs}); pass --pairs-file for the release's list")
+        source = (
+            f"assumed: {a.db_neighbors} neighbours per db image de-duplicated ({n_db_pairs}), "
+            f"{a.query_neighbors} per query ({n_q_pairs}); pass --pairs-file for the release's list"
+        )
     n_pairs = n_db_pairs + n_q_pairs
     est = {"pairs": n_pairs, "pairs_source": source}
     for dev in devices:
-        h = (last[f"import_s_per_1000_images[{dev}]"] * (V11["db_images"] + V11["queries"]) / 1000
-             + last[f"matching_s_per_1000_pairs[{dev}]"] * n_pairs / 1000
-             + last["verification_s_per_1000_pairs"] * n_pairs / 1000
-             + last["localization_s_per_1000_queries"] * V11["queries"] / 1000) / 3600
+        h = (
+            last[f"import_s_per_1000_images[{dev}]"] * (V11["db_images"] + V11["queries"]) / 1000
+            + last[f"matching_s_per_1000_pairs[{dev}]"] * n_pairs / 1000
+            + last["verification_s_per_1000_pairs"] * n_pairs / 1000
+            + last["localization_s_per_1000_queries"] * V11["queries"] / 1000
+        ) / 3600
         est[f"hours[{dev} matching]"] = round(h, 2)
     res["aachen_v1_1_estimate"] = est
     print(json.dumps(est, indent=2))

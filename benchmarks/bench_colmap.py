@@ -40,8 +40,13 @@ def demo_eth(out: Path, small: bool) -> Path:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = colmap_bench_parser(__doc__.splitlines()[0], "ETH", "posfeat_bench_colmap", 20480,
-                             "the test fixture's small scene instead of the default demo")
+    ap = colmap_bench_parser(
+        __doc__.splitlines()[0],
+        "ETH",
+        "posfeat_bench_colmap",
+        20480,
+        "the test fixture's small scene instead of the default demo",
+    )
     ap.add_argument("--max-exhaustive-images", type=int, default=1600)
     a = ap.parse_args(argv)
 
@@ -56,16 +61,19 @@ def main(argv: list[str] | None = None) -> dict:
         features = work / f"sift_{a.max_keypoints}.h5"
         if not features.is_file():
             names = [f"{s}/{n}" for s in scenes for n in list_scene_images(root / s)]
-            s = extract_dataset("sift", root, names, features, config=ExtractConfig(max_keypoints=a.max_keypoints),
-                                progress=False)
+            s = extract_dataset(
+                "sift", root, names, features, config=ExtractConfig(max_keypoints=a.max_keypoints), progress=False
+            )
             extract_s_per_image = s["seconds"] / s["num_images"]
             print(f"SIFT: {s['keypoints_mean']:.0f} keypoints/image, {extract_s_per_image:.3f} s/image")
     cfg = ETHConfig(max_exhaustive_images=a.max_exhaustive_images)
     figures: dict = {"root": str(root), "features": str(features), "scenes": {}}
     if extract_s_per_image is not None:
         figures["sift_s_per_image"] = round(extract_s_per_image, 4)
-    header = (f"{'scene':<12}{'images':>7}{'pairs':>7}{'import':>9}{'matching':>10}{'ms/pair':>9}"
-              f"{'verify':>9}{'ms/pair':>9}{'mapping':>9}{'total':>9}{'reg':>5}{'points':>8}{'rot°':>7}")
+    header = (
+        f"{'scene':<12}{'images':>7}{'pairs':>7}{'import':>9}{'matching':>10}{'ms/pair':>9}"
+        f"{'verify':>9}{'ms/pair':>9}{'mapping':>9}{'total':>9}{'reg':>5}{'points':>8}{'rot°':>7}"
+    )
     print(header)
     for scene in scenes:
         t0 = time.perf_counter()
@@ -75,19 +83,27 @@ def main(argv: list[str] | None = None) -> dict:
         pairs = max(1, s["num_pairs"])
         matched = max(1, s["num_matched_pairs"])
         row = {
-            "images": s["num_images"], "pairs": s["num_pairs"], "matched_pairs": s["num_matched_pairs"],
-            "seconds": {k: round(v, 3) for k, v in t.items()}, "total_s": round(total, 3),
+            "images": s["num_images"],
+            "pairs": s["num_pairs"],
+            "matched_pairs": s["num_matched_pairs"],
+            "seconds": {k: round(v, 3) for k, v in t.items()},
+            "total_s": round(total, 3),
             "matching_ms_per_pair": round(1000 * t.get("matching", 0.0) / pairs, 2),
             "verification_ms_per_pair": round(1000 * t.get("verification", 0.0) / matched, 2),
-            "num_reg_images": s["num_reg_images"], "num_sparse_points": s["num_sparse_points"],
-            "median_rotation_error_deg": s.get("median_rotation_error_deg"), "message": r.message,
+            "num_reg_images": s["num_reg_images"],
+            "num_sparse_points": s["num_sparse_points"],
+            "median_rotation_error_deg": s.get("median_rotation_error_deg"),
+            "message": r.message,
         }
         figures["scenes"][scene] = row
         rot = row["median_rotation_error_deg"]
-        print(f"{scene:<12}{row['images']:>7}{row['pairs']:>7}{t.get('import', 0):>9.3f}{t.get('matching', 0):>10.3f}"
-              f"{row['matching_ms_per_pair']:>9.1f}{t.get('verification', 0):>9.3f}{row['verification_ms_per_pair']:>9.1f}"
-              f"{t.get('mapping', 0):>9.3f}{total:>9.3f}{row['num_reg_images']:>5}{row['num_sparse_points']:>8}"
-              f"{'-' if rot is None else f'{rot:.2f}':>7}")
+        print(
+            f"{scene:<12}{row['images']:>7}{row['pairs']:>7}{t.get('import', 0):>9.3f}{t.get('matching', 0):>10.3f}"
+            f"{row['matching_ms_per_pair']:>9.1f}{t.get('verification', 0):>9.3f}"
+            f"{row['verification_ms_per_pair']:>9.1f}"
+            f"{t.get('mapping', 0):>9.3f}{total:>9.3f}{row['num_reg_images']:>5}{row['num_sparse_points']:>8}"
+            f"{'-' if rot is None else f'{rot:.2f}':>7}"
+        )
     if a.json:
         Path(a.json).write_text(json.dumps(figures, indent=2) + "\n")
     return figures

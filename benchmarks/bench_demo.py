@@ -67,8 +67,9 @@ class SiftMatcher:
         if da is None or db is None or len(da) < 2 or len(db) < 2:
             return np.zeros((0, 2)), np.zeros((0, 2))
         knn = self.matcher.knnMatch(da, db, k=2)
-        m = np.array([[p[0].queryIdx, p[0].trainIdx] for p in knn
-                      if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]).reshape(-1, 2)
+        m = np.array(
+            [[p[0].queryIdx, p[0].trainIdx] for p in knn if len(p) == 2 and p[0].distance < self.ratio * p[1].distance]
+        ).reshape(-1, 2)
         return xa[m[:, 0]], xb[m[:, 1]]
 
 
@@ -93,7 +94,9 @@ def megadepth_agreement(root: Path, sm: SiftMatcher, max_rot_deg: float | None =
             if max_rot_deg is not None and rotation_angle_deg(cb.R @ ca.R.T) > max_rot_deg:
                 continue
             xa, xb = sm.match(scene.path / "images" / a, scene.path / "images" / b)
-            errs.append(symmetric_epipolar_distance_np(xa, xb, fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t)))
+            errs.append(
+                symmetric_epipolar_distance_np(xa, xb, fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t))
+            )
     return _stats(errs, len(errs))
 
 
@@ -111,7 +114,9 @@ def aachen_agreement(root: Path, sm: SiftMatcher) -> dict:
         if a not in queries:
             continue
         q = queries[a]
-        F = fundamental_from_poses(q.to_pycolmap().calibration_matrix(), qvec_to_rotmat(truth[a][0]), truth[a][1], *db[b])
+        F = fundamental_from_poses(
+            q.to_pycolmap().calibration_matrix(), qvec_to_rotmat(truth[a][0]), truth[a][1], *db[b]
+        )
         xa, xb = sm.match(images / a, images / b)
         errs[q.condition].append(symmetric_epipolar_distance_np(xa + 0.5, xb + 0.5, F))  # COLMAP: +0.5
     return {cond: _stats(e, len(e)) for cond, e in errs.items()}
@@ -137,7 +142,9 @@ def eth_agreement(root: Path, sm: SiftMatcher) -> dict:
         for a, b in zip(names[:-1], names[1:]):
             ca, cb = cams[a], cams[b]
             xa, xb = sm.match(root / scene / "images" / a, root / scene / "images" / b)
-            errs.append(symmetric_epipolar_distance_np(xa, xb, fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t)))
+            errs.append(
+                symmetric_epipolar_distance_np(xa, xb, fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t))
+            )
     return _stats(errs, len(errs))
 
 
@@ -193,10 +200,15 @@ def main() -> dict:
                 "hpatches i_": result["sift"]["hpatches"]["i"],
                 "eth (neighbours)": result["sift"]["eth"],
             }
-            print(f"{'SIFT vs ground truth':28s} {'pairs':>6s} {'matches':>8s} {'median px':>10s} {'<1px':>6s} {'pairs med<1':>12s}")
+            print(
+                f"{'SIFT vs ground truth':28s} {'pairs':>6s} {'matches':>8s} {'median px':>10s} {'<1px':>6s} "
+                f"{'pairs med<1':>12s}"
+            )
             for k, s in flat.items():
-                print(f"{k:28s} {s['pairs']:6d} {s['matches']:8d} {s['median_px']:10.3f} {s['frac_below_1px']:6.2f} "
-                      f"{s['pairs_with_median_below_1px']:12.2f}")
+                print(
+                    f"{k:28s} {s['pairs']:6d} {s['matches']:8d} {s['median_px']:10.3f} {s['frac_below_1px']:6.2f} "
+                    f"{s['pairs_with_median_below_1px']:12.2f}"
+                )
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
         return result

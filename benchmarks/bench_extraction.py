@@ -77,7 +77,7 @@ def bench_extraction(dev: torch.device, reps: int, models: list[str], sizes: lis
             rate = _rate(lambda: extract_posfeat(model, img, cfg, dev), reps, dev)
             rows.append({"what": "extract", "model": name, "size": size, "images_per_s": rate})
             print(f"extract {size:>9}  {name:<18} {rate:8.3f} images/s", flush=True)
-            del model
+            model = None  # free it before the next size
     return rows
 
 

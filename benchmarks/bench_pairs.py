@@ -64,15 +64,23 @@ def bench_matching(n: int, dim: int, threads: int, device: str, repeats: int) ->
     def gemm():  # the product alone, in the matcher's blocks, each reduced by its cheapest pass
         bs = 64 if device == "cpu" else 4096
         for s in range(0, n, bs):
-            (d1[s:s + bs] @ d2.T).amax(1)
+            (d1[s : s + bs] @ d2.T).amax(1)
         sync()
 
     mnn()
     t_mnn, t_ratio, t_gemm = _best_of(mnn, repeats), _best_of(ratio, repeats), _best_of(gemm, repeats)
     flop = 2.0 * n * n * dim
-    return {"threads": threads, "device": device, "keypoints": n, "seconds_per_pair": t_mnn,
-            "pairs_per_second": 1.0 / t_mnn, "ratio_seconds_per_pair": t_ratio, "gemm_seconds": t_gemm,
-            "gflops_matching": flop / t_mnn / 1e9, "gflops_gemm": flop / t_gemm / 1e9}
+    return {
+        "threads": threads,
+        "device": device,
+        "keypoints": n,
+        "seconds_per_pair": t_mnn,
+        "pairs_per_second": 1.0 / t_mnn,
+        "ratio_seconds_per_pair": t_ratio,
+        "gemm_seconds": t_gemm,
+        "gflops_matching": flop / t_mnn / 1e9,
+        "gflops_gemm": flop / t_gemm / 1e9,
+    }
 
 
 def _synthetic_pair(rng, n: int, m: int, inlier_ratio: float, size=(1600, 1200)):
@@ -128,9 +136,17 @@ def bench_verification(n: int, m: int, inlier_ratio: float, pairs: int, settings
             inliers = colmap.verification_stats(db).num_inlier_matches / pairs
         finally:
             db.close()
-    return {"keypoints": n, "matches": m, "inlier_ratio": inlier_ratio, "pairs": pairs, **settings,
-            "seconds_per_pair": dt / pairs, "pairs_per_second": pairs / dt, "inliers_per_pair": inliers,
-            "cores": os.cpu_count()}
+    return {
+        "keypoints": n,
+        "matches": m,
+        "inlier_ratio": inlier_ratio,
+        "pairs": pairs,
+        **settings,
+        "seconds_per_pair": dt / pairs,
+        "pairs_per_second": pairs / dt,
+        "inliers_per_pair": inliers,
+        "cores": os.cpu_count(),
+    }
 
 
 def main() -> int:
@@ -145,16 +161,26 @@ def main() -> int:
     p.add_argument("--pairs", type=int, default=8, help="verified pairs (verification runs them on all cores)")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/bench_pairs.json"))
     args = p.parse_args()
-    report = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
-              "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"), "matching": [], "verification": []}
+    report = {
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "matching": [],
+        "verification": [],
+    }
     for th in args.threads:
         row = bench_matching(args.keypoints, args.dim, th, args.device, args.repeats)
         print(json.dumps(row), flush=True)
         report["matching"].append(row)
-    for name, settings in (("hloc", {"max_num_trials": 20000, "min_inlier_ratio": 0.1}),
-                           ("colmap", {"max_num_trials": 10000, "min_inlier_ratio": 0.25})):
-        row = {"settings": name, **bench_verification(args.keypoints, args.matches, args.inlier_ratio, args.pairs,
-                                                       settings)}
+    for name, settings in (
+        ("hloc", {"max_num_trials": 20000, "min_inlier_ratio": 0.1}),
+        ("colmap", {"max_num_trials": 10000, "min_inlier_ratio": 0.25}),
+    ):
+        row = {
+            "settings": name,
+            **bench_verification(args.keypoints, args.matches, args.inlier_ratio, args.pairs, settings),
+        }
         print(json.dumps(row), flush=True)
         report["verification"].append(row)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

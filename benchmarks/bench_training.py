@@ -20,7 +20,8 @@ and ``conf/scale/paper.yaml`` (paper); float32 unless ``--amp`` (bf16 autocast o
 
 For the README's CPU figures, on a quiet machine (nothing else running)::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_training.py --device cpu --iters 5 --out benchmarks/results/training_cpu.json
+    OMP_NUM_THREADS=2 python benchmarks/bench_training.py --device cpu --iters 5 \
+        --out benchmarks/results/training_cpu.json
 
 Each case runs in its own process so that the peak memory is its own: ``torch.cuda.max_memory_allocated``
 on GPU, the peak resident set size (``ru_maxrss``) minus the RSS before the first iteration on CPU.
@@ -46,14 +47,26 @@ if str(ROOT) not in sys.path:
 SCALES = {
     # model config, stage-1 (size, batch), stage-2 (size, batch), stage-1 BatchNorm (freeze_bn, backbone_passes)
     # as in params.yaml (demo) and conf/scale/paper.yaml (paper)
-    "demo": {"model": {"encoder": "daisy", "desc_dim": 200, "det_conv1": 32, "det_img": 16, "det_mid": 32},
-             "desc": ((320, 240), 4), "kp": ((320, 240), 2), "bn": (True, 1)},
+    "demo": {
+        "model": {"encoder": "daisy", "desc_dim": 200, "det_conv1": 32, "det_img": 16, "det_mid": 32},
+        "desc": ((320, 240), 4),
+        "kp": ((320, 240), 2),
+        "bn": (True, 1),
+    },
     # the demo scale of sweeps 1-9: the small convolutional encoder with the 256/128 decoder
-    "demo_small": {"model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32, "decoder": [256, 128]},
-                   "desc": ((320, 240), 4), "kp": ((320, 240), 2), "bn": (True, 1)},
+    "demo_small": {
+        "model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32, "decoder": [256, 128]},
+        "desc": ((320, 240), 4),
+        "kp": ((320, 240), 2),
+        "bn": (True, 1),
+    },
     # the demo scale before the sweep (the issue's measurements): 256×192, the small encoder's 64/32 decoder
-    "demo256": {"model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32},
-                "desc": ((256, 192), 4), "kp": ((256, 192), 2), "bn": (True, 1)},
+    "demo256": {
+        "model": {"encoder": "small", "det_conv1": 32, "det_img": 16, "det_mid": 32},
+        "desc": ((256, 192), 4),
+        "kp": ((256, 192), 2),
+        "bn": (True, 1),
+    },
     "paper": {"model": {"encoder": "resnet50"}, "desc": ((640, 480), 8), "kp": ((640, 480), 6), "bn": (False, 2)},
 }
 DESC_LOSS = dict(grid_size=16, line_step=100, window_size=0.1, temperature=60.0, win_cost_thr=0.1)
@@ -86,8 +99,16 @@ def _fundamentals(width: int, height: int, batch: int):
     return t(F12), t(F21)
 
 
-def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: int | None, amp: bool = False,
-             loss_share: bool = True) -> dict:
+def run_case(
+    stage: str,
+    scale: str,
+    impl: str,
+    iters: int,
+    device: str,
+    batch: int | None,
+    amp: bool = False,
+    loss_share: bool = True,
+) -> dict:
     """Time ``iters`` iterations (after one warm-up when ``iters > 1``) of one stage at one scale.
 
     ``amp``: bf16 autocast (fp16 where bf16 is unsupported) on CUDA around the network forward, as the
@@ -139,8 +160,17 @@ def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: 
         elif stage == "desc":
             loss, _ = loss_fn(out[0].float(), out[1].float(), F12, F21, (w, h), generator=gen, impl=impl)
         else:
-            res = loss_fn.terms(out[2].float(), out[3].float(), out[0].float(), out[1].float(), F12, F21,
-                                image_size=(w, h), generator=gen, impl="fast" if impl == "fast" else "dense")
+            res = loss_fn.terms(
+                out[2].float(),
+                out[3].float(),
+                out[0].float(),
+                out[1].float(),
+                F12,
+                F21,
+                image_size=(w, h),
+                generator=gen,
+                impl="fast" if impl == "fast" else "dense",
+            )
             loss = res["loss"]
         sync()
         t_loss = time.perf_counter() - t0
@@ -175,12 +205,25 @@ def run_case(stage: str, scale: str, impl: str, iters: int, device: str, batch: 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - rss0
         kind = "cpu_peak_rss_increase_MiB"
     t_step = sum(times) / len(times)
-    res = {"stage": stage, "scale": scale, "impl": impl, "device": str(dev), "image_size": [w, h], "batch": b,
-           "amp": str(amp_dtype).replace("torch.", "") if use_amp else "float32",
-           "freeze_bn": freeze_bn, "backbone_passes": passes if stage == "desc" else None,
-           "iters": iters, "seconds_per_iteration": t_step, "seconds_per_iteration_all": times,
-           "loss_forward_seconds": sum(loss_times) / len(loss_times),
-           "peak_memory_MiB": peak, "memory_kind": kind, "loss": losses[-1], "threads": torch.get_num_threads()}
+    res = {
+        "stage": stage,
+        "scale": scale,
+        "impl": impl,
+        "device": str(dev),
+        "image_size": [w, h],
+        "batch": b,
+        "amp": str(amp_dtype).replace("torch.", "") if use_amp else "float32",
+        "freeze_bn": freeze_bn,
+        "backbone_passes": passes if stage == "desc" else None,
+        "iters": iters,
+        "seconds_per_iteration": t_step,
+        "seconds_per_iteration_all": times,
+        "loss_forward_seconds": sum(loss_times) / len(loss_times),
+        "peak_memory_MiB": peak,
+        "memory_kind": kind,
+        "loss": losses[-1],
+        "threads": torch.get_num_threads(),
+    }
     if loss_share:
         net_times, _, _ = timed(iters, False)
         t_net = sum(net_times) / len(net_times)
@@ -205,8 +248,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.case:  # child process: one case, JSON on the last stdout line
         stage, scale, impl, iters, batch = args.case
-        res = run_case(stage, scale, impl, int(iters), args.device, int(batch) or None, amp=args.amp,
-                       loss_share=not args.no_loss_share)
+        res = run_case(
+            stage,
+            scale,
+            impl,
+            int(iters),
+            args.device,
+            int(batch) or None,
+            amp=args.amp,
+            loss_share=not args.no_loss_share,
+        )
         print(json.dumps(res))
         return 0
 
@@ -220,7 +271,18 @@ def main(argv: list[str] | None = None) -> int:
                 cpu_paper = scale == "paper" and dev.type == "cpu"
                 iters = 1 if cpu_paper else args.iters
                 batch = args.paper_cpu_batch if cpu_paper else 0
-                cmd = [sys.executable, __file__, "--device", str(dev), "--case", stage, scale, impl, str(iters), str(batch)]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--device",
+                    str(dev),
+                    "--case",
+                    stage,
+                    scale,
+                    impl,
+                    str(iters),
+                    str(batch),
+                ]
                 cmd += ["--amp"] * args.amp + ["--no-loss-share"] * args.no_loss_share
                 proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
                 if proc.returncode != 0:
@@ -236,25 +298,44 @@ def main(argv: list[str] | None = None) -> int:
             f = next((r for r in results if (r["scale"], r["stage"], r["impl"]) == (scale, stage, "fast")), None)
             r = next((r for r in results if (r["scale"], r["stage"], r["impl"]) == (scale, stage, "reference")), None)
             if f and r and "error" not in f and "error" not in r:
-                summary.append({"scale": scale, "stage": stage,
-                                "speedup": r["seconds_per_iteration"] / f["seconds_per_iteration"],
-                                "memory_ratio": r["peak_memory_MiB"] / max(f["peak_memory_MiB"], 1e-9)})
-    print(f"\n{'scale':6} {'stage':5} {'impl':9} {'batch':>5} {'s/iter':>9} {'loss fwd s':>10} {'loss share':>10} "
-          f"{'peak MiB':>9}")
+                summary.append(
+                    {
+                        "scale": scale,
+                        "stage": stage,
+                        "speedup": r["seconds_per_iteration"] / f["seconds_per_iteration"],
+                        "memory_ratio": r["peak_memory_MiB"] / max(f["peak_memory_MiB"], 1e-9),
+                    }
+                )
+    print(
+        f"\n{'scale':6} {'stage':5} {'impl':9} {'batch':>5} {'s/iter':>9} {'loss fwd s':>10} {'loss share':>10} "
+        f"{'peak MiB':>9}"
+    )
     for r in results:
         if "error" in r:
             print(f"{r['scale']:6} {r['stage']:5} {r['impl']:9} error: {r['error']}")
         else:
             share = f"{100 * r['loss_share']:9.0f}%" if "loss_share" in r else f"{'-':>10}"
-            print(f"{r['scale']:6} {r['stage']:5} {r['impl']:9} {r['batch']:5d} {r['seconds_per_iteration']:9.3f} "
-                  f"{r['loss_forward_seconds']:10.3f} {share} {r['peak_memory_MiB']:9.1f}")
+            print(
+                f"{r['scale']:6} {r['stage']:5} {r['impl']:9} {r['batch']:5d} {r['seconds_per_iteration']:9.3f} "
+                f"{r['loss_forward_seconds']:10.3f} {share} {r['peak_memory_MiB']:9.1f}"
+            )
     for s in summary:
-        print(f"{s['scale']:6} {s['stage']:5} reference/fast: time ×{s['speedup']:.2f}, memory ×{s['memory_ratio']:.2f}")
+        print(
+            f"{s['scale']:6} {s['stage']:5} reference/fast: time ×{s['speedup']:.2f}, memory ×{s['memory_ratio']:.2f}"
+        )
     if args.out:
         from posfeat.io import write_json
 
-        write_json(args.out, {"machine": platform.node(), "processor": platform.processor(),
-                              "cpu_count": os.cpu_count(), "results": results, "summary": summary})
+        write_json(
+            args.out,
+            {
+                "machine": platform.node(),
+                "processor": platform.processor(),
+                "cpu_count": os.cpu_count(),
+                "results": results,
+                "summary": summary,
+            },
+        )
     return 0
 
 

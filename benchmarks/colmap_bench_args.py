@@ -7,8 +7,9 @@ import tempfile
 from pathlib import Path
 
 
-def colmap_bench_parser(description: str, dataset: str, workdir_name: str, max_keypoints: int,
-                        small_help: str) -> argparse.ArgumentParser:
+def colmap_bench_parser(
+    description: str, dataset: str, workdir_name: str, max_keypoints: int, small_help: str
+) -> argparse.ArgumentParser:
     """A parser with the shared options: ``--root`` (default: render the demo's ``dataset`` set), ``--features``
     (default: SIFT extracted into ``--workdir``), ``--workdir``, ``--small``, ``--max-keypoints``, ``--device``,
     ``--json``. Each benchmark adds its own options to it."""

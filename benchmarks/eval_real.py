@@ -1,4 +1,4 @@
-"""A trained model against SIFT on a folder of real photographs with ground truth (``--data``; a measurement, not a test).
+"""A trained model against SIFT on a folder of real photographs with ground truth (``--data``; a measurement).
 
     python benchmarks/eval_real.py --weights models/posfeat.pt                   # writes benchmarks/results/real.json
     python benchmarks/eval_real.py --weights exp.pt --out /tmp/real.json --no-eth
@@ -7,7 +7,7 @@ What it measures, on images the default study never trains on:
 
 * **HPatches** (``hpatches-oxford/``, e.g. ``v_boat``: zoom + rotation): D2-Net protocol, mutual NN,
   MMA@1..10 and the MMA score, for three methods: ``posfeat`` (its keypoints, the study's HPatches
-  extraction settings ``extract.hpatches`` of ``params.yaml``), ``posfeat_sift_kp`` (PoSFeat descriptors on
+  extraction settings ``extract.hpatches`` of ``params.yaml``), ``posfeat_sift`` (PoSFeat descriptors on
   OpenCV SIFT keypoints, the official ``use_sift: True``) and ``sift``.
 * **Warped real photographs** (``warped``): HPatches-layout viewpoint sequences made from the Strecha photographs
   by random camera turns (pan/tilt up to 35°, roll up to 10°) and zooms (1-1.8×) with a mild photometric change,
@@ -57,25 +57,31 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
 from posfeat.data.demo.files import write_image  # noqa: E402
 from posfeat.data.demo.photometry import stylize  # noqa: E402
+from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
 from posfeat.data.images import list_images, read_image  # noqa: E402
 from posfeat.data.megadepth import read_img_cam  # noqa: E402
 from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
 from posfeat.evaluation.hpatches import evaluate_pairs, summarize  # noqa: E402
+from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
 from posfeat.geometry import fundamental_from_poses, symmetric_epipolar_distance_np  # noqa: E402
 from posfeat.io import FeatureReader  # noqa: E402
 from posfeat.matching import match_descriptors  # noqa: E402
-from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
 from stages.common import seeded_settings  # noqa: E402
 
 HPATCHES_CFG: dict = {}  # PoSFeat extraction settings: the study's extract.hpatches (see main)
 ETH_CFG: dict = {}  # the study's extract.eth
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
 PARTS = ("hpatches", "warped", "epipolar", "epipolar_night", "eth")
-ETH_KEYS = ("num_images", "num_reg_images", "num_sparse_points", "mean_track_length", "mean_reproj_error",
-            "median_rotation_error_deg")
+ETH_KEYS = (
+    "num_images",
+    "num_reg_images",
+    "num_sparse_points",
+    "mean_track_length",
+    "mean_reproj_error",
+    "median_rotation_error_deg",
+)
 
 
 def _extract(method: str, root: Path, names: list[str], out: Path, model, cfg: dict, cache: bool = False) -> Path:
@@ -83,8 +89,16 @@ def _extract(method: str, root: Path, names: list[str], out: Path, model, cfg: d
     if cache and out.is_file():
         return out
     config = ExtractConfig(**cfg)
-    extract_dataset(method, root, names, out, model=model if method == "posfeat" else None, config=config,
-                    device="cpu", progress=False)
+    extract_dataset(
+        method,
+        root,
+        names,
+        out,
+        model=model if method == "posfeat" else None,
+        config=config,
+        device="cpu",
+        progress=False,
+    )
     return out
 
 
@@ -95,17 +109,26 @@ _MADE: set[Path] = set()
 
 def _extract_posfeat(root: Path, names: list[str], stem: Path, model, cfg: dict) -> dict[str, Path]:
     """PoSFeat's keypoints and PoSFeat descriptors on SIFT keypoints of ``names``, from one network pass
-    → ``{"posfeat": <stem>_posfeat.h5, "posfeat_sift_kp": <stem>_posfeat_sift_kp.h5}``."""
-    out = {"posfeat": Path(f"{stem}_posfeat.h5"), "posfeat_sift_kp": Path(f"{stem}_posfeat_sift_kp.h5")}
+    → ``{"posfeat": <stem>_posfeat.h5, "posfeat_sift": <stem>_posfeat_sift.h5}``."""
+    out = {"posfeat": Path(f"{stem}_posfeat.h5"), "posfeat_sift": Path(f"{stem}_posfeat_sift.h5")}
     if not set(out.values()) <= _MADE:
-        extract_dataset("posfeat", root, names, out["posfeat"], model=model, config=ExtractConfig(**cfg), device="cpu",
-                        progress=False, sift_out=out["posfeat_sift_kp"])
+        extract_dataset(
+            "posfeat",
+            root,
+            names,
+            out["posfeat"],
+            model=model,
+            config=ExtractConfig(**cfg),
+            device="cpu",
+            progress=False,
+            sift_out=out["posfeat_sift"],
+        )
         _MADE.update(out.values())
     return out
 
 
 def eval_hpatches(root: Path, work: Path, model, tag: str = "hp") -> dict:
-    """MMA of posfeat / posfeat_sift_kp / sift on every sequence under the HPatches-layout ``root``."""
+    """MMA of posfeat / posfeat_sift / sift on every sequence under the HPatches-layout ``root``."""
     names = [im for s in list_sequences(root, ()) for im in load_sequence(root, s).images]
     feats = {
         **_extract_posfeat(root, names, work / tag, model, HPATCHES_CFG),
@@ -118,12 +141,20 @@ def eval_hpatches(root: Path, work: Path, model, tag: str = "hp") -> dict:
         r = summarize(raw, 15)
         out[m] = {k: round(r["overall"][k], 4) for k in SUMMARY_KEYS} | {
             "matches_per_pair": r["matches_per_pair"],
-            "mma@3_per_pair": [round(float(p[2]), 3) for p in raw.precision]}
+            "mma@3_per_pair": [round(float(p[2]), 3) for p in raw.precision],
+        }
     return out
 
 
-def _viewpoint_homography(w: int, h: int, rng: np.random.Generator, max_tilt: float = 35.0, max_roll: float = 10.0,
-                          zoom=(1.0, 1.8), tries: int = 1000) -> np.ndarray:
+def _viewpoint_homography(
+    w: int,
+    h: int,
+    rng: np.random.Generator,
+    max_tilt: float = 35.0,
+    max_roll: float = 10.0,
+    zoom=(1.0, 1.8),
+    tries: int = 1000,
+) -> np.ndarray:
     """A random HPatches-viewpoint-like homography ``H`` (reference pixels → target pixels) of a ``w×h`` image:
     the camera turned about its centre (pan and tilt up to ``max_tilt``°, roll up to ``max_roll``°; f = max(w, h))
     and zoomed in (``zoom``, log-uniform), resampled until the whole target lies inside the reference."""
@@ -199,11 +230,16 @@ def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0), nig
         roots = {"day": aligned / "images"}
         if night:
             roots["night"] = night_images(aligned / "images", names, work / "night" / md_scene.name)
-        per_look = {look: {**_extract_posfeat(root, names, work / f"epi_{md_scene.name}_{look}", model, HPATCHES_CFG),
-                           "sift": _extract("sift", root, names, work / f"epi_{md_scene.name}_{look}_sift.h5", None,
-                                            HPATCHES_CFG, cache=True)}
-                    for look, root in roots.items()}
-        for method in ("posfeat", "posfeat_sift_kp", "sift"):
+        per_look = {
+            look: {
+                **_extract_posfeat(root, names, work / f"epi_{md_scene.name}_{look}", model, HPATCHES_CFG),
+                "sift": _extract(
+                    "sift", root, names, work / f"epi_{md_scene.name}_{look}_sift.h5", None, HPATCHES_CFG, cache=True
+                ),
+            }
+            for look, root in roots.items()
+        }
+        for method in ("posfeat", "posfeat_sift", "sift"):
             files = {look: per_look[look][method] for look in roots}
             prec, counts = [], []
             with FeatureReader(files["day"]) as r1, FeatureReader(files["night" if night else "day"]) as r2:
@@ -212,14 +248,16 @@ def epipolar_precision(data: Path, work: Path, model, thresholds=(1.0, 3.0), nig
                     m = match_descriptors(fa["descriptors"], fb["descriptors"], mutual=True, device="cpu")
                     ca, cb = cams[a], cams[b]
                     F = fundamental_from_poses(ca.K, ca.R, ca.t, cb.K, cb.R, cb.t)
-                    d = symmetric_epipolar_distance_np(fa["keypoints"][m[:, 0]].astype(np.float64),
-                                                       fb["keypoints"][m[:, 1]].astype(np.float64), F)
+                    d = symmetric_epipolar_distance_np(
+                        fa["keypoints"][m[:, 0]].astype(np.float64), fb["keypoints"][m[:, 1]].astype(np.float64), F
+                    )
                     prec.append([(d <= t).mean() if len(d) else 0.0 for t in thresholds])
                     counts.append(len(m))
             p = np.mean(prec, 0)
             out.setdefault(method, {})[md_scene.name] = {
                 **{f"precision@{t:g}": round(float(v), 4) for t, v in zip(thresholds, p)},
-                "matches_per_pair": round(float(np.mean(counts)), 1)}
+                "matches_per_pair": round(float(np.mean(counts)), 1),
+            }
     return out
 
 
@@ -236,46 +274,74 @@ def write_eth_scene(megadepth_scene: Path, out: Path) -> Path:
 
 
 def eval_eth(data: Path, work: Path, model, config: ETHConfig) -> dict:
-    """ETH statistics of posfeat / posfeat_sift_kp / sift on every ``megadepth-strecha`` scene written as an ETH scene,
+    """ETH statistics of posfeat / posfeat_sift / sift on every ``megadepth-strecha`` scene written as an ETH scene,
     reconstructed with the pipeline ``config`` (the study's ``eval.eth``)."""
     out: dict = {}
     for md_scene in sorted(p for p in (data / "megadepth-strecha").iterdir() if p.is_dir()):
         scene = write_eth_scene(md_scene, work / "eth" / md_scene.name)
         names = list_images(scene / "images")
-        files = {**_extract_posfeat(scene / "images", names, work / f"eth_{md_scene.name}", model, ETH_CFG),
-                 "sift": _extract("sift", scene / "images", names, work / f"eth_{md_scene.name}_sift.h5", None, ETH_CFG,
-                                  cache=True)}
+        files = {
+            **_extract_posfeat(scene / "images", names, work / f"eth_{md_scene.name}", model, ETH_CFG),
+            "sift": _extract(
+                "sift", scene / "images", names, work / f"eth_{md_scene.name}_sift.h5", None, ETH_CFG, cache=True
+            ),
+        }
         for method, f in files.items():
-            r = evaluate_scene(scene, f, work / "eth_work" / method / md_scene.name, config, device="cpu",
-                               progress=False)
+            r = evaluate_scene(
+                scene, f, work / "eth_work" / method / md_scene.name, config, device="cpu", progress=False
+            )
             out.setdefault(method, {})[md_scene.name] = {k: r.stats.get(k) for k in ETH_KEYS}
     return out
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--weights", default=str(ROOT / "models/posfeat.pt"), help="PoSFeat checkpoint")
     ap.add_argument("--data", default=str(ROOT.parent / "shared/data"), help="the real data folder")
     ap.add_argument("--work", default="/tmp/posfeat_eval_real", help="scratch folder (SIFT cache, scenes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/real.json"), help="results JSON")
     ap.add_argument("--no-eth", action="store_true", help="skip the ETH-layout reconstructions (fast)")
-    ap.add_argument("--params", default=str(ROOT / "params.yaml"),
-                    help="the study's parameters: PoSFeat extraction settings from extract.hpatches (HPatches, "
-                         "epipolar precision) and extract.eth (ETH scenes); the options below override them")
-    ap.add_argument("--scales", type=float, nargs="+", help="PoSFeat test-time image scales for HPatches and the "
-                    "epipolar precision (extract.hpatches.scales)")
+    ap.add_argument(
+        "--params",
+        default=str(ROOT / "params.yaml"),
+        help="the study's parameters: PoSFeat extraction settings from extract.hpatches (HPatches, "
+        "epipolar precision) and extract.eth (ETH scenes); the options below override them",
+    )
+    ap.add_argument(
+        "--scales",
+        type=float,
+        nargs="+",
+        help="PoSFeat test-time image scales for HPatches and the epipolar precision (extract.hpatches.scales)",
+    )
     ap.add_argument("--eth-scales", type=float, nargs="+", help="the same for the ETH scenes (extract.eth.scales)")
-    ap.add_argument("--pyramid", choices=("on", "off"),
-                    help="keep each scale's own keypoints and descriptors (extract.hpatches.pyramid)")
+    ap.add_argument(
+        "--pyramid",
+        choices=("on", "off"),
+        help="keep each scale's own keypoints and descriptors (extract.hpatches.pyramid)",
+    )
     ap.add_argument("--eth-pyramid", choices=("on", "off"), help="the same for the ETH scenes (extract.eth.pyramid)")
-    ap.add_argument("--rotations", type=float, nargs="+", help="PoSFeat test-time in-plane rotations (degrees) for "
-                    "HPatches and the epipolar precision (extract.hpatches.rotations)")
-    ap.add_argument("--eth-rotations", type=float, nargs="+", help="the same for the ETH scenes (extract.eth.rotations)")
-    ap.add_argument("--pyramid-sift-size", type=float,
-                    help="SIFT keypoint size described at scale 1 in a pyramid (extract.*.pyramid_sift_size)")
-    ap.add_argument("--input-norm", choices=("imagenet", "standardize"),
-                    help="override the checkpoint's model.input_norm (a test-time experiment)")
+    ap.add_argument(
+        "--rotations",
+        type=float,
+        nargs="+",
+        help="PoSFeat test-time in-plane rotations (degrees) for "
+        "HPatches and the epipolar precision (extract.hpatches.rotations)",
+    )
+    ap.add_argument(
+        "--eth-rotations", type=float, nargs="+", help="the same for the ETH scenes (extract.eth.rotations)"
+    )
+    ap.add_argument(
+        "--pyramid-sift-size",
+        type=float,
+        help="SIFT keypoint size described at scale 1 in a pyramid (extract.*.pyramid_sift_size)",
+    )
+    ap.add_argument(
+        "--input-norm",
+        choices=("imagenet", "standardize"),
+        help="override the checkpoint's model.input_norm (a test-time experiment)",
+    )
     ap.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="measure only these parts")
     a = ap.parse_args(argv)
     params = yaml.safe_load(Path(a.params).read_text())
@@ -284,8 +350,12 @@ def main(argv=None) -> int:
     for cfg, name, prefix in ((HPATCHES_CFG, "hpatches", ""), (ETH_CFG, "eth", "eth_")):
         cfg.clear()
         cfg.update(ExtractConfig.from_dict(study[name], what=f"{a.params}: extract.{name}").__dict__)
-        overrides = {"scales": getattr(a, prefix + "scales"), "pyramid": getattr(a, prefix + "pyramid"),
-                     "rotations": getattr(a, prefix + "rotations"), "pyramid_sift_size": a.pyramid_sift_size}
+        overrides = {
+            "scales": getattr(a, prefix + "scales"),
+            "pyramid": getattr(a, prefix + "pyramid"),
+            "rotations": getattr(a, prefix + "rotations"),
+            "pyramid_sift_size": a.pyramid_sift_size,
+        }
         for key, value in overrides.items():
             if value is not None:
                 cfg[key] = value == "on" if key == "pyramid" else tuple(value) if isinstance(value, list) else value
@@ -293,18 +363,22 @@ def main(argv=None) -> int:
     print(json.dumps({"hpatches": HPATCHES_CFG, "eth": ETH_CFG}), file=sys.stderr)
     data, work = Path(a.data), Path(a.work)
     if not data.is_dir():
-        raise SystemExit(f"{data}: real data folder not found (expected hpatches-oxford/ and megadepth-strecha/ "
-                         "there; pass --data, e.g. when this checkout is a scratch copy outside the workspace)")
+        raise SystemExit(
+            f"{data}: real data folder not found (expected hpatches-oxford/ and megadepth-strecha/ "
+            "there; pass --data, e.g. when this checkout is a scratch copy outside the workspace)"
+        )
     work.mkdir(parents=True, exist_ok=True)
     model = load_model(a.weights, "cpu")
     if a.input_norm:
         model.config["input_norm"] = a.input_norm
     t0 = time.perf_counter()
-    parts = {"hpatches": lambda: eval_hpatches(data / "hpatches-oxford", work, model),
-             "warped": lambda: eval_hpatches(warped_sequences(data, work / "warped"), work, model, "warped"),
-             "epipolar": lambda: epipolar_precision(data, work, model),
-             "epipolar_night": lambda: epipolar_precision(data, work, model, night=True),
-             "eth": lambda: eval_eth(data, work, model, eth_pipeline)}
+    parts = {
+        "hpatches": lambda: eval_hpatches(data / "hpatches-oxford", work, model),
+        "warped": lambda: eval_hpatches(warped_sequences(data, work / "warped"), work, model, "warped"),
+        "epipolar": lambda: epipolar_precision(data, work, model),
+        "epipolar_night": lambda: epipolar_precision(data, work, model, night=True),
+        "eth": lambda: eval_eth(data, work, model, eth_pipeline),
+    }
     res = {"weights": str(a.weights), "settings": {"hpatches": HPATCHES_CFG, "eth": ETH_CFG}}
     for name in PARTS:
         if name in a.only and not (name == "eth" and a.no_eth):

@@ -54,7 +54,10 @@ def _run(cmd: list[str], timeout: float) -> dict:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_env(), cwd=ROOT)
     except subprocess.TimeoutExpired as e:
         tail = (e.stderr or b"")[-800:]
-        return {"error": f"timed out after {timeout:.0f} s", "stderr_tail": tail.decode(errors="replace") if isinstance(tail, bytes) else tail}
+        return {
+            "error": f"timed out after {timeout:.0f} s",
+            "stderr_tail": tail.decode(errors="replace") if isinstance(tail, bytes) else tail,
+        }
     out = {"seconds": round(time.perf_counter() - t0, 2), "returncode": proc.returncode}
     lines = proc.stdout.strip().splitlines()
     if proc.returncode == 0 and lines:
@@ -98,9 +101,15 @@ def part_extraction(device: str, size: tuple[int, int], max_keypoints: int, mode
             torch.cuda.synchronize(dev)
         times.append(time.perf_counter() - t0)
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return {"image_size": [w, h], "model": SCALES[model_scale]["model"], "seconds_per_image": sum(times) / len(times),
-            "seconds_all": times, "keypoints": int(len(feats["keypoints"])), "peak_memory_MiB": peak,
-            "precision": "float32"}
+    return {
+        "image_size": [w, h],
+        "model": SCALES[model_scale]["model"],
+        "seconds_per_image": sum(times) / len(times),
+        "seconds_all": times,
+        "keypoints": int(len(feats["keypoints"])),
+        "peak_memory_MiB": peak,
+        "precision": "float32",
+    }
 
 
 def part_matching(device: str, n: int) -> dict:
@@ -123,8 +132,14 @@ def part_matching(device: str, n: int) -> dict:
         m = match_descriptors(d0, d1, mutual=True, device=dev)
         times.append(time.perf_counter() - t0)  # match_descriptors returns NumPy: synchronised
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return {"n": n, "dim": 128, "seconds_per_pair": sum(times) / len(times), "seconds_all": times,
-            "matches": int(len(m)), "peak_memory_MiB": peak}
+    return {
+        "n": n,
+        "dim": 128,
+        "seconds_per_pair": sum(times) / len(times),
+        "seconds_all": times,
+        "matches": int(len(m)),
+        "peak_memory_MiB": peak,
+    }
 
 
 def part_train_real(device: str, scale: str, seconds: float, scenes: int, images: int) -> dict:
@@ -151,18 +166,43 @@ def part_train_real(device: str, scale: str, seconds: float, scenes: int, images
         write_megadepth(tmp / "megadepth", 0, scenes, images, (640, 480))
         index, _ = prepare_megadepth(tmp / "megadepth", seed=0)
         render_s = time.perf_counter() - t0
-        cfg = dict(image_size=[w, h], batch_size=batch, epochs=1, steps_per_epoch=100000, lr_decay_step=9,
-                   lr_gamma=0.1, log_every=1, vis_every=10 ** 9, checkpoint_every=10 ** 9, num_workers=2,
-                   color_jitter=[1.0, 1.0, 1.0, 0.4], freeze_bn=freeze_bn, backbone_passes=passes, **DESC_LOSS)
+        cfg = dict(
+            image_size=[w, h],
+            batch_size=batch,
+            epochs=1,
+            steps_per_epoch=100000,
+            lr_decay_step=9,
+            lr_gamma=0.1,
+            log_every=1,
+            vis_every=10**9,
+            checkpoint_every=10**9,
+            num_workers=2,
+            color_jitter=[1.0, 1.0, 1.0, 0.4],
+            freeze_bn=freeze_bn,
+            backbone_passes=passes,
+            **DESC_LOSS,
+        )
         if dev.type == "cuda":
             torch.cuda.reset_peak_memory_stats(dev)
         chunk, steps, t_train = 5, 0, time.perf_counter()
         while time.perf_counter() - t_train < seconds:
             cfg["checkpoint_every"] = steps + chunk  # a checkpoint at the end of each chunk, to resume from
             try:
-                train("desc", index, cfg, out_model=tmp / "desc.pt", ckpt_dir=tmp / "ckpt", live_dir=tmp / "live",
-                      model_config=spec["model"], optimizer="adam", lr=1e-4, seed=0, device=device, progress=False,
-                      stop_after=chunk)
+                train(
+                    "desc",
+                    index,
+                    cfg,
+                    out_model=tmp / "desc.pt",
+                    ckpt_dir=tmp / "ckpt",
+                    live_dir=tmp / "live",
+                    model_config=spec["model"],
+                    optimizer="adam",
+                    lr=1e-4,
+                    seed=0,
+                    device=device,
+                    progress=False,
+                    stop_after=chunk,
+                )
             except TrainingInterrupted:
                 pass
             steps += chunk
@@ -170,9 +210,19 @@ def part_train_real(device: str, scale: str, seconds: float, scenes: int, images
         rows = (tmp / "live" / "plots" / "metrics" / "loss.tsv").read_text().splitlines()[1:]
         losses = [float(r.split("\t")[-1]) for r in rows]
     peak = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
-    return {"scale": scale, "image_size": [w, h], "batch": batch, "steps": steps, "seconds": elapsed,
-            "seconds_per_step": elapsed / max(steps, 1), "render_seconds": render_s, "pairs": len(index["train"]),
-            "loss_curve": losses, "peak_memory_MiB": peak, "precision": "float32"}
+    return {
+        "scale": scale,
+        "image_size": [w, h],
+        "batch": batch,
+        "steps": steps,
+        "seconds": elapsed,
+        "seconds_per_step": elapsed / max(steps, 1),
+        "render_seconds": render_s,
+        "pairs": len(index["train"]),
+        "loss_curve": losses,
+        "peak_memory_MiB": peak,
+        "precision": "float32",
+    }
 
 
 def part_ddp_worker(device: str, scale: str, global_batch: int) -> dict | None:
@@ -203,7 +253,9 @@ def part_ddp_worker(device: str, scale: str, global_batch: int) -> dict | None:
             p.requires_grad_(False)
         if cuda:
             model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
-        fwd = DDP(StageForward(model, "desc", passes), device_ids=[dev.index] if cuda else None, broadcast_buffers=False)
+        fwd = DDP(
+            StageForward(model, "desc", passes), device_ids=[dev.index] if cuda else None, broadcast_buffers=False
+        )
         opt = torch.optim.Adam(model.backbone.parameters(), lr=1e-4)
         loss_fn = Line2WindowLoss(**DESC_LOSS)
         F12, F21 = (m.to(dev) for m in _fundamentals(w, h, local))
@@ -216,8 +268,9 @@ def part_ddp_worker(device: str, scale: str, global_batch: int) -> dict | None:
             t0 = time.perf_counter()
             set_train_modes(model, "desc", freeze_bn)
             out = fwd(im1, im2)
-            obj, loss, _ = compute_objective("desc", loss_fn, out, {"F12": F12, "F21": F21}, (w, h), 0, step,
-                                             info.rank * local, global_batch, info)
+            obj, loss, _ = compute_objective(
+                "desc", loss_fn, out, {"F12": F12, "F21": F21}, (w, h), 0, step, info.rank * local, global_batch, info
+            )
             opt.zero_grad(set_to_none=True)
             obj.backward()
             opt.step()
@@ -230,9 +283,17 @@ def part_ddp_worker(device: str, scale: str, global_batch: int) -> dict | None:
         dist.broadcast(ref, 0)
         agree = bool(torch.allclose(p, ref))
         peak = torch.cuda.max_memory_allocated(dev) / 2**20 if cuda else None
-        res = {"world_size": info.world_size, "backend": dist.get_backend(), "global_batch": global_batch,
-               "image_size": [w, h], "seconds_per_step": times[-1], "warmup_seconds": times[0], "loss": loss,
-               "replicas_agree": agree, "peak_memory_MiB_rank0": peak}
+        res = {
+            "world_size": info.world_size,
+            "backend": dist.get_backend(),
+            "global_batch": global_batch,
+            "image_size": [w, h],
+            "seconds_per_step": times[-1],
+            "warmup_seconds": times[0],
+            "loss": loss,
+            "replicas_agree": agree,
+            "peak_memory_MiB_rank0": peak,
+        }
         return res if info.is_main else None
     finally:
         if info.owner:
@@ -243,8 +304,13 @@ def part_ddp_worker(device: str, scale: str, global_batch: int) -> dict | None:
 def _versions() -> dict:
     import torch
 
-    out = {"python": platform.python_version(), "torch": torch.__version__, "cuda_build": torch.version.cuda,
-           "cuda_available": torch.cuda.is_available(), "host": platform.node()}
+    out = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda_build": torch.version.cuda,
+        "cuda_available": torch.cuda.is_available(),
+        "host": platform.node(),
+    }
     if torch.cuda.is_available():
         out["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
         out["bf16_supported"] = bool(torch.cuda.is_bf16_supported())
@@ -255,8 +321,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda", help="cuda (default) | cuda:N | cpu (dry run; use with --tiny)")
     p.add_argument("--tiny", action="store_true", help="demo-scale sizes (a dry run of every part)")
-    p.add_argument("--out", help="JSON report (default: $OUT/gpu_check.json where OUT is set, as on a lent device "
-                                 "machine, else benchmarks/results/gpu_check-<time>.json)")
+    p.add_argument(
+        "--out",
+        help="JSON report (default: $OUT/gpu_check.json where OUT is set, as on a lent device "
+        "machine, else benchmarks/results/gpu_check-<time>.json)",
+    )
     p.add_argument("--skip", nargs="*", default=[], choices=list(SECTION_TIMEOUT), help="sections to leave out")
     p.add_argument("--part", nargs="+", help=argparse.SUPPRESS)  # child processes
     args = p.parse_args(argv)
@@ -280,19 +349,31 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        print(f"gpu_check: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
-              "nothing was measured. On a CPU, `benchmarks/gpu_check.sh --device cpu --tiny` is a dry run.",
-              file=sys.stderr)
+        print(
+            f"gpu_check: CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
+            "nothing was measured. On a CPU, `benchmarks/gpu_check.sh --device cpu --tiny` is a dry run.",
+            file=sys.stderr,
+        )
         return 2
     if args.device == "cpu" and not args.tiny:
-        print("gpu_check: --device cpu runs only with --tiny (paper scale on a CPU takes far too long)", file=sys.stderr)
+        print(
+            "gpu_check: --device cpu runs only with --tiny (paper scale on a CPU takes far too long)", file=sys.stderr
+        )
         return 2
     sizes = TINY if args.tiny else PAPER
-    default = (Path(os.environ["OUT"]) / "gpu_check.json" if os.environ.get("OUT")
-               else ROOT / "benchmarks" / "results" / f"gpu_check-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    default = (
+        Path(os.environ["OUT"]) / "gpu_check.json"
+        if os.environ.get("OUT")
+        else ROOT / "benchmarks" / "results" / f"gpu_check-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    )
     out = Path(args.out) if args.out else default
-    report = {"started": time.strftime("%Y-%m-%d %H:%M:%S"), "device": args.device, "tiny": args.tiny,
-              **_versions(), "sections": {}}
+    report = {
+        "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "device": args.device,
+        "tiny": args.tiny,
+        **_versions(),
+        "sections": {},
+    }
     t_start = time.perf_counter()
     from posfeat.io import write_json
 
@@ -312,22 +393,33 @@ def main(argv: list[str] | None = None) -> int:
         else:
             t0 = time.perf_counter()
             try:
-                proc = subprocess.run([py, "-m", "pytest", "-q", "-rs", "-m", "not slow", "-k", "cuda or gpu", "tests"],
-                                      capture_output=True, text=True, timeout=SECTION_TIMEOUT["cuda_tests"], env=_env(), cwd=ROOT)
+                proc = subprocess.run(
+                    [py, "-m", "pytest", "-q", "-rs", "-m", "not slow", "-k", "cuda or gpu", "tests"],
+                    capture_output=True,
+                    text=True,
+                    timeout=SECTION_TIMEOUT["cuda_tests"],
+                    env=_env(),
+                    cwd=ROOT,
+                )
                 lines = proc.stdout.strip().splitlines()
-                report["sections"]["cuda_tests"] = {"returncode": proc.returncode, "summary": lines[-1] if lines else "",
-                                                    "seconds": round(time.perf_counter() - t0, 1),
-                                                    "output_tail": proc.stdout[-2000:]}
+                report["sections"]["cuda_tests"] = {
+                    "returncode": proc.returncode,
+                    "summary": lines[-1] if lines else "",
+                    "seconds": round(time.perf_counter() - t0, 1),
+                    "output_tail": proc.stdout[-2000:],
+                }
             except subprocess.TimeoutExpired:
                 report["sections"]["cuda_tests"] = {"error": f"timed out after {SECTION_TIMEOUT['cuda_tests']} s"}
-        print("cuda_tests:", report["sections"]["cuda_tests"].get("summary", report["sections"]["cuda_tests"]), flush=True)
+        print(
+            "cuda_tests:", report["sections"]["cuda_tests"].get("summary", report["sections"]["cuda_tests"]), flush=True
+        )
         save()
 
     if "training" not in args.skip:
         rows = []
         bench = str(ROOT / "benchmarks" / "bench_training.py")
         for stage in ("desc", "kp"):
-            for amp in ((False,) if args.device == "cpu" else (True, False)):
+            for amp in (False,) if args.device == "cpu" else (True, False):
                 iters = "2" if args.tiny else "3"
                 cmd = [py, bench, *dev, "--case", stage, sizes["scale"], "fast", iters, "0"] + ["--amp"] * amp
                 res = _run(cmd, SECTION_TIMEOUT["training"])
@@ -335,17 +427,29 @@ def main(argv: list[str] | None = None) -> int:
                 res.setdefault("amp", "bf16" if amp else "float32")
                 res.pop("seconds_per_iteration_all", None)
                 rows.append(res)
-                print("training:", {k: res.get(k) for k in ("stage", "amp", "seconds_per_iteration", "loss_share",
-                                                             "peak_memory_MiB", "error")}, flush=True)
+                print(
+                    "training:",
+                    {
+                        k: res.get(k)
+                        for k in ("stage", "amp", "seconds_per_iteration", "loss_share", "peak_memory_MiB", "error")
+                    },
+                    flush=True,
+                )
                 report["sections"]["training"] = rows
                 save()
 
     if "extraction" not in args.skip:
         w, h = sizes["extract_size"]
-        res = _run([py, me, *dev, "--part", "extraction", str(w), str(h), str(sizes["max_keypoints"]), sizes["scale"]],
-                   SECTION_TIMEOUT["extraction"])
+        res = _run(
+            [py, me, *dev, "--part", "extraction", str(w), str(h), str(sizes["max_keypoints"]), sizes["scale"]],
+            SECTION_TIMEOUT["extraction"],
+        )
         report["sections"]["extraction"] = res
-        print("extraction:", {k: res.get(k) for k in ("image_size", "seconds_per_image", "keypoints", "peak_memory_MiB", "error")}, flush=True)
+        print(
+            "extraction:",
+            {k: res.get(k) for k in ("image_size", "seconds_per_image", "keypoints", "peak_memory_MiB", "error")},
+            flush=True,
+        )
         save()
 
     if "matching" not in args.skip:
@@ -356,11 +460,16 @@ def main(argv: list[str] | None = None) -> int:
 
     if "train_real" not in args.skip:
         secs, scenes, imgs = ("180", "4", "12") if not args.tiny else ("1", "2", "5")
-        res = _run([py, me, *dev, "--part", "train_real", sizes["scale"], secs, scenes, imgs],
-                   SECTION_TIMEOUT["train_real"] if not args.tiny else 240)
+        res = _run(
+            [py, me, *dev, "--part", "train_real", sizes["scale"], secs, scenes, imgs],
+            SECTION_TIMEOUT["train_real"] if not args.tiny else 240,
+        )
         report["sections"]["train_real"] = res
-        print("train_real:", {k: res.get(k) for k in ("steps", "seconds_per_step", "peak_memory_MiB", "error")},
-              flush=True)
+        print(
+            "train_real:",
+            {k: res.get(k) for k in ("steps", "seconds_per_step", "peak_memory_MiB", "error")},
+            flush=True,
+        )
         save()
 
     if "ddp" not in args.skip:
@@ -369,16 +478,37 @@ def main(argv: list[str] | None = None) -> int:
             res = {"skipped": f"{n_gpu} GPU visible; the DDP step needs 2"}
         else:
             batch = "8" if not args.tiny else "2"
-            cmd = [py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", me, *dev, "--part", "ddp",
-                   sizes["scale"], batch]
+            cmd = [
+                py,
+                "-m",
+                "torch.distributed.run",
+                "--standalone",
+                "--nproc_per_node=2",
+                me,
+                *dev,
+                "--part",
+                "ddp",
+                sizes["scale"],
+                batch,
+            ]
             res = _run(cmd, SECTION_TIMEOUT["ddp"])
         report["sections"]["ddp"] = res
-        print("ddp:", {k: res.get(k) for k in ("world_size", "backend", "seconds_per_step", "replicas_agree", "skipped", "error")}, flush=True)
+        print(
+            "ddp:",
+            {
+                k: res.get(k)
+                for k in ("world_size", "backend", "seconds_per_step", "replicas_agree", "skipped", "error")
+            },
+            flush=True,
+        )
         save()
 
-    failed = [k for k, v in report["sections"].items()
-              if (isinstance(v, dict) and ("error" in v or v.get("returncode", 0) != 0))
-              or (isinstance(v, list) and any("error" in r for r in v))]
+    failed = [
+        k
+        for k, v in report["sections"].items()
+        if (isinstance(v, dict) and ("error" in v or v.get("returncode", 0) != 0))
+        or (isinstance(v, list) and any("error" in r for r in v))
+    ]
     report["failed_sections"] = failed
     save()
     print(f"report: {out} ({report['total_seconds']} s){'; FAILED: ' + ', '.join(failed) if failed else ''}")

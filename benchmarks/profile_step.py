@@ -46,9 +46,18 @@ PHASES = ("data", "network", "loss", "backward", "optimizer")
 def _batches(params: dict, cfg: dict, steps: int):
     """Collated batches of the trainer's own data order (``StepBatchSampler``), timed one by one."""
     index = load_stage_index(ROOT)
-    ds = PairDataset(index, "train", tuple(cfg["image_size"]), cfg["color_jitter"], int(params["seed"]),
-                     float(cfg["rotation"]), tuple(cfg["scale"]), float(cfg["grayscale"]), float(cfg["night"]),
-                     tuple(cfg["crop"]))
+    ds = PairDataset(
+        index,
+        "train",
+        tuple(cfg["image_size"]),
+        cfg["color_jitter"],
+        int(params["seed"]),
+        float(cfg["rotation"]),
+        tuple(cfg["scale"]),
+        float(cfg["grayscale"]),
+        float(cfg["night"]),
+        tuple(cfg["crop"]),
+    )
     sampler = StepBatchSampler(len(ds), int(cfg["batch_size"]), int(params["seed"]), steps)
     collate = torch.utils.data.default_collate
     for items in sampler:
@@ -57,8 +66,9 @@ def _batches(params: dict, cfg: dict, steps: int):
         yield batch, time.perf_counter() - t0
 
 
-def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml",
-            conv_backward: str = "channels_last") -> dict:
+def profile(
+    steps: int, channels_last: bool, params_path: Path = ROOT / "params.yaml", conv_backward: str = "channels_last"
+) -> dict:
     """Per-phase seconds (mean over the steps after 3 warm-up steps) of stage-1 training steps."""
     params = yaml.safe_load(Path(params_path).read_text())
     cfg = check_stage_config("desc", dict(params["train_desc"]))
@@ -71,7 +81,9 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
     set_train_modes(model, "desc", bool(cfg["freeze_bn"]))
     fwd = StageForward(model, "desc", int(cfg["backbone_passes"]))
     loss_fn = build_loss("desc", cfg)
-    opt = make_optimizer(params["optimizer"], [p for p in model.backbone.parameters()], float(params["lr"][params["optimizer"]]))
+    opt = make_optimizer(
+        params["optimizer"], [p for p in model.backbone.parameters()], float(params["lr"][params["optimizer"]])
+    )
     info = DistInfo()
     amp = autocast_dtype(bool(cfg["amp"]), torch.device("cpu"))
     rows = []
@@ -82,8 +94,9 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
         with torch.autocast("cpu", dtype=amp, enabled=amp is not None):
             outputs = fwd(im1, im2)
         t1 = time.perf_counter()
-        objective, _, _ = compute_objective("desc", loss_fn, outputs, batch, tuple(cfg["image_size"]), 0, step, 0,
-                                            int(cfg["batch_size"]), info)
+        objective, _, _ = compute_objective(
+            "desc", loss_fn, outputs, batch, tuple(cfg["image_size"]), 0, step, 0, int(cfg["batch_size"]), info
+        )
         t2 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         objective.backward()
@@ -95,27 +108,41 @@ def profile(steps: int, channels_last: bool, params_path: Path = ROOT / "params.
     mean = np.mean(rows, 0)
     total = float(mean.sum())
     return {
-        "steps": len(rows), "channels_last": channels_last, "conv_backward": conv_backward,
+        "steps": len(rows),
+        "channels_last": channels_last,
+        "conv_backward": conv_backward,
         "threads": torch.get_num_threads(),
-        "seconds_per_step": round(total, 4), "amp": str(amp).replace("torch.", "") if amp else None,
+        "seconds_per_step": round(total, 4),
+        "amp": str(amp).replace("torch.", "") if amp else None,
         "phases_s": {k: round(float(v), 4) for k, v in zip(PHASES, mean)},
         "phases_share": {k: round(float(v) / total, 3) for k, v in zip(PHASES, mean)},
-        "image_size": list(cfg["image_size"]), "batch_size": int(cfg["batch_size"]), "model": params["model"],
+        "image_size": list(cfg["image_size"]),
+        "batch_size": int(cfg["batch_size"]),
+        "model": params["model"],
     }
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     ap.add_argument("--steps", type=int, default=20, help="timed steps (after 3 warm-up steps)")
     ap.add_argument("--channels-last", action="store_true", help="NHWC memory format for the network")
-    ap.add_argument("--conv-backward", choices=("channels_last", "plain"), default="channels_last",
-                    help="convolution gradients as the trainer computes them on the CPU, or plain nn.Conv2d")
+    ap.add_argument(
+        "--conv-backward",
+        choices=("channels_last", "plain"),
+        default="channels_last",
+        help="convolution gradients as the trainer computes them on the CPU, or plain nn.Conv2d",
+    )
     ap.add_argument("--params", default=str(ROOT / "params.yaml"), help="parameters file (model, train_desc)")
     ap.add_argument("--out", help="write the JSON report here too")
     a = ap.parse_args(argv)
-    res = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
-           "params": a.params, **profile(a.steps, a.channels_last, Path(a.params), a.conv_backward)}
+    res = {
+        "machine": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "params": a.params,
+        **profile(a.steps, a.channels_last, Path(a.params), a.conv_backward),
+    }
     print(json.dumps(res, indent=2))
     if a.out:
         Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,9 @@ OUT = ROOT / "benchmarks" / "results" / "seed_spread.json"
 
 def _exp_ref(name: str) -> str:
     """The commit of the experiment named ``name`` (``git for-each-ref refs/exps``)."""
-    refs = subprocess.check_output(["git", "for-each-ref", "refs/exps", "--format=%(refname) %(objectname)"],
-                                   cwd=ROOT, text=True).split("\n")
+    refs = subprocess.check_output(
+        ["git", "for-each-ref", "refs/exps", "--format=%(refname) %(objectname)"], cwd=ROOT, text=True
+    ).split("\n")
     hits = [r.split()[1] for r in refs if r.split() and r.split()[0].endswith("/" + name)]
     if not hits:
         raise SystemExit(f"no experiment named {name!r}: run `python benchmarks/seed_spread.py --run` first")
@@ -38,8 +39,10 @@ def _read(ref: str | None, path: str) -> dict:
 def headline(ref: str | None) -> dict[str, float]:
     """The headline metrics of one run (``ref``: an experiment commit; ``None``: the workspace)."""
     hp, eth, aachen = (_read(ref, f"metrics/{n}.json") for n in ("hpatches", "eth", "aachen"))
-    out = {"train_desc loss": _read(ref, "metrics/train_desc.json")["loss"],
-           "train_kp loss": _read(ref, "metrics/train_kp.json")["loss"]}
+    out = {
+        "train_desc loss": _read(ref, "metrics/train_desc.json")["loss"],
+        "train_kp loss": _read(ref, "metrics/train_kp.json")["loss"],
+    }
     for method in ("posfeat", "posfeat_sift", "sift"):
         for t in (1, 3, 5):
             out[f"HPatches {method} MMA@{t}"] = hp[method]["overall"][f"mma@{t}"]

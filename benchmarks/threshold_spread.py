@@ -32,15 +32,15 @@ def measure(seed: int) -> dict:
     """The quantities above for one seed, in this process."""
     sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     import torch
-
     from conftest import SMALL_DEMO
+    from test_training_loop import _fixed_loss
+    from training_setup import LR, STEPS, TINY_MODEL, tiny_cfg
+
     from posfeat import utils
     from posfeat.data.demo import generate_demo
     from posfeat.data.prepare import prepare_megadepth
     from posfeat.models import build_model, load_checkpoint
     from posfeat.training import train
-    from test_training_loop import _fixed_loss
-    from training_setup import LR, STEPS, TINY_MODEL, tiny_cfg
 
     utils.cpu_has_native_bf16 = lambda: True  # as the amp test: autocast even where bf16 is emulated
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,18 +50,41 @@ def measure(seed: int) -> dict:
         one = {**idx, "train": idx["train"][:1]}
         after = {}
         for amp in (False, True):
-            cfg = tiny_cfg("desc", steps_per_epoch=STEPS, checkpoint_every=100, batch_size=2, color_jitter=None,
-                           freeze_bn=True, amp=amp)
+            cfg = tiny_cfg(
+                "desc",
+                steps_per_epoch=STEPS,
+                checkpoint_every=100,
+                batch_size=2,
+                color_jitter=None,
+                freeze_bn=True,
+                amp=amp,
+            )
             torch.manual_seed(seed)
             before = _fixed_loss(build_model(TINY_MODEL), one, cfg)
             out = tmp / f"amp{int(amp)}"
-            train("desc", one, cfg, out_model=out / "desc.pt", ckpt_dir=out / "ckpt", model_config=TINY_MODEL,
-                  optimizer="sgd", lr=LR, seed=seed, device="cpu", progress=False)
+            train(
+                "desc",
+                one,
+                cfg,
+                out_model=out / "desc.pt",
+                ckpt_dir=out / "ckpt",
+                model_config=TINY_MODEL,
+                optimizer="sgd",
+                lr=LR,
+                seed=seed,
+                device="cpu",
+                progress=False,
+            )
             after[amp] = _fixed_loss(load_checkpoint(out / "desc.pt")[0], one, cfg)
         eth_stats = _eth_demo(tmp, seed)
-    return {"before": before, "after_fp32": after[False], "after_bf16": after[True],
-            "short_training": after[False] / before,
-            "amp_fraction": (before - after[True]) / (before - after[False]), **eth_stats}
+    return {
+        "before": before,
+        "after_fp32": after[False],
+        "after_bf16": after[True],
+        "short_training": after[False] / before,
+        "amp_fraction": (before - after[True]) / (before - after[False]),
+        **eth_stats,
+    }
 
 
 def _eth_demo(tmp: Path, seed: int) -> dict:
@@ -74,12 +97,23 @@ def _eth_demo(tmp: Path, seed: int) -> dict:
     root = tmp / "eth"
     scene, n = write_eth_scene(root, seed=0, k=0, n_images=12, size=(640, 480))
     names = [f"{scene}/{x}" for x in list_scene_images(root / scene)]
-    extract_dataset("sift", root, names, tmp / "eth.h5", config=ExtractConfig(max_keypoints=2048), device="cpu",
-                    progress=False)
-    s = eth.evaluate_scene(root / scene, tmp / "eth.h5", tmp / "eth_work", eth.ETHConfig(num_threads=1, seed=seed),
-                           device="cpu", progress=False).stats
-    return {"eth_registered": s["num_reg_images"] / n, "eth_rotation_deg": s["median_rotation_error_deg"],
-            "eth_auc20": s["pose_auc@20"], "eth_reproj": s["mean_reproj_error"]}
+    extract_dataset(
+        "sift", root, names, tmp / "eth.h5", config=ExtractConfig(max_keypoints=2048), device="cpu", progress=False
+    )
+    s = eth.evaluate_scene(
+        root / scene,
+        tmp / "eth.h5",
+        tmp / "eth_work",
+        eth.ETHConfig(num_threads=1, seed=seed),
+        device="cpu",
+        progress=False,
+    ).stats
+    return {
+        "eth_registered": s["num_reg_images"] / n,
+        "eth_rotation_deg": s["median_rotation_error_deg"],
+        "eth_auc20": s["pose_auc@20"],
+        "eth_reproj": s["mean_reproj_error"],
+    }
 
 
 def main() -> int:
@@ -96,17 +130,30 @@ def main() -> int:
     for threads in args.threads:
         for seed in args.seeds:
             env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-            res = subprocess.run([sys.executable, __file__, "--one", str(seed)], env=env, capture_output=True,
-                                 text=True, check=True)
+            res = subprocess.run(
+                [sys.executable, __file__, "--one", str(seed)], env=env, capture_output=True, text=True, check=True
+            )
             row = {"threads": threads, "seed": seed, **json.loads(res.stdout.strip().splitlines()[-1])}
             print(row, flush=True)
             rows.append(row)
-    summary = {k: {"min": min(r[k] for r in rows), "max": max(r[k] for r in rows)}
-               for k in ("short_training", "amp_fraction", "eth_registered", "eth_rotation_deg", "eth_auc20",
-                         "eth_reproj")}
+    summary = {
+        k: {"min": min(r[k] for r in rows), "max": max(r[k] for r in rows)}
+        for k in ("short_training", "amp_fraction", "eth_registered", "eth_rotation_deg", "eth_auc20", "eth_reproj")
+    }
     import platform
-    Path(args.out).write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                          "cpus": os.cpu_count(), "rows": rows, "summary": summary}, indent=2) + "\n")
+
+    Path(args.out).write_text(
+        json.dumps(
+            {
+                "machine": platform.processor() or platform.machine(),
+                "cpus": os.cpu_count(),
+                "rows": rows,
+                "summary": summary,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(json.dumps(summary))
     return 0
 

@@ -67,7 +67,9 @@ def from_colmap_keypoints(xy: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------ cameras
-def camera_from_K(K: np.ndarray, width: int, height: int, camera_id: int = pycolmap.INVALID_CAMERA_ID) -> pycolmap.Camera:
+def camera_from_K(
+    K: np.ndarray, width: int, height: int, camera_id: int = pycolmap.INVALID_CAMERA_ID
+) -> pycolmap.Camera:
     """PINHOLE camera from a 3×3 K in **our** pixel convention (the principal point moves by +0.5)."""
     K = np.asarray(K, np.float64)
     params = [K[0, 0], K[1, 1], K[0, 2] + COLMAP_PIXEL_OFFSET, K[1, 2] + COLMAP_PIXEL_OFFSET]
@@ -77,8 +79,9 @@ def camera_from_K(K: np.ndarray, width: int, height: int, camera_id: int = pycol
     return cam
 
 
-def camera_from_params(model: str, width: int, height: int, params: Sequence[float],
-                       camera_id: int = pycolmap.INVALID_CAMERA_ID) -> pycolmap.Camera:
+def camera_from_params(
+    model: str, width: int, height: int, params: Sequence[float], camera_id: int = pycolmap.INVALID_CAMERA_ID
+) -> pycolmap.Camera:
     """Camera from COLMAP-convention parameters (e.g. a line ``name MODEL w h params…`` of Aachen)."""
     cam = pycolmap.Camera(model=str(model), width=int(width), height=int(height), params=[float(p) for p in params])
     if not cam.verify_params():
@@ -88,10 +91,17 @@ def camera_from_params(model: str, width: int, height: int, params: Sequence[flo
     return cam
 
 
-def guess_camera(width: int, height: int, model: str = "SIMPLE_RADIAL", focal_factor: float = 1.2,
-                 camera_id: int = pycolmap.INVALID_CAMERA_ID) -> pycolmap.Camera:
+def guess_camera(
+    width: int,
+    height: int,
+    model: str = "SIMPLE_RADIAL",
+    focal_factor: float = 1.2,
+    camera_id: int = pycolmap.INVALID_CAMERA_ID,
+) -> pycolmap.Camera:
     """COLMAP's guess for an image without known intrinsics: f = 1.2·max(w, h), principal point at the centre."""
-    cam = pycolmap.Camera.create_from_model_name(int(camera_id), model, focal_factor * max(width, height), int(width), int(height))
+    cam = pycolmap.Camera.create_from_model_name(
+        int(camera_id), model, focal_factor * max(width, height), int(width), int(height)
+    )
     cam.has_prior_focal_length = False
     return cam
 
@@ -218,9 +228,14 @@ def write_pairs_file(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) 
     return len(lines)
 
 
-def two_view_geometry_options(max_error: float = 4.0, min_num_inliers: int = 15, seed: int | None = 0,
-                              num_threads: int = -1, max_num_trials: int | None = None,
-                              min_inlier_ratio: float | None = None) -> pycolmap.TwoViewGeometryOptions:
+def two_view_geometry_options(
+    max_error: float = 4.0,
+    min_num_inliers: int = 15,
+    seed: int | None = 0,
+    num_threads: int = -1,
+    max_num_trials: int | None = None,
+    min_inlier_ratio: float | None = None,
+) -> pycolmap.TwoViewGeometryOptions:
     """COLMAP's default verification options (RANSAC max error 4 px, 15 inliers), seeded.
 
     ``max_num_trials`` / ``min_inlier_ratio``: RANSAC's trial cap and the inlier ratio it plans for
@@ -240,8 +255,11 @@ def two_view_geometry_options(max_error: float = 4.0, min_num_inliers: int = 15,
     return opts
 
 
-def verify_pairs(database_path: str | os.PathLike, pairs_path: str | os.PathLike,
-                 options: pycolmap.TwoViewGeometryOptions | None = None) -> None:
+def verify_pairs(
+    database_path: str | os.PathLike,
+    pairs_path: str | os.PathLike,
+    options: pycolmap.TwoViewGeometryOptions | None = None,
+) -> None:
     """Two-view geometric verification of the matched pairs listed in ``pairs_path`` (``matches_importer``)."""
     if not Path(pairs_path).is_file():
         raise DataError(f"{pairs_path}: pair list not found")
@@ -274,8 +292,7 @@ def verification_stats(db: pycolmap.Database) -> VerificationStats:
     return stats
 
 
-def verification_report(db: pycolmap.Database, pairs: Iterable[tuple[int, int]], min_num_inliers: int = 15
-                        ) -> dict:
+def verification_report(db: pycolmap.Database, pairs: Iterable[tuple[int, int]], min_num_inliers: int = 15) -> dict:
     """Why pairs pass or fail two-view verification: pairs per configuration type, inlier ratios.
 
     For every ``(image_id1, image_id2)`` of ``pairs`` (the matched pairs): the configuration COLMAP
@@ -308,12 +325,20 @@ def verification_report(db: pycolmap.Database, pairs: Iterable[tuple[int, int]],
     def summary(v: list[float]) -> dict[str, float | None]:
         if not v:
             return {"min": None, "median": None, "max": None}
-        return {"min": round(float(np.min(v)), 4), "median": round(float(np.median(v)), 4),
-                "max": round(float(np.max(v)), 4)}
+        return {
+            "min": round(float(np.min(v)), 4),
+            "median": round(float(np.median(v)), 4),
+            "max": round(float(np.max(v)), 4),
+        }
 
-    return {"configs": dict(sorted(configs.items())), "verified_pairs": len(ratios_ok), "failed_pairs": len(ratios_bad),
-            "inlier_ratio_verified": summary(ratios_ok), "inlier_ratio_failed": summary(ratios_bad),
-            "raw_matches_failed_median": float(np.median(raw_bad)) if raw_bad else None}
+    return {
+        "configs": dict(sorted(configs.items())),
+        "verified_pairs": len(ratios_ok),
+        "failed_pairs": len(ratios_bad),
+        "inlier_ratio_verified": summary(ratios_ok),
+        "inlier_ratio_failed": summary(ratios_bad),
+        "raw_matches_failed_median": float(np.median(raw_bad)) if raw_bad else None,
+    }
 
 
 def ensure_rigs_and_frames(db: pycolmap.Database) -> int:
@@ -337,8 +362,9 @@ def ensure_rigs_and_frames(db: pycolmap.Database) -> int:
         frame = pycolmap.Frame()
         frame.rig_id = int(im.camera_id)
         frame.frame_id = int(im.image_id)
-        frame.add_data_id(pycolmap.data_t(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, int(im.camera_id)),
-                                          int(im.image_id)))
+        frame.add_data_id(
+            pycolmap.data_t(pycolmap.sensor_t(pycolmap.SensorType.CAMERA, int(im.camera_id)), int(im.image_id))
+        )
         db.write_frame(frame, use_frame_id=True)
         n += 1
     return n
@@ -363,8 +389,9 @@ def copy_database_without_features(src: str | os.PathLike, dst: str | os.PathLik
         db = pycolmap.Database.open(str(dst))
         db.num_images()
     except Exception as e:  # pycolmap raises ValueError/RuntimeError on a file that is not a database
-        raise DataError(f"{src}: expected a COLMAP database (sqlite with cameras/images tables), "
-                        f"could not open it ({e})") from e
+        raise DataError(
+            f"{src}: expected a COLMAP database (sqlite with cameras/images tables), could not open it ({e})"
+        ) from e
     db.clear_two_view_geometries()
     db.clear_matches()
     db.clear_descriptors()
@@ -414,8 +441,9 @@ def registered_poses(rec: pycolmap.Reconstruction) -> dict[str, pycolmap.Rigid3d
     return {rec.image(i).name: rec.image(i).cam_from_world() for i in rec.reg_image_ids()}
 
 
-def mapper_options(num_threads: int = -1, seed: int | None = 0, min_num_matches: int = 15,
-                   refine_intrinsics: bool = True) -> pycolmap.IncrementalPipelineOptions:
+def mapper_options(
+    num_threads: int = -1, seed: int | None = 0, min_num_matches: int = 15, refine_intrinsics: bool = True
+) -> pycolmap.IncrementalPipelineOptions:
     """Incremental mapper options (COLMAP defaults), seeded for repeatable runs."""
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = int(num_threads)

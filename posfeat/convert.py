@@ -58,14 +58,16 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 state = state[wrapper]
                 break
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise DataError(f"{path}: expected a non-empty dict of tensors (a state_dict), got "
-                        f"{type(state).__name__}{' with non-tensor values' if isinstance(state, dict) and state else ''}")
+        raise DataError(
+            f"{path}: expected a non-empty dict of tensors (a state_dict), got "
+            f"{type(state).__name__}{' with non-tensor values' if isinstance(state, dict) and state else ''}"
+        )
     out = {}
     for key, value in state.items():
         k = str(key)
         for prefix in ("module.", "_orig_mod."):
             while k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         if k in out:
             raise DataError(f"{path}: key {k!r} appears twice (with and without a 'module.' prefix)")
         out[k] = value
@@ -87,8 +89,10 @@ def map_detector_key(key: str) -> str:
 
 def _shape(state: dict, key: str, path) -> tuple[int, ...]:
     if key not in state:
-        raise DataError(f"{path}: key {key!r} not found, so this is not an official PoSFeat state dict "
-                        f"of the expected part (keys found: {_listing(state)})")
+        raise DataError(
+            f"{path}: key {key!r} not found, so this is not an official PoSFeat state dict "
+            f"of the expected part (keys found: {_listing(state)})"
+        )
     return tuple(state[key].shape)
 
 
@@ -100,25 +104,39 @@ def infer_config(backbone: dict, detector: dict, backbone_path="backbone", detec
         n3 = len({k.split(".")[1] for k in backbone if k.startswith("layer3.")})
         encoder = {2: "resnet18", 6: "resnet34"}.get(n3)
         if encoder is None:
-            raise DataError(f"{backbone_path}: cannot tell the ResNet encoder (layer3 has {n3} blocks; "
-                            f"expected resnet18 (2), resnet34 (6) or resnet50 (bottleneck blocks))")
+            raise DataError(
+                f"{backbone_path}: cannot tell the ResNet encoder (layer3 has {n3} blocks; "
+                f"expected resnet18 (2), resnet34 (6) or resnet50 (bottleneck blocks))"
+            )
     desc_dim = _shape(backbone, "conv_fine.conv.weight", backbone_path)[0]
     c1, c_in = _shape(detector, "conv1.weight", detector_path)[:2]
     img = _shape(detector, "convimg.weight", detector_path)[0]
     mid = _shape(detector, "conv2.weight", detector_path)[0]
     stem = _shape(backbone, "firstconv.weight", backbone_path)[0]
     if c_in != desc_dim + stem:
-        raise DataError(f"{detector_path}: detector conv1 takes {c_in} channels, but the backbone "
-                        f"({backbone_path}) gives {desc_dim} + {stem} = {desc_dim + stem}")
-    return {"encoder": encoder, "pretrained": False, "desc_dim": int(desc_dim), "global_map": False,
-            "det_conv1": None if c1 == c_in else int(c1), "det_img": int(img), "det_mid": int(mid)}
+        raise DataError(
+            f"{detector_path}: detector conv1 takes {c_in} channels, but the backbone "
+            f"({backbone_path}) gives {desc_dim} + {stem} = {desc_dim + stem}"
+        )
+    return {
+        "encoder": encoder,
+        "pretrained": False,
+        "desc_dim": int(desc_dim),
+        "global_map": False,
+        "det_conv1": None if c1 == c_in else int(c1),
+        "det_img": int(img),
+        "det_mid": int(mid),
+    }
 
 
 def _match(mapped: dict, expected: dict, path, what: str) -> None:
     missing = set(expected) - set(mapped)
     unexpected = set(mapped) - set(expected)
-    bad_shape = [f"{k} {tuple(mapped[k].shape)} (expected {tuple(expected[k].shape)})"
-                 for k in sorted(set(mapped) & set(expected)) if tuple(mapped[k].shape) != tuple(expected[k].shape)]
+    bad_shape = [
+        f"{k} {tuple(mapped[k].shape)} (expected {tuple(expected[k].shape)})"
+        for k in sorted(set(mapped) & set(expected))
+        if tuple(mapped[k].shape) != tuple(expected[k].shape)
+    ]
     problems = []
     if missing:
         problems.append(f"missing keys (our names): {_listing(missing)}")
@@ -148,8 +166,9 @@ def convert_official(
     config["global_map"] = bool(keep_global_map and has_global)
     if keep_global_map and not has_global:
         raise DataError(f"{backbone_path}: keep_global_map asked, but there are no conv_coarse.* keys")
-    mapped_b = {map_backbone_key(k): v for k, v in backbone.items()
-                if config["global_map"] or not k.startswith("conv_coarse.")}
+    mapped_b = {
+        map_backbone_key(k): v for k, v in backbone.items() if config["global_map"] or not k.startswith("conv_coarse.")
+    }
     mapped_d = {map_detector_key(k): v for k, v in detector.items()}
     model = build_model(config)
     _match(mapped_b, model.backbone.state_dict(), backbone_path, "backbone (ResUNet, backbone.pth)")
@@ -158,8 +177,16 @@ def convert_official(
     model.backbone.load_state_dict({k: v.to(ours_b[k].dtype) for k, v in mapped_b.items()})
     model.detector.load_state_dict({k: v.float() for k, v in mapped_d.items()})
     dropped = [] if config["global_map"] else sorted(k for k in backbone if k.startswith("conv_coarse."))
-    save_checkpoint(out, model, extra={"source": "official PoSFeat", "backbone": os.fspath(backbone_path),
-                                       "localheader": os.fspath(detector_path), "dropped": dropped})
+    save_checkpoint(
+        out,
+        model,
+        extra={
+            "source": "official PoSFeat",
+            "backbone": os.fspath(backbone_path),
+            "localheader": os.fspath(detector_path),
+            "dropped": dropped,
+        },
+    )
     return config
 
 

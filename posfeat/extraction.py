@@ -85,9 +85,9 @@ class ExtractConfig:
             images within :data:`GPU_BATCH_PIXELS` pixels.
         pad_multiple: the network's input size multiple (16 for the ResUNet).
         scales: image scales the network runs at (``[1.0]`` = the original, single scale). With several
-            and no ``pyramid``, the score map is the mean of the per-scale maps resized to the image, and a descriptor is the
-            normalised sum of the unit descriptors of every scale at the keypoint (multi-scale, as D2-Net's
-            test time; the official PoSFeat extracts at one scale).
+            and no ``pyramid``, the score map is the mean of the per-scale maps resized to the image, and a
+            descriptor is the normalised sum of the unit descriptors of every scale at the keypoint
+            (multi-scale, as D2-Net's test time; the official PoSFeat extracts at one scale).
         pyramid: with several ``scales``, keep every scale's own keypoints and descriptors instead of
             fusing the scales (a scale pyramid, as R2D2's multi-scale extraction): keypoints are detected on
             each scale's score map, described from that scale's map, mapped back to image pixels, pooled,
@@ -134,7 +134,9 @@ class ExtractConfig:
             raise ValueError(f"descriptor_dtype must be one of {DESCRIPTOR_DTYPES}, got {self.descriptor_dtype!r}")
         rots = (self.rotations,) if isinstance(self.rotations, (int, float)) else tuple(self.rotations)
         if not rots or not all(isinstance(v, (int, float)) and -180.0 <= v <= 180.0 for v in rots):
-            raise ValueError(f"rotations must be a non-empty list of angles in [-180, 180] degrees, got {self.rotations!r}")
+            raise ValueError(
+                f"rotations must be a non-empty list of angles in [-180, 180] degrees, got {self.rotations!r}"
+            )
         if len(set(rots)) != len(rots):
             raise ValueError(f"rotations must not repeat an angle, got {self.rotations!r}")
         self.rotations = tuple(float(v) for v in rots)
@@ -476,8 +478,9 @@ def _from_scale(xy: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
     return (xy.float() + 0.5) / scale - 0.5
 
 
-def _multiscale_network(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
-                        detect: bool = True):
+def _multiscale_network(
+    model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device, detect: bool = True
+):
     """The network at every scale of ``cfg.scales`` → ``(score B×1×H×W, maps)``.
 
     ``score`` is the mean of the per-scale score maps, each resized to the image (bilinear, pixel centres
@@ -502,8 +505,9 @@ def _pyramid_keypoints(outs, b: int, cfg: ExtractConfig) -> tuple[torch.Tensor, 
     """
     xys, scores, descs = [], [], []
     for score, local, padded, (sx, sy) in outs:
-        xy, sc = detect_keypoints(score[b, 0], cfg.nms_radius, cfg.threshold, cfg.threshold_mode,
-                                  cfg.max_keypoints, cfg.border, cfg.subpixel)
+        xy, sc = detect_keypoints(
+            score[b, 0], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border, cfg.subpixel
+        )
         descs.append(describe(local[b], xy, padded))
         xys.append(_from_scale(xy, sx, sy))
         scores.append(sc)
@@ -537,8 +541,14 @@ def _describe_multiscale(maps, b: int, xy: torch.Tensor) -> torch.Tensor:
     return F.normalize(total, dim=1) if len(maps) > 1 and len(total) else total
 
 
-def _view_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
-                   sift: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None, detect: bool = True):
+def _view_features(
+    model,
+    images: Sequence[np.ndarray],
+    cfg: ExtractConfig,
+    dev: torch.device,
+    sift: Sequence[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = None,
+    detect: bool = True,
+):
     """PoSFeat features of one network call (scales, pyramid), in the images' pixels → ``(detected, described)``.
 
     ``detected``: per image ``(xy, scores, descriptors)`` of the detector's keypoints (``None`` without
@@ -565,15 +575,27 @@ def _view_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev:
             detected.append(_pyramid_keypoints(outs, b, cfg))
         else:
             xy, sc = detect_keypoints(
-                score[b, 0, :h, :w], cfg.nms_radius, cfg.threshold, cfg.threshold_mode, cfg.max_keypoints, cfg.border,
+                score[b, 0, :h, :w],
+                cfg.nms_radius,
+                cfg.threshold,
+                cfg.threshold_mode,
+                cfg.max_keypoints,
+                cfg.border,
                 cfg.subpixel,
             )
             detected.append((xy, sc, _describe_multiscale(maps, b, xy)))
     return detected, described
 
 
-def _rotated_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device,
-                      degrees: float, sift=None, detect: bool = True):
+def _rotated_features(
+    model,
+    images: Sequence[np.ndarray],
+    cfg: ExtractConfig,
+    dev: torch.device,
+    degrees: float,
+    sift=None,
+    detect: bool = True,
+):
     """:func:`_view_features` of the views rotated by ``degrees``, back in image pixels: detected keypoints
     within ``cfg.rotation_margin`` of the image edge are dropped, and so are given (SIFT) keypoints that the
     view does not hold."""
@@ -638,8 +660,9 @@ def _as_results(per_view: list, n: int, cap: int | None, w: int, h: int) -> list
     return results
 
 
-def _posfeat_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device, detect: bool,
-                      on_sift: bool):
+def _posfeat_features(
+    model, images: Sequence[np.ndarray], cfg: ExtractConfig, dev: torch.device, detect: bool, on_sift: bool
+):
     """PoSFeat features of images of one size over every rotated view → ``(detected, on_sift)`` result lists
     (``None`` for the part not asked for); both parts share each view's network call."""
     _check_images(images)
@@ -660,8 +683,10 @@ def _posfeat_features(model, images: Sequence[np.ndarray], cfg: ExtractConfig, d
         det_views.append(detected)
         sift_views.append(described)
     n = len(images)
-    return (_as_results(det_views, n, cfg.max_keypoints, w, h) if detect else None,
-            _as_results(sift_views, n, None, w, h) if on_sift else None)
+    return (
+        _as_results(det_views, n, cfg.max_keypoints, w, h) if detect else None,
+        _as_results(sift_views, n, None, w, h) if on_sift else None,
+    )
 
 
 def extract_posfeat_batch(
@@ -793,8 +818,12 @@ def extract_dataset(
     else:
         bs, max_pixels = 1, None
     shown = "posfeat_sift" if cfg.sift_keypoints else method
-    announce(f"extract {shown}" + (" + posfeat_sift" if sift_out is not None else ""), dev,
-             model if method == "posfeat" else f"OpenCV {method.upper()}", f"{len(names)} images under {root}")
+    announce(
+        f"extract {shown}" + (" + posfeat_sift" if sift_out is not None else ""),
+        dev,
+        model if method == "posfeat" else f"OpenCV {method.upper()}",
+        f"{len(names)} images under {root}",
+    )
     counts: list[int] = []
     sift_counts: list[int] = []
     t0 = time.perf_counter()
@@ -802,9 +831,14 @@ def extract_dataset(
     sift_attrs = {"method": method, "config": json.dumps({**asdict(cfg), "sift_keypoints": True})}
     bar = tqdm(total=len(names), desc=f"extract {method}", unit="img", disable=not progress)
     dt = cfg.descriptor_dtype
-    with FeatureWriter(out_path, attrs=attrs, descriptor_dtype=dt) as writer, \
-            (FeatureWriter(sift_out, attrs=sift_attrs, descriptor_dtype=dt) if sift_out is not None
-             else contextlib.nullcontext()) as sift_writer:
+    with (
+        FeatureWriter(out_path, attrs=attrs, descriptor_dtype=dt) as writer,
+        (
+            FeatureWriter(sift_out, attrs=sift_attrs, descriptor_dtype=dt)
+            if sift_out is not None
+            else contextlib.nullcontext()
+        ) as sift_writer,
+    ):
         for batch in _batches(_prefetch(root, names), bs if method == "posfeat" else 1, max_pixels):
             images = [im for _, im in batch]
             on_sift = None
@@ -836,22 +870,37 @@ def extract_dataset(
         summary["on_sift_keypoints"] = _count_summary(sift_counts)
     logger.info(
         "%s: %d images, %.1f keypoints/image (min %d, max %d), %.1f s → %s%s",
-        method, len(counts), summary["keypoints_mean"], summary["keypoints_min"], summary["keypoints_max"],
-        dt, out_path, "" if sift_out is None else f" and {sift_out} (on SIFT keypoints)",
+        method,
+        len(counts),
+        summary["keypoints_mean"],
+        summary["keypoints_min"],
+        summary["keypoints_max"],
+        dt,
+        out_path,
+        "" if sift_out is None else f" and {sift_out} (on SIFT keypoints)",
     )
     return summary
 
 
 def _write(writer: FeatureWriter, name: str, f: dict[str, np.ndarray]) -> None:
     """One image's feature dict into ``writer`` (SIFT's ``scales`` and ``oris`` too, when present)."""
-    writer.add(name, f["keypoints"], f["scores"], f["descriptors"], f["image_size"],
-               **{k: f[k] for k in ("scales", "oris") if k in f})
+    writer.add(
+        name,
+        f["keypoints"],
+        f["scores"],
+        f["descriptors"],
+        f["image_size"],
+        **{k: f[k] for k in ("scales", "oris") if k in f},
+    )
 
 
 def _count_summary(counts: Sequence[int]) -> dict:
     """Mean, min and max keypoints per image."""
-    return {"keypoints_mean": float(np.mean(counts)), "keypoints_min": int(np.min(counts)),
-            "keypoints_max": int(np.max(counts))}
+    return {
+        "keypoints_mean": float(np.mean(counts)),
+        "keypoints_min": int(np.min(counts)),
+        "keypoints_max": int(np.max(counts)),
+    }
 
 
 def load_model(weights: str | os.PathLike, device: str | torch.device = "auto"):
@@ -914,7 +963,8 @@ def run_cli(args) -> int:
             raise SystemExit(f"extract --method {args.method} needs --weights MODEL.pt")
         model = load_model(args.weights, args.device)
     method = "posfeat" if args.method == "posfeat_sift" else args.method
-    summary = extract_dataset(method, image_root, names, args.out, model=model, config=cfg, device=args.device,
-                              sift_out=args.posfeat_sift_out)
+    summary = extract_dataset(
+        method, image_root, names, args.out, model=model, config=cfg, device=args.device, sift_out=args.posfeat_sift_out
+    )
     print(json.dumps({k: v for k, v in summary.items() if k != "config"}, indent=2))
     return 0

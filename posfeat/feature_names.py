@@ -27,8 +27,9 @@ def _strip(name: str, k: int) -> str | None:
     return "/".join(parts[k:]) if k < len(parts) else None
 
 
-def resolve_feature_names(available: Iterable[str], expected: Sequence[str], path: str = "features",
-                          what: str = "images", hint: str = "") -> dict[str, str]:
+def resolve_feature_names(
+    available: Iterable[str], expected: Sequence[str], path: str = "features", what: str = "images", hint: str = ""
+) -> dict[str, str]:
     """``{expected name: group name}`` under one rule (strip ``k`` leading components, or add a prefix).
 
     Args:

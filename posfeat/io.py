@@ -1,4 +1,5 @@
-"""File I/O in one place: atomic writes, JSON, and the hloc-layout HDF5 feature files (docs/evaluation.md#feature-files)."""
+"""File I/O in one place: atomic writes, JSON, YAML parameters, and the hloc-layout HDF5 feature files
+(docs/evaluation.md#feature-files)."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None)
         name = p.name
         if not (name.startswith(prefix) and name.endswith(end)) or len(name) <= len(prefix) + len(end):
             continue
-        middle = name[len(prefix):len(name) - len(end)]
+        middle = name[len(prefix) : len(name) - len(end)]
         pid_text, sep, rand = middle.partition("-")
         if sep and pid_text.isdigit():
             if int(pid_text) == os.getpid() or _pid_alive(int(pid_text)):
@@ -58,8 +59,12 @@ def remove_stale_temporaries(path: str | os.PathLike, suffix: str | None = None)
         except FileNotFoundError:
             pass
     if removed:
-        logging.getLogger(__name__).info("removed %d temporary file(s) of an interrupted write of %s: %s",
-                                         len(removed), path, ", ".join(p.name for p in removed))
+        logging.getLogger(__name__).info(
+            "removed %d temporary file(s) of an interrupted write of %s: %s",
+            len(removed),
+            path,
+            ", ".join(p.name for p in removed),
+        )
     return removed
 
 
@@ -102,7 +107,9 @@ def fresh_workdir(path: str | os.PathLike, marker: str, owner: str, also_ours: t
             raise DataError(f"{path}: expected a work folder, found a file")
         ours = (path / marker).exists() or any((path / name).exists() for name in also_ours)
         if any(path.iterdir()) and not ours:
-            raise DataError(f"{path}: not empty and not a {owner} work folder ({marker} missing); refusing to delete it")
+            raise DataError(
+                f"{path}: not empty and not a {owner} work folder ({marker} missing); refusing to delete it"
+            )
         shutil.rmtree(path)
     path.mkdir(parents=True)
     (path / marker).write_text(f"work folder of {owner}; deleted by the next run\n")
@@ -125,7 +132,6 @@ def read_json(path: str | os.PathLike):
         raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
 
 
-
 def read_yaml_mapping(path: str | os.PathLike, what: str = "parameter file") -> dict:
     """A YAML file holding a mapping (``params.yaml``); a missing file, a syntax error (with its line and
     column) or another top-level type is a :class:`DataError` naming the file."""
@@ -141,12 +147,15 @@ def read_yaml_mapping(path: str | os.PathLike, what: str = "parameter file") -> 
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         col = f", column {mark.column + 1}" if mark is not None else ""
-        raise DataError(f"{where}: not valid YAML{col} ({getattr(e, 'problem', None) or e}); fix the syntax there "
-                        f"(a bracket or quote left open, a tab, a missing ': '); `git diff {path.name}` shows the "
-                        "edit") from e
+        raise DataError(
+            f"{where}: not valid YAML{col} ({getattr(e, 'problem', None) or e}); fix the syntax there "
+            f"(a bracket or quote left open, a tab, a missing ': '); `git diff {path.name}` shows the "
+            "edit"
+        ) from e
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected a mapping of parameters, got {type(data).__name__}")
     return data
+
 
 # ------------------------------------------------------------------------------------ feature files
 def feature_method_name(path: str | os.PathLike) -> str:
@@ -189,8 +198,15 @@ class FeatureWriter:
         for k, v in (attrs or {}).items():
             self._h5.attrs[k] = v
 
-    def add(self, name: str, keypoints: np.ndarray, scores: np.ndarray, descriptors: np.ndarray, image_size,
-            **per_keypoint: np.ndarray) -> None:
+    def add(
+        self,
+        name: str,
+        keypoints: np.ndarray,
+        scores: np.ndarray,
+        descriptors: np.ndarray,
+        image_size,
+        **per_keypoint: np.ndarray,
+    ) -> None:
         """Add one image. ``descriptors`` is N×D (as produced) and stored D×N (hloc).
 
         ``per_keypoint``: further N-vectors stored under their names (SIFT: ``scales``, ``oris``).
@@ -199,7 +215,9 @@ class FeatureWriter:
         sc = np.asarray(scores, np.float32).reshape(-1)
         de = np.asarray(descriptors, np.float32)
         if de.ndim != 2 or de.shape[0] != len(kp) or len(sc) != len(kp):
-            raise ValueError(f"{name}: inconsistent shapes keypoints {kp.shape}, scores {sc.shape}, descriptors {de.shape}")
+            raise ValueError(
+                f"{name}: inconsistent shapes keypoints {kp.shape}, scores {sc.shape}, descriptors {de.shape}"
+            )
         if name in self._h5:
             raise ValueError(f"{self.path}: duplicate image name {name!r}")
         g = self._h5.create_group(name)
@@ -231,8 +249,9 @@ FEATURE_DATASETS = ("keypoints", "scores", "descriptors", "image_size")
 """The datasets every image group of a feature file holds."""
 
 
-def check_descriptor_dims(path1: str | os.PathLike, d1: np.ndarray, path2: str | os.PathLike, d2: np.ndarray,
-                          name1: str = "", name2: str = "") -> None:
+def check_descriptor_dims(
+    path1: str | os.PathLike, d1: np.ndarray, path2: str | os.PathLike, d2: np.ndarray, name1: str = "", name2: str = ""
+) -> None:
     """N×D descriptors to be matched must share D: otherwise :class:`DataError` naming both files (and images).
 
     Call it where descriptors of two images (of one file or of two) meet, before matching.
@@ -240,8 +259,10 @@ def check_descriptor_dims(path1: str | os.PathLike, d1: np.ndarray, path2: str |
     if d1.ndim == 2 and d2.ndim == 2 and len(d1) and len(d2) and d1.shape[1] != d2.shape[1]:
         a = f"{path1}" + (f" ({name1!r})" if name1 else "")
         b = f"{path2}" + (f" ({name2!r})" if name2 else "")
-        raise DataError(f"descriptor widths differ: {a} has {d1.shape[1]}-dimensional descriptors, "
-                        f"{b} has {d2.shape[1]}; both files must come from the same method")
+        raise DataError(
+            f"descriptor widths differ: {a} has {d1.shape[1]}-dimensional descriptors, "
+            f"{b} has {d2.shape[1]}; both files must come from the same method"
+        )
 
 
 def _visit_groups(h5: h5py.File) -> list[str]:
@@ -294,8 +315,10 @@ class FeatureReader:
         out = {}
         for key in FEATURE_DATASETS:
             if key not in g:
-                raise DataError(f"{self.path}: image {name!r} has no dataset {key!r} "
-                                f"(expected {', '.join(FEATURE_DATASETS)}; has {', '.join(sorted(g)) or 'nothing'})")
+                raise DataError(
+                    f"{self.path}: image {name!r} has no dataset {key!r} "
+                    f"(expected {', '.join(FEATURE_DATASETS)}; has {', '.join(sorted(g)) or 'nothing'})"
+                )
             try:
                 out[key] = g[key][()]
             except (OSError, KeyError, TypeError) as e:

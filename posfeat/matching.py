@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-
 #: default rows per block by device type: 64 keeps a 20480-wide float32 block (5 MB) in a CPU's cache (mutual NN
 #: of 20480 × 20480 128-D: 0.69 s with 64, 0.92 s with 256, 2.09 s with 1024 rows and the previous column
 #: reduction, on 2 Xeon cores; benchmarks/bench_pairs.py)
@@ -97,8 +96,10 @@ def match_descriptors(
     ``block_size``: rows of the similarity matrix per step (None: :data:`BLOCK_SIZE` for the device; small
     blocks stay in a CPU's cache, large ones keep a GPU busy). The result does not depend on it.
     """
-    device = torch.device(device) if device is not None else (
-        desc0.device if isinstance(desc0, torch.Tensor) else torch.device("cpu")
+    device = (
+        torch.device(device)
+        if device is not None
+        else (desc0.device if isinstance(desc0, torch.Tensor) else torch.device("cpu"))
     )
     d0 = _as_tensor(desc0, device)
     d1 = _as_tensor(desc1, device)
@@ -125,4 +126,6 @@ def match_descriptors(
 def _ratio_ok(top: torch.Tensor, ratio: float) -> torch.Tensor:
     dist = (2.0 - 2.0 * top.clamp(-1.0, 1.0)).clamp_min(0).sqrt()
     # With a single reference descriptor there is no second neighbour: the test passes.
-    return torch.where(torch.isfinite(top[:, 1]), dist[:, 0] <= ratio * dist[:, 1], torch.ones_like(dist[:, 0], dtype=torch.bool))
+    return torch.where(
+        torch.isfinite(top[:, 1]), dist[:, 0] <= ratio * dist[:, 1], torch.ones_like(dist[:, 0], dtype=torch.bool)
+    )

@@ -68,6 +68,7 @@ def essential_gap(F_norm: np.ndarray, a1: np.ndarray, a2: np.ndarray) -> np.ndar
 
 def normalise_fundamental(F: np.ndarray, size1: tuple[int, int], size2: tuple[int, int]) -> np.ndarray:
     """F (COLMAP pixels, image 1 → 2) in coordinates centred on each image and scaled by its max(w, h)."""
+
     def T(size):
         w, h = size
         s = float(max(w, h))
@@ -97,9 +98,14 @@ def _capped(gap: np.ndarray) -> np.ndarray:
     return np.minimum(gap, COST_CAP)
 
 
-def solve_focal_factors(pairs: list[tuple[int, int, np.ndarray, float]], num: int, fixed: dict[int, float],
-                        guess: float = 1.2, grid_size: int = 481, sweeps: int = 4
-                        ) -> tuple[np.ndarray, np.ndarray, float | None]:
+def solve_focal_factors(
+    pairs: list[tuple[int, int, np.ndarray, float]],
+    num: int,
+    fixed: dict[int, float],
+    guess: float = 1.2,
+    grid_size: int = 481,
+    sweeps: int = 4,
+) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Focal factors f/max(w, h) of ``num`` cameras from pairs ``(i, j, F_norm, weight)``.
 
     Coordinate descent on a log grid: each camera with at least :data:`MIN_PAIRS_PER_IMAGE` pairs in
@@ -215,6 +221,17 @@ def apply_focals(db: pycolmap.Database, est: FocalEstimate) -> int:
     return n
 
 
+def drop_focal_priors(db: pycolmap.Database) -> int:
+    """Mark every camera's focal length as a guess (an EXIF prior found wrong); returns how many were priors."""
+    n = 0
+    for cam in db.read_all_cameras():
+        if cam.has_prior_focal_length:
+            cam.has_prior_focal_length = False
+            db.update_camera(cam)
+            n += 1
+    return n
+
+
 # ------------------------------------------------------------------------------------ mapping
 @dataclass
 class MappingReport:
@@ -231,9 +248,15 @@ def _score(rec: pycolmap.Reconstruction | None) -> tuple[int, int]:
     return (0, 0) if rec is None else (int(rec.num_reg_images()), int(rec.num_points3D()))
 
 
-def reconstruct(database_path: str | os.PathLike, image_dir: str | os.PathLike, out_dir: str | os.PathLike,
-                options: pycolmap.IncrementalPipelineOptions, num_images: int, max_attempts: int = 3,
-                verbose: bool = False) -> tuple[pycolmap.Reconstruction | None, Path | None, int, MappingReport]:
+def reconstruct(
+    database_path: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: pycolmap.IncrementalPipelineOptions,
+    num_images: int,
+    max_attempts: int = 3,
+    verbose: bool = False,
+) -> tuple[pycolmap.Reconstruction | None, Path | None, int, MappingReport]:
     """``pycolmap.incremental_mapping``, restarted with other seeds while the largest model misses images.
 
     Attempt k (0-based) uses ``options.random_seed + k`` and writes its models to ``out_dir/<k>/``.
@@ -253,18 +276,36 @@ def reconstruct(database_path: str | os.PathLike, image_dir: str | os.PathLike, 
             models = pycolmap.incremental_mapping(str(database_path), str(image_dir), str(folder), options)
         rec = colmap.largest_model(models)
         reg, pts = _score(rec)
-        report.attempts.append({"seed": seed0 + k, "num_models": len(models), "num_reg_images": reg,
-                                "num_points3D": pts})
+        report.attempts.append(
+            {"seed": seed0 + k, "num_models": len(models), "num_reg_images": reg, "num_points3D": pts}
+        )
         if rec is not None and _score(rec) > _score(best):
             best, best_models, report.best_attempt = rec, len(models), k
             best_path = folder / str(next(i for i, r in models.items() if r is rec))
         if reg >= num_images:
             break
-        log.info("mapping attempt %d (seed %d): %d/%d images registered%s", k, seed0 + k, reg, num_images,
-                 "; trying another seed" if k + 1 < max_attempts else "")
+        log.info(
+            "mapping attempt %d (seed %d): %d/%d images registered%s",
+            k,
+            seed0 + k,
+            reg,
+            num_images,
+            "; trying another seed" if k + 1 < max_attempts else "",
+        )
     options.random_seed = seed0
     return best, best_path, best_models, report
 
 
-__all__ = ["FOCAL_SOURCES", "FocalEstimate", "MappingReport", "essential_gap", "normalise_fundamental",
-           "solve_focal_factors", "camera_focals", "estimate_focals", "apply_focals", "reconstruct"]
+__all__ = [
+    "FOCAL_SOURCES",
+    "FocalEstimate",
+    "MappingReport",
+    "essential_gap",
+    "normalise_fundamental",
+    "solve_focal_factors",
+    "camera_focals",
+    "estimate_focals",
+    "apply_focals",
+    "drop_focal_priors",
+    "reconstruct",
+]

@@ -83,8 +83,9 @@ def bow_descriptors(
 
 
 @torch.no_grad()
-def nearest_neighbour_pairs(names: Sequence[str], global_desc: torch.Tensor, k: int,
-                            block_size: int = 1024) -> list[tuple[str, str]]:
+def nearest_neighbour_pairs(
+    names: Sequence[str], global_desc: torch.Tensor, k: int, block_size: int = 1024
+) -> list[tuple[str, str]]:
     """Each image with its ``k`` most similar others; symmetric duplicates removed, sorted by index.
 
     Ties are broken by the lower index (stable). ``k >= len(names) - 1`` gives every pair.

@@ -16,7 +16,6 @@ import torch
 
 from posfeat.io import DataError
 
-
 T = TypeVar("T")
 
 
@@ -145,8 +144,10 @@ def resolve_device(device: str = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ParamError(f"device {device!r} requested but CUDA is not available on this machine; run on a GPU "
-                         "machine, or on the CPU with an explicit override (dvc exp run -S device=cpu)")
+        raise ParamError(
+            f"device {device!r} requested but CUDA is not available on this machine; run on a GPU "
+            "machine, or on the CPU with an explicit override (dvc exp run -S device=cpu)"
+        )
     return dev
 
 
@@ -186,18 +187,25 @@ def describe_device(device: torch.device | str) -> str:
 
 
 def describe_model(model: Any) -> str:
-    """``daisy 200-d, 0.05 M parameters (0.04 M trainable)`` for a PoSFeat network, else ``str(model)``."""
+    """``daisy 200-d, 0.11 M parameters (0.04 M trainable)`` for a PoSFeat network (the trainable count where
+    some parameters are frozen), else ``str(model)``."""
     if not isinstance(model, torch.nn.Module):
         return str(model)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     cfg = getattr(model, "config", {}) or {}
     name = f"{cfg.get('encoder', type(model).__name__)} {cfg.get('desc_dim', '?')}-d"
-    return f"{name}, {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)"
+    frozen = f" ({trainable / 1e6:.2f} M trainable)" if trainable < total else ""
+    return f"{name}, {total / 1e6:.2f} M parameters{frozen}"
 
 
-def start_line(prog: str, device: torch.device | str | None = None, model: Any = None, data: str | None = None,
-               steps: str | None = None) -> str:
+def start_line(
+    prog: str,
+    device: torch.device | str | None = None,
+    model: Any = None,
+    data: str | None = None,
+    steps: str | None = None,
+) -> str:
     """The one line a stage or command prints when its work starts: what runs, on which device, with which
     model, on what data, for how many steps (the parts that apply)."""
     parts = [f"torch {torch.__version__}"]
@@ -212,8 +220,13 @@ def start_line(prog: str, device: torch.device | str | None = None, model: Any =
     return f"{prog}: " + ", ".join(parts)
 
 
-def announce(prog: str, device: torch.device | str | None = None, model: Any = None, data: str | None = None,
-             steps: str | None = None) -> None:
+def announce(
+    prog: str,
+    device: torch.device | str | None = None,
+    model: Any = None,
+    data: str | None = None,
+    steps: str | None = None,
+) -> None:
     """Print :func:`start_line` on stderr at once (before any progress bar)."""
     print(start_line(prog, device, model, data, steps), file=sys.stderr, flush=True)
 

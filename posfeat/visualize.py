@@ -41,7 +41,9 @@ def side_by_side(img1: np.ndarray, img2: np.ndarray, gap: int = GAP) -> np.ndarr
     return out
 
 
-def colorize(values: np.ndarray, cmap: str = "coolwarm", vmin: float | None = None, vmax: float | None = None) -> np.ndarray:
+def colorize(
+    values: np.ndarray, cmap: str = "coolwarm", vmin: float | None = None, vmax: float | None = None
+) -> np.ndarray:
     """Map an array of scalars to uint8 RGB with a Matplotlib colour map (``...×3``)."""
     values = np.asarray(values, np.float64)
     finite = values[np.isfinite(values)]
@@ -83,8 +85,9 @@ def draw_matches(
     return canvas
 
 
-def score_maps_image(score1: torch.Tensor | np.ndarray, score2: torch.Tensor | np.ndarray,
-                     cmap: str = "coolwarm", gap: int = GAP) -> np.ndarray:
+def score_maps_image(
+    score1: torch.Tensor | np.ndarray, score2: torch.Tensor | np.ndarray, cmap: str = "coolwarm", gap: int = GAP
+) -> np.ndarray:
     """Two detector score maps (``H×W``), each colour-mapped over ``[0, its max]``, side by side."""
     ims = []
     for s in (score1, score2):

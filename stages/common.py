@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
-
 from posfeat.entry import run_entry
 from posfeat.io import read_yaml_mapping
 from posfeat.utils import ParamError, check_param
@@ -57,6 +56,7 @@ def stage_entry(main: Callable[[], Any], prog: str) -> None:
 
     The work itself prints the start line (:func:`posfeat.utils.announce`) once it knows its data.
     """
+
     def run(argv: list[str]) -> int:
         if argv:
             raise SystemExit(f"{prog}: takes no arguments except --debug, got {argv}")

@@ -62,11 +62,20 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT, workers: int |
     summary["manifest_files"] = len(manifest["files"])
     md = summary["megadepth"]["scenes"]
     log.info(
-        "demo world written to %s in %.1f s (%d processes), %.1f MB: %d MegaDepth scenes (%d pairs), %d+%d HPatches sequences, "
-        "%d ETH scenes, Aachen %d db + %d day + %d night queries",
-        out, summary["seconds"], summary["workers"], summary["bytes"] / 1e6, len(md), sum(s["pairs"] for s in md.values()),
-        len(summary["hpatches"]["i"]), len(summary["hpatches"]["v"]), len(summary["eth"]),
-        summary["aachen"]["db_images"], summary["aachen"]["day_queries"], summary["aachen"]["night_queries"],
+        "demo world written to %s in %.1f s (%d processes), %.1f MB: %d MegaDepth scenes (%d pairs), "
+        "%d+%d HPatches sequences, %d ETH scenes, Aachen %d db + %d day + %d night queries",
+        out,
+        summary["seconds"],
+        summary["workers"],
+        summary["bytes"] / 1e6,
+        len(md),
+        sum(s["pairs"] for s in md.values()),
+        len(summary["hpatches"]["i"]),
+        len(summary["hpatches"]["v"]),
+        len(summary["eth"]),
+        summary["aachen"]["db_images"],
+        summary["aachen"]["day_queries"],
+        summary["aachen"]["night_queries"],
     )
     return summary
 

@@ -34,20 +34,30 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     for method in param(params, "extract.methods", list[str]):
         features = base_dir / "features" / method / "aachen.h5"
         log.info("%s: localizing the queries of %s", method, root)
-        result = evaluate_aachen(root, features, results_dir / "work" / method, config,
-                                 device=param(params, "device", str, "auto"))
+        result = evaluate_aachen(
+            root, features, results_dir / "work" / method, config, device=param(params, "device", str, "auto")
+        )
         write_submission(results_dir / f"{method}.txt", result.queries)
-        write_json(results_dir / f"{method}.json", {
-            "metrics": result.metrics,
-            "timings_s": result.timings,
-            "stats": result.stats,
-            "queries": [
-                {"name": r.name, "condition": r.condition, "localized": r.localized,
-                 "correspondences": r.num_correspondences, "inliers": r.num_inliers,
-                 "qvec": [float(v) for v in r.qvec], "tvec": [float(v) for v in r.tvec]}
-                for r in result.queries
-            ],
-        })
+        write_json(
+            results_dir / f"{method}.json",
+            {
+                "metrics": result.metrics,
+                "timings_s": result.timings,
+                "stats": result.stats,
+                "queries": [
+                    {
+                        "name": r.name,
+                        "condition": r.condition,
+                        "localized": r.localized,
+                        "correspondences": r.num_correspondences,
+                        "inliers": r.num_inliers,
+                        "qvec": [float(v) for v in r.qvec],
+                        "tvec": [float(v) for v in r.tvec],
+                    }
+                    for r in result.queries
+                ],
+            },
+        )
         metrics[method] = result.metrics
     write_json(base_dir / METRICS_PATH, metrics)
     print(format_metrics(metrics))

@@ -1,7 +1,8 @@
 """DVC stage ``eval_eth``: the ETH local feature benchmark (sparse reconstruction with pycolmap).
 
 Reads params ``datasets.eth``, ``extract.methods``, ``eval.eth`` (:class:`ETHConfig` fields), ``seed``
-and ``device``, and ``features/<method>/eth.h5`` (names ``<Scene>/images/<file>``; the per-scene statistics include the protocol used and the verification report). For every method and
+and ``device``, and ``features/<method>/eth.h5`` (names ``<Scene>/images/<file>``; the per-scene
+statistics include the protocol used and the verification report). For every method and
 every scene under the ETH root it writes the work folder ``results/eth/<method>/<Scene>/`` (COLMAP
 database, pair list, ``sparse/<k>`` models), ``results/eth/<method>.json`` (per scene: statistics,
 timings, message, model folder) and ``metrics/eth.json`` (``{method: {scene: statistics}}``).
@@ -42,8 +43,11 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
             res = evaluate_scene(root / scene, features, results_dir / method / scene, config, device=device)
             details[scene] = res.to_dict()
             if res.model_path is not None:  # keep the detail file relocatable
-                details[scene]["model"] = str(Path(res.model_path).relative_to(base_dir)) \
-                    if Path(res.model_path).is_relative_to(base_dir) else res.model_path
+                details[scene]["model"] = (
+                    str(Path(res.model_path).relative_to(base_dir))
+                    if Path(res.model_path).is_relative_to(base_dir)
+                    else res.model_path
+                )
             metrics[method][scene] = res.stats
         write_json(results_dir / f"{method}.json", details)
     write_json(base_dir / METRICS_PATH, metrics)

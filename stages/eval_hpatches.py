@@ -2,7 +2,8 @@
 
 Reads params ``datasets.hpatches``, ``extract.methods`` and ``eval.hpatches`` (``exclude``,
 ``max_threshold``) and ``features/<method>/hpatches.h5``; writes ``metrics/hpatches.json``,
-``plots/hpatches/<method>.csv`` (threshold, overall, illumination, viewpoint) and ``plots/hpatches.png`` with its vector copy ``plots/hpatches.svg``.
+``plots/hpatches/<method>.csv`` (threshold, overall, illumination, viewpoint) and ``plots/hpatches.png``
+with its vector copy ``plots/hpatches.svg``.
 Run: ``python -m stages.eval_hpatches``.
 """
 
@@ -29,7 +30,9 @@ def main(params: dict | None = None, base_dir: Path = ROOT) -> dict:
     root = dataset_root(params, "hpatches", base_dir)
     features = {m: base_dir / "features" / m / "hpatches.h5" for m in param(params, "extract.methods", list[str])}
     results = evaluate_hpatches(
-        root, features, exclude=tuple(param(params, "eval.hpatches.exclude", list[str])),
+        root,
+        features,
+        exclude=tuple(param(params, "eval.hpatches.exclude", list[str])),
         max_threshold=param(params, "eval.hpatches.max_threshold", int),
         device=param(params, "device", str, "auto"),
     )

@@ -21,9 +21,9 @@ from pathlib import Path
 
 from posfeat.data.benchmarks import BENCHMARKS as DATASETS
 from posfeat.data.benchmarks import benchmark_images
+from posfeat.entry import run_entry
 from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_model
 from posfeat.utils import get_logger
-from posfeat.entry import run_entry
 from stages.common import ROOT, dataset_root, load_params, param
 
 MODEL_PATH = Path("models/posfeat.pt")

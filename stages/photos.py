@@ -23,8 +23,16 @@ from stages.common import ROOT, load_params, param
 
 OUT_DIR = Path("data/photos")
 METRICS_DIR = Path("metrics/photos")
-SETTINGS = ("max_keypoints", "max_image_size", "max_exhaustive_images", "retrieval_neighbors", "min_covisibility",
-            "min_registered", "mapping_attempts", "num_threads")
+SETTINGS = (
+    "max_keypoints",
+    "max_image_size",
+    "max_exhaustive_images",
+    "retrieval_neighbors",
+    "min_covisibility",
+    "min_registered",
+    "mapping_attempts",
+    "num_threads",
+)
 
 
 def main(name: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
@@ -34,14 +42,17 @@ def main(name: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
     source = Path(param(params, f"photos.sources.{name}", str))
     source = source if source.is_absolute() else base_dir / source
     settings = {k: param(params, f"photos.{k}") for k in SETTINGS if k in params.get("photos", {})}
-    cfg = PhotosConfig.from_dict({**settings, "rot_thr": float(param(params, "prepare.rot_thr", float)),
-                                  "seed": param(params, "seed", int)}, what="photos")
+    cfg = PhotosConfig.from_dict(
+        {**settings, "rot_thr": float(param(params, "prepare.rot_thr", float)), "seed": param(params, "seed", int)},
+        what="photos",
+    )
     out = base_dir / OUT_DIR / name
     summary = build_training_set(source, out, cfg, manifest=base_dir / OUT_DIR / f"{name}_metadata.json")
     metrics = {k: summary[k] for k in ("collections", "scenes", "skipped", "images", "pairs")}
-    metrics["per_collection"] = {c["name"]: {k: c[k] for k in ("num_images", "num_registered", "num_points3D",
-                                                                 "num_pairs", "skipped")}
-                                 for c in summary["per_collection"]}
+    metrics["per_collection"] = {
+        c["name"]: {k: c[k] for k in ("num_images", "num_registered", "num_points3D", "num_pairs", "skipped")}
+        for c in summary["per_collection"]
+    }
     write_json(base_dir / METRICS_DIR / f"{name}.json", metrics)
     return summary
 

@@ -47,8 +47,10 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT) -> tuple[dict,
     root = param(params, "datasets.megadepth", str)
     root_path = _resolve(root, base_dir)
     manifest = check_metadata_manifest(root_path, _resolve(param(params, "datasets.megadepth_metadata", str), base_dir))
-    announce("stages.prepare_megadepth", data=f"MegaDepth under {root_path} ({len(manifest['files'])} metadata files, "
-             "manifest up to date)")
+    announce(
+        "stages.prepare_megadepth",
+        data=f"MegaDepth under {root_path} ({len(manifest['files'])} metadata files, manifest up to date)",
+    )
     index, report = prepare_megadepth(
         root_path,
         banned_scenes=[_scene_id(s) for s in param(params, "prepare.banned_scenes", list[str | int])],

@@ -12,8 +12,16 @@ import pytest
 #: evaluations) and Hydra (DVC's composition). A bare CUDA machine (torch only, as benchmarks/gpu_check.sh
 #: expects) has neither: these modules are then left out, not collection errors.
 NEEDS = {
-    "pycolmap": ("test_aachen.py", "test_colmap.py", "test_demo_data.py", "test_eth.py", "test_eth_internet.py",
-                 "test_readers.py", "test_reconstruction.py", "test_photos.py"),
+    "pycolmap": (
+        "test_aachen.py",
+        "test_colmap.py",
+        "test_demo_data.py",
+        "test_eth.py",
+        "test_eth_internet.py",
+        "test_readers.py",
+        "test_reconstruction.py",
+        "test_photos.py",
+    ),
     "hydra": ("test_config_composition.py",),
 }
 collect_ignore = [m for pkg, mods in NEEDS.items() if importlib.util.find_spec(pkg) is None for m in mods]

@@ -106,8 +106,15 @@ def render(planes: list[Plane], view: View) -> np.ndarray:
     return np.clip(out.reshape(h, w, 3), 0, 255).astype(np.uint8)
 
 
-def make_views(n: int, width: int = 320, height: int = 240, radius: float = 7.0, spread_deg: float = 40.0,
-               prefix: str = "img", seed: int = 0) -> list[View]:
+def make_views(
+    n: int,
+    width: int = 320,
+    height: int = 240,
+    radius: float = 7.0,
+    spread_deg: float = 40.0,
+    prefix: str = "img",
+    seed: int = 0,
+) -> list[View]:
     """``n`` cameras on an arc in front of the scene, looking at its middle, slightly jittered."""
     rng = np.random.default_rng(seed)
     f = 0.9 * width
@@ -146,9 +153,15 @@ def write_gt_cameras(path: Path, views: list[View]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def make_eth_scene(root: Path, n_images: int = 7, scene: str = "Synth", seed: int = 0,
-                   features_prefix: str | None = None, features_path: Path | None = None,
-                   blank: bool = False) -> tuple[Path, Path, list[View]]:
+def make_eth_scene(
+    root: Path,
+    n_images: int = 7,
+    scene: str = "Synth",
+    seed: int = 0,
+    features_prefix: str | None = None,
+    features_path: Path | None = None,
+    blank: bool = False,
+) -> tuple[Path, Path, list[View]]:
     """Write ``root/<scene>/{images/*.png, gt_cameras.txt}`` and SIFT features; returns (scene_dir, h5, views).
 
     Feature names are ``<features_prefix>images/<name>`` (default prefix ``"<scene>/"``, i.e. features
@@ -175,6 +188,7 @@ def sift_features_of_folder(images: Path, out: Path, max_keypoints: int = 4096) 
     from posfeat.extraction import ExtractConfig, extract_dataset
 
     names = sorted(p.name for p in Path(images).iterdir())
-    extract_dataset("sift", images, names, out, config=ExtractConfig(max_keypoints=max_keypoints), device="cpu",
-                    progress=False)
+    extract_dataset(
+        "sift", images, names, out, config=ExtractConfig(max_keypoints=max_keypoints), device="cpu", progress=False
+    )
     return out

@@ -171,7 +171,10 @@ def test_submission_format(run, aachen):
 
 def test_duplicate_basenames_rejected(tmp_path):
     ident, zero = np.array([1.0, 0, 0, 0]), np.zeros(3)
-    rs = [QueryResult("query/day/a/x.jpg", "day", False, ident, zero), QueryResult("query/night/b/x.jpg", "night", False, ident, zero)]
+    rs = [
+        QueryResult("query/day/a/x.jpg", "day", False, ident, zero),
+        QueryResult("query/night/b/x.jpg", "night", False, ident, zero),
+    ]
     with pytest.raises(DataError, match="basename"):
         write_submission(tmp_path / "s.txt", rs)
     assert not (tmp_path / "s.txt").exists()
@@ -212,7 +215,8 @@ def _to_v1_0(src: Path, dst: Path) -> None:
     shutil.copytree(src / "images", dst / "images")
     shutil.copytree(src / "queries", dst / "queries")
     (dst / "queries" / "night_time_queries_with_intrinsics_v1_1.txt").rename(
-        dst / "queries" / "night_time_queries_with_intrinsics.txt")
+        dst / "queries" / "night_time_queries_with_intrinsics.txt"
+    )
     (dst / "others").mkdir()
     shutil.copy(src / "others" / "image_pairs_to_match_v1_1.txt", dst / "others" / "image_pairs_to_match.txt")
     model = dst / "3D-models"
@@ -223,8 +227,10 @@ def _to_v1_0(src: Path, dst: Path) -> None:
     for im in rec.images.values():
         x, y, z, w = im.cam_from_world().rotation.quat
         c = im.projection_center()
-        lines.append(f"{im.name} {im.camera.focal_length:.6f} {w:.12f} {x:.12f} {y:.12f} {z:.12f} "
-                     f"{c[0]:.9f} {c[1]:.9f} {c[2]:.9f} 0 0")
+        lines.append(
+            f"{im.name} {im.camera.focal_length:.6f} {w:.12f} {x:.12f} {y:.12f} {z:.12f} "
+            f"{c[0]:.9f} {c[1]:.9f} {c[2]:.9f} 0 0"
+        )
     (model / "aachen_cvpr2018_db.nvm").write_text("\n".join(lines) + "\n")
 
 
@@ -246,7 +252,13 @@ def test_stage_on_aachen_v1_0_layout(aachen, features, tmp_path):
     metrics = main(params, base_dir=base)
     assert json.loads((base / "metrics" / "aachen.json").read_text()) == metrics
     assert metrics["sift"]["day"]["0.25m_2deg"] == 100.0
-    assert metrics["sift"]["night"] == {"0.25m_2deg": 0.0, "0.5m_5deg": 0.0, "5m_10deg": 0.0, "localized": 0, "queries": 1}
+    assert metrics["sift"]["night"] == {
+        "0.25m_2deg": 0.0,
+        "0.5m_5deg": 0.0,
+        "5m_10deg": 0.0,
+        "localized": 0,
+        "queries": 1,
+    }
     lines = (base / "results" / "aachen" / "sift.txt").read_text().splitlines()
     assert sorted(ln.split()[0] for ln in lines) == sorted(Path(q.name).name for q in load_queries(root))
     details = json.loads((base / "results" / "aachen" / "sift.json").read_text())
@@ -265,8 +277,24 @@ def test_cli_rerun_over_old_work_is_deterministic(run, aachen, features, tmp_pat
     (out / "sift_work" / "database.db").parent.mkdir(parents=True)
     (out / "sift_work" / "database.db").write_text("a stale, corrupt database of an earlier run")
     (out / "sift_work" / "stale.txt").write_text("from an earlier run")
-    assert main(["eval-aachen", "--root", str(aachen), "--features", str(features), "--out", str(out),
-                 "--method-name", "sift", "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval-aachen",
+                "--root",
+                str(aachen),
+                "--features",
+                str(features),
+                "--out",
+                str(out),
+                "--method-name",
+                "sift",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert not (out / "sift_work" / "stale.txt").exists()
     result, work = run
     metrics = json.loads((out / "metrics.json").read_text())

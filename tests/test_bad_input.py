@@ -104,20 +104,23 @@ def _subprocess(args: list[str], cwd: Path = ROOT, env: dict | None = None, time
 
 
 # ------------------------------------------------------------------------------------------ images
-@pytest.mark.parametrize("kind, words", [
-    ("jpeg_cut_in_half", ["truncated JPEG", "end-of-image marker"]),
-    ("jpeg_middle_missing", ["premature end"]),
-    ("ppm_header_short", ["P6 header declares 128x60", "does not match", "extra data"]),
-    ("pgm_truncated", ["P5 header declares 128x96", "truncated"]),
-    ("ppm_bad_header", ["malformed PNM header"]),
-    ("not_an_image", ["cannot decode image"]),
-])
+@pytest.mark.parametrize(
+    "kind, words",
+    [
+        ("jpeg_cut_in_half", ["truncated JPEG", "end-of-image marker"]),
+        ("jpeg_middle_missing", ["premature end"]),
+        ("ppm_header_short", ["P6 header declares 128x60", "does not match", "extra data"]),
+        ("pgm_truncated", ["P5 header declares 128x96", "truncated"]),
+        ("ppm_bad_header", ["malformed PNM header"]),
+        ("not_an_image", ["cannot decode image"]),
+    ],
+)
 def test_damaged_image_is_an_error_naming_it(tmp_path, capsys, kind, words):
     d = _images_dir(tmp_path)
     jpg = _jpeg_bytes()
     bad = {
         "jpeg_cut_in_half": ("bad.jpg", jpg[: len(jpg) // 2]),
-        "jpeg_middle_missing": ("bad.jpg", jpg[: len(jpg) // 3] + jpg[2 * len(jpg) // 3:]),
+        "jpeg_middle_missing": ("bad.jpg", jpg[: len(jpg) // 3] + jpg[2 * len(jpg) // 3 :]),
         "ppm_header_short": ("bad.ppm", b"P6\n128 60\n255\n" + _texture().tobytes()),
         "pgm_truncated": ("bad.pgm", b"P5\n128 96\n255\n" + _texture()[..., 0].tobytes()[:-500]),
         "ppm_bad_header": ("bad.ppm", b"P6\n128 x\n255\n" + _texture().tobytes()),
@@ -159,8 +162,9 @@ def _hpatches(tmp_path: Path, h_text: dict[int, str] | None = None) -> Path:
     return root
 
 
-def _features(path: Path, dims: dict[int, int] | None = None, drop: tuple[int, str] | None = None,
-              skip_image: int | None = None) -> Path:
+def _features(
+    path: Path, dims: dict[int, int] | None = None, drop: tuple[int, str] | None = None, skip_image: int | None = None
+) -> Path:
     rng = np.random.default_rng(0)
     with FeatureWriter(path) as w:
         for k in range(1, 7):
@@ -186,13 +190,16 @@ def test_hpatches_eval_runs_on_intact_input(tmp_path, capsys):
     assert (tmp_path / "m.json").is_file()
 
 
-@pytest.mark.parametrize("case, words", [
-    ("missing_file", ["feature file not found"]),
-    ("not_hdf5", ["not a readable HDF5 feature file"]),
-    ("no_descriptors", ["image 'v_test/3.ppm' has no dataset 'descriptors'", "expected keypoints, scores"]),
-    ("no_keypoints_for_image", ["no features for 1 of 6 HPatches images", "'v_test/4.ppm'"]),
-    ("descriptor_widths_differ", ["descriptor widths differ", "'v_test/1.ppm'", "128", "'v_test/5.ppm'", "has 64"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("missing_file", ["feature file not found"]),
+        ("not_hdf5", ["not a readable HDF5 feature file"]),
+        ("no_descriptors", ["image 'v_test/3.ppm' has no dataset 'descriptors'", "expected keypoints, scores"]),
+        ("no_keypoints_for_image", ["no features for 1 of 6 HPatches images", "'v_test/4.ppm'"]),
+        ("descriptor_widths_differ", ["descriptor widths differ", "'v_test/1.ppm'", "128", "'v_test/5.ppm'", "has 64"]),
+    ],
+)
 def test_bad_feature_file(tmp_path, capsys, case, words):
     f = tmp_path / "f.h5"
     if case == "not_hdf5":
@@ -216,10 +223,13 @@ def test_descriptor_widths_of_two_files_name_both():
     check_descriptor_dims("a.h5", np.zeros((3, 128)), "b.h5", np.zeros((0, 64)))  # nothing to match: fine
 
 
-@pytest.mark.parametrize("text, words", [
-    ("1 0 0\n0 1 0\n", ["H_1_3:2", "expected 3 rows of 3 numbers", "found 2 row(s)"]),
-    ("1 0 0\n0 one 0\n0 0 1\n", ["H_1_3:2"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("1 0 0\n0 1 0\n", ["H_1_3:2", "expected 3 rows of 3 numbers", "found 2 row(s)"]),
+        ("1 0 0\n0 one 0\n0 0 1\n", ["H_1_3:2"]),
+    ],
+)
 def test_bad_homography_file(tmp_path, capsys, text, words):
     root = _hpatches(tmp_path, {3: text})
     rc, err = _eval_hpatches(root, _features(tmp_path / "f.h5"), tmp_path, capsys)
@@ -227,19 +237,34 @@ def test_bad_homography_file(tmp_path, capsys, text, words):
 
 
 # --------------------------------------------------------------------------------------- checkpoints
-@pytest.mark.parametrize("case, words", [
-    ("missing", ["checkpoint not found"]),
-    ("garbage", ["not a readable PoSFeat checkpoint"]),
-    ("wrong_keys", ["expected a dict with keys config, backbone, detector"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("missing", ["checkpoint not found"]),
+        ("garbage", ["not a readable PoSFeat checkpoint"]),
+        ("wrong_keys", ["expected a dict with keys config, backbone, detector"]),
+    ],
+)
 def test_bad_checkpoint(tmp_path, capsys, case, words):
     w = tmp_path / "model.pt"
     if case == "garbage":
         w.write_bytes(b"\x80\x04garbage" * 10)
     elif case == "wrong_keys":
         torch.save({"weights": torch.zeros(3)}, w)
-    rc, err = _cli(["extract", "--method", "posfeat", "--weights", w, "--images", _images_dir(tmp_path),
-                    "--out", tmp_path / "f.h5"], capsys)
+    rc, err = _cli(
+        [
+            "extract",
+            "--method",
+            "posfeat",
+            "--weights",
+            w,
+            "--images",
+            _images_dir(tmp_path),
+            "--out",
+            tmp_path / "f.h5",
+        ],
+        capsys,
+    )
     _assert_bad(rc, err, str(w), *words)
 
 
@@ -255,13 +280,16 @@ def test_wrong_type_in_train_param_names_it(tmp_path, capsys):
     _assert_bad(rc, err, "train_desc.batch_size = 'four'", "expected int", prog="stages.test")
 
 
-@pytest.mark.parametrize("key, value, words", [
-    ("max_keypoints", "many", ["extract.hpatches.max_keypoints = 'many'", "expected int or None"]),
-    ("threshold", [0.5], ["extract.hpatches.threshold = [0.5]", "expected float"]),
-    ("nms_radius", True, ["extract.hpatches.nms_radius = True", "expected int"]),
-    ("threshold_mode", "median", ["extract.hpatches", "threshold_mode must be one of"]),
-    ("max_keypoint", 10, ["extract.hpatches: unknown settings ['max_keypoint']"]),
-])
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("max_keypoints", "many", ["extract.hpatches.max_keypoints = 'many'", "expected int or None"]),
+        ("threshold", [0.5], ["extract.hpatches.threshold = [0.5]", "expected float"]),
+        ("nms_radius", True, ["extract.hpatches.nms_radius = True", "expected int"]),
+        ("threshold_mode", "median", ["extract.hpatches", "threshold_mode must be one of"]),
+        ("max_keypoint", 10, ["extract.hpatches: unknown settings ['max_keypoint']"]),
+    ],
+)
 def test_bad_extract_param_never_reaches_the_extractor(tmp_path, capsys, key, value, words):
     import stages.extract as stage
 
@@ -273,18 +301,30 @@ def test_bad_extract_param_never_reaches_the_extractor(tmp_path, capsys, key, va
     assert not (tmp_path / "features").exists()
 
 
-@pytest.mark.parametrize("edit, words", [
-    (lambda p: p["datasets"].pop("hpatches"), ["datasets.hpatches is missing"]),
-    (lambda p: p["eval"]["hpatches"].__setitem__("max_threshold", "15"), ["eval.hpatches.max_threshold = '15'", "expected int"]),
-    (lambda p: p.__setitem__("seed", 1.5), ["seed = 1.5", "expected int"]),
-])
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda p: p["datasets"].pop("hpatches"), ["datasets.hpatches is missing"]),
+        (
+            lambda p: p["eval"]["hpatches"].__setitem__("max_threshold", "15"),
+            ["eval.hpatches.max_threshold = '15'", "expected int"],
+        ),
+        (lambda p: p.__setitem__("seed", 1.5), ["seed = 1.5", "expected int"]),
+    ],
+)
 def test_missing_or_mistyped_stage_param(tmp_path, capsys, edit, words):
     import stages.eval_hpatches as stage
 
     params = _params()
     edit(params)
-    rc, err = _stage(lambda: stage.main(params, base_dir=tmp_path) if "seed" not in words[0]
-                     else __import__("stages.eval_aachen").eval_aachen.main(params, base_dir=tmp_path), capsys)
+    rc, err = _stage(
+        lambda: (
+            stage.main(params, base_dir=tmp_path)
+            if "seed" not in words[0]
+            else __import__("stages.eval_aachen").eval_aachen.main(params, base_dir=tmp_path)
+        ),
+        capsys,
+    )
     _assert_bad(rc, err, *words, prog="stages.test")
 
 
@@ -304,10 +344,23 @@ def tiny_world(tmp_path_factory) -> Path:
     from posfeat.data.demo import generate_demo
 
     root = tmp_path_factory.mktemp("tiny") / "demo"
-    generate_demo(root, seed=0, megadepth_scenes=2, megadepth_images=4, hpatches_sequences=1, eth_scenes=1,
-                  eth_images=3, aachen_db_images=6, aachen_day_queries=1, aachen_night_queries=1,
-                  megadepth_size=(160, 120), aachen_size=(160, 120), hpatches_size=(160, 128), eth_size=(160, 120),
-                  workers=1)
+    generate_demo(
+        root,
+        seed=0,
+        megadepth_scenes=2,
+        megadepth_images=4,
+        hpatches_sequences=1,
+        eth_scenes=1,
+        eth_images=3,
+        aachen_db_images=6,
+        aachen_day_queries=1,
+        aachen_night_queries=1,
+        megadepth_size=(160, 120),
+        aachen_size=(160, 120),
+        hpatches_size=(160, 128),
+        eth_size=(160, 120),
+        workers=1,
+    )
     return root
 
 
@@ -337,13 +390,16 @@ def _first_scene(root: Path) -> Path:
     return next(p for p in sorted(root.glob("*/dense*/aligned")) if p.parents[1].name not in banned)
 
 
-@pytest.mark.parametrize("case, words", [
-    ("too_few_fields", ["img_cam.txt:", "expected 19 fields"]),
-    ("not_a_number", ["img_cam.txt:", "expected fx to be a number, found 'abc'"]),
-    ("unknown_pair_image", ["pairs.txt:", "expected an image listed in img_cam.txt, found unknown 'ghost.jpg'"]),
-    ("stale_manifest", ["manifest"]),
-    ("wrong_type", ["prepare.max_pairs_per_scene = 'all'", "expected int"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("too_few_fields", ["img_cam.txt:", "expected 19 fields"]),
+        ("not_a_number", ["img_cam.txt:", "expected fx to be a number, found 'abc'"]),
+        ("unknown_pair_image", ["pairs.txt:", "expected an image listed in img_cam.txt, found unknown 'ghost.jpg'"]),
+        ("stale_manifest", ["manifest"]),
+        ("wrong_type", ["prepare.max_pairs_per_scene = 'all'", "expected int"]),
+    ],
+)
 def test_bad_megadepth_metadata(megadepth, tmp_path, capsys, case, words):
     root, params = megadepth
     rc, err = _prepare(root, params, tmp_path, capsys)
@@ -384,18 +440,23 @@ def aachen(tiny_world, tmp_path):
     return root
 
 
-@pytest.mark.parametrize("case, words", [
-    ("query_line_too_short", ["day_time_queries_with_intrinsics.txt:1", "expected at least 5 fields"]),
-    ("unknown_camera_model", ["day_time_queries_with_intrinsics.txt:1", "expected a COLMAP camera model"]),
-    ("pair_unknown_image", ["image_pairs_to_match", "found unknown 'db/ghost.jpg'"]),
-])
+@pytest.mark.parametrize(
+    "case, words",
+    [
+        ("query_line_too_short", ["day_time_queries_with_intrinsics.txt:1", "expected at least 5 fields"]),
+        ("unknown_camera_model", ["day_time_queries_with_intrinsics.txt:1", "expected a COLMAP camera model"]),
+        ("pair_unknown_image", ["image_pairs_to_match", "found unknown 'db/ghost.jpg'"]),
+    ],
+)
 def test_bad_aachen_lists(aachen, tmp_path, capsys, case, words):
     day = next((aachen / "queries").glob("day_time_queries_with_intrinsics*.txt"))
     first = day.read_text().splitlines()[0].split()
     if case == "query_line_too_short":
         day.write_text(" ".join(first[:3]) + "\n" + "\n".join(day.read_text().splitlines()[1:]) + "\n")
     elif case == "unknown_camera_model":
-        day.write_text(" ".join([first[0], "FISHEYE_X"] + first[2:]) + "\n" + "\n".join(day.read_text().splitlines()[1:]) + "\n")
+        day.write_text(
+            " ".join([first[0], "FISHEYE_X"] + first[2:]) + "\n" + "\n".join(day.read_text().splitlines()[1:]) + "\n"
+        )
     else:
         pl = next((aachen / "others").glob("image_pairs_to_match*.txt"))
         pl.write_text(pl.read_text() + f"{first[0]} db/ghost.jpg\n")
@@ -428,8 +489,11 @@ def test_debug_shows_the_traceback(tmp_path, how):
 def test_console_script_entry(tmp_path):
     """The ``posfeat`` script (``posfeat.cli:main``); run as its generated wrapper does when not installed here."""
     script = shutil.which("posfeat")
-    cmd = [script] if script and Path(script).parent == Path(sys.executable).parent else \
-        [sys.executable, "-c", "import sys; from posfeat.cli import main; sys.exit(main())"]
+    cmd = (
+        [script]
+        if script and Path(script).parent == Path(sys.executable).parent
+        else [sys.executable, "-c", "import sys; from posfeat.cli import main; sys.exit(main())"]
+    )
     p = _subprocess(cmd + _bad_extract_args(tmp_path))
     assert p.returncode == EXIT_BAD_INPUT, p.stderr
     assert _error_line(p.stderr, "posfeat").endswith("image folder not found")
@@ -534,10 +598,13 @@ def test_kill_9_mid_extraction_then_rerun_gives_a_whole_file(tmp_path):
     assert list(out.parent.iterdir()) == [out], "the rerun left temporaries behind"
 
 
-@pytest.mark.parametrize("stage_name, edit, key", [
-    ("train_kp", lambda p: p["train_kp"].__setitem__("optimizer", "adamw"), "train_kp.optimizer = 'adamw'"),
-    ("train_desc", lambda p: p.__setitem__("optimizer", "adamw"), "optimizer = 'adamw'"),
-])
+@pytest.mark.parametrize(
+    "stage_name, edit, key",
+    [
+        ("train_kp", lambda p: p["train_kp"].__setitem__("optimizer", "adamw"), "train_kp.optimizer = 'adamw'"),
+        ("train_desc", lambda p: p.__setitem__("optimizer", "adamw"), "optimizer = 'adamw'"),
+    ],
+)
 def test_unknown_optimizer_is_one_line_before_training(tmp_path, capsys, stage_name, edit, key):
     """An optimizer the trainer does not have: one line naming the key, the choices and a fix; nothing written."""
     import importlib

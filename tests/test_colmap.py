@@ -156,8 +156,14 @@ def test_verification_keeps_true_matches(tmp_path):
 
 def test_reconstruction_stats_and_largest_model():
     zero = colmap.reconstruction_stats(None)
-    assert set(zero) == {"num_reg_images", "num_sparse_points", "num_observations", "mean_track_length",
-                         "num_observations_per_image", "mean_reproj_error"}
+    assert set(zero) == {
+        "num_reg_images",
+        "num_sparse_points",
+        "num_observations",
+        "mean_track_length",
+        "num_observations_per_image",
+        "mean_reproj_error",
+    }
     assert all(v == 0 for v in zero.values())
     assert colmap.largest_model({}) is None
 
@@ -205,8 +211,9 @@ def test_match_and_import(tmp_path):
     ids = {n: colmap.add_image(db, n, cam) for n in ("a", "b", "c")}
     keys = {n: f"s/{n}" for n in ids}
     with FeatureReader(h5) as fr:
-        st = colmap.match_and_import(db, fr, keys, ids, [("a", "b"), ("b", "a"), ("a", "c"), ("a", "a")],
-                                     ratio=0.75, progress=False)
+        st = colmap.match_and_import(
+            db, fr, keys, ids, [("a", "b"), ("b", "a"), ("a", "c"), ("a", "a")], ratio=0.75, progress=False
+        )
         with pytest.raises(DataError, match="'zz' is not in the database"):
             colmap.match_and_import(db, fr, keys, ids, [("a", "zz")], progress=False)
     m = colmap.read_matches(db, ids["a"], ids["b"])

@@ -49,8 +49,9 @@ def _group(path: Path) -> dict:
     return d
 
 
-@pytest.mark.parametrize("group, option", [("scale", "paper"), ("scale", "tiny"), ("eth_protocol", "official"),
-                                           ("data", "real")])
+@pytest.mark.parametrize(
+    "group, option", [("scale", "paper"), ("scale", "tiny"), ("eth_protocol", "official"), ("data", "real")]
+)
 def test_every_group_key_exists_in_the_base(group, option):
     """A group option only changes keys the base declares (a typo would silently add a parameter no stage reads)."""
     base = _flat(_compose())
@@ -79,15 +80,26 @@ def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "study"], repo)
     _run([sys.executable, "-m", "dvc", "exp", "run", "--queue", "-S", "scale=paper", "-S", "data=real"], repo)
-    stash = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], cwd=repo,
-                           capture_output=True, text=True, check=True).stdout.split()
+    stash = subprocess.run(
+        ["git", "for-each-ref", "--format=%(refname)", "refs/exps"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     ref = next(r for r in stash if r.endswith("stash"))
-    params = yaml.safe_load(subprocess.run(["git", "show", f"{ref}:params.yaml"], cwd=repo, capture_output=True,
-                                           text=True, check=True).stdout)
+    params = yaml.safe_load(
+        subprocess.run(
+            ["git", "show", f"{ref}:params.yaml"], cwd=repo, capture_output=True, text=True, check=True
+        ).stdout
+    )
     assert params == _compose("scale=paper", "data=real")
     flat = _flat(params)
-    for key, value in {**_flat(_group(CONF / "scale" / "paper.yaml")), **_flat(_group(CONF / "data" / "real.yaml")),
-                       **_flat(_group(CONF / "eth_protocol" / "official.yaml"))}.items():
+    for key, value in {
+        **_flat(_group(CONF / "scale" / "paper.yaml")),
+        **_flat(_group(CONF / "data" / "real.yaml")),
+        **_flat(_group(CONF / "eth_protocol" / "official.yaml")),
+    }.items():
         assert flat[key] == value, key
     dvc_yaml = yaml.safe_load((repo / "dvc.yaml").read_text())
     for name, stage in dvc_yaml["stages"].items():
@@ -95,6 +107,6 @@ def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
         for p in body.get("params", []):
             keys = [p] if isinstance(p, str) else list(p)
             for key in keys:
-                for sub in (["hpatches", "aachen", "eth"] if "${key}" in key else [None]):
+                for sub in ["hpatches", "aachen", "eth"] if "${key}" in key else [None]:
                     k = key.replace("${key}", sub) if sub else key
                     assert k in flat or any(f.startswith(k + ".") for f in flat), f"{name}: {k}"

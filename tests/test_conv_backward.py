@@ -12,13 +12,16 @@ from posfeat.models import build_model
 from posfeat.training.conv_backward import ChannelsLastBackwardConv2d, use_channels_last_backward
 
 
-@pytest.mark.parametrize("kwargs", [
-    dict(in_channels=6, out_channels=5, kernel_size=3, padding=1),
-    dict(in_channels=6, out_channels=4, kernel_size=3, stride=2, padding=1, bias=False),
-    dict(in_channels=6, out_channels=6, kernel_size=3, padding=1, groups=3),
-    dict(in_channels=6, out_channels=3, kernel_size=1),
-    dict(in_channels=6, out_channels=4, kernel_size=7, stride=2, padding=3, dilation=1),
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(in_channels=6, out_channels=5, kernel_size=3, padding=1),
+        dict(in_channels=6, out_channels=4, kernel_size=3, stride=2, padding=1, bias=False),
+        dict(in_channels=6, out_channels=6, kernel_size=3, padding=1, groups=3),
+        dict(in_channels=6, out_channels=3, kernel_size=1),
+        dict(in_channels=6, out_channels=4, kernel_size=7, stride=2, padding=3, dilation=1),
+    ],
+)
 def test_gradients_equal_plain_conv(kwargs):
     """Input, weight and bias gradients of a turned layer equal nn.Conv2d's (float64: to rounding)."""
     torch.manual_seed(0)
@@ -55,8 +58,9 @@ def test_input_without_grad_and_frozen_weight():
 def test_backbone_turned_in_place_keeps_state_and_outputs():
     """The ResUNet keeps its state dict and outputs; its training gradients match the plain network's."""
     torch.manual_seed(0)
-    model = build_model({"encoder": "small", "decoder": [32, 16], "desc_dim": 16, "det_conv1": 8, "det_img": 4,
-                         "det_mid": 8})
+    model = build_model(
+        {"encoder": "small", "decoder": [32, 16], "desc_dim": 16, "det_conv1": 8, "det_img": 4, "det_mid": 8}
+    )
     turned = copy.deepcopy(model)
     n = use_channels_last_backward(turned.backbone)
     assert n == sum(type(m) is nn.Conv2d for m in model.backbone.modules()) > 0

@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from posfeat.cli import main
-from posfeat.io import DataError
 
 SHIPPED = Path(__file__).resolve().parent / "data" / "official_posfeat_state_dict_keys.json"
 
@@ -53,8 +52,10 @@ def test_converts_official_checkpoints_and_extracts(official_keys, tmp_path):
     torch.save({f"module.{k}": v for k, v in bb.items()}, tmp_path / "backbone.pth")  # DataParallel layout
     torch.save(det, tmp_path / "localheader.pth")
     out = tmp_path / "official.pt"
-    assert main(["convert-official", str(tmp_path / "backbone.pth"), str(tmp_path / "localheader.pth"),
-                 "--out", str(out)]) == 0
+    assert (
+        main(["convert-official", str(tmp_path / "backbone.pth"), str(tmp_path / "localheader.pth"), "--out", str(out)])
+        == 0
+    )
 
     raw = torch.load(out, weights_only=True)  # the format of models/posfeat.pt
     assert raw["config"]["encoder"] == "resnet50" and raw["config"]["det_conv1"] is None
@@ -74,10 +75,20 @@ def test_converts_official_checkpoints_and_extracts(official_keys, tmp_path):
     assert np.isfinite(feats["descriptors"]).all()
 
     keep = tmp_path / "global.pt"
-    main(["convert-official", str(tmp_path / "backbone.pth"), str(tmp_path / "localheader.pth"), "--out", str(keep),
-          "--keep-global-map"])
+    main(
+        [
+            "convert-official",
+            str(tmp_path / "backbone.pth"),
+            str(tmp_path / "localheader.pth"),
+            "--out",
+            str(keep),
+            "--keep-global-map",
+        ]
+    )
     raw = torch.load(keep, weights_only=True)
-    assert raw["config"]["global_map"] and torch.equal(raw["backbone"]["conv_coarse.0.weight"], bb["conv_coarse.conv.weight"])
+    assert raw["config"]["global_map"] and torch.equal(
+        raw["backbone"]["conv_coarse.0.weight"], bb["conv_coarse.conv.weight"]
+    )
 
 
 def _refused(argv: list[str], capsys) -> str:

@@ -28,9 +28,10 @@ def _scipy_daisy(img: np.ndarray, radius=15.0, rings=3, hists=8, oris=8) -> np.n
     gray = sum(g * img[c] for c, g in enumerate(LUMA))
     p = np.pad(gray, 1, mode="edge")
     gx, gy = (p[1:-1, 2:] - p[1:-1, :-2]) / 2, (p[2:, 1:-1] - p[:-2, 1:-1]) / 2
-    mag, theta = np.sqrt(gx ** 2 + gy ** 2 + 1e-12), np.arctan2(gy, gx)
-    hist = np.stack([mag * np.exp(oris / math.pi * np.cos(theta - (2 * math.pi * o / oris - math.pi)))
-                     for o in range(oris)])
+    mag, theta = np.sqrt(gx**2 + gy**2 + 1e-12), np.arctan2(gy, gx)
+    hist = np.stack(
+        [mag * np.exp(oris / math.pi * np.cos(theta - (2 * math.pi * o / oris - math.pi))) for o in range(oris)]
+    )
     sigmas = [radius * (i + 1) / (2 * rings) for i in range(rings)]
     h, w = gray.shape
     cy, cx = np.meshgrid(np.arange(h // 4) * 4 + 1.5, np.arange(w // 4) * 4 + 1.5, indexing="ij")
@@ -38,8 +39,11 @@ def _scipy_daisy(img: np.ndarray, radius=15.0, rings=3, hists=8, oris=8) -> np.n
     for level, sigma in enumerate([sigmas[0]] + sigmas):
         smooth = [ndimage.gaussian_filter(c, sigma, mode="reflect") for c in hist]
         r = radius * level / rings
-        points = [(0.0, 0.0)] if level == 0 else [(r * math.cos(2 * math.pi * j / hists), r * math.sin(2 * math.pi * j / hists))
-                                                  for j in range(hists)]
+        points = (
+            [(0.0, 0.0)]
+            if level == 0
+            else [(r * math.cos(2 * math.pi * j / hists), r * math.sin(2 * math.pi * j / hists)) for j in range(hists)]
+        )
         for dx, dy in points:
             parts += [ndimage.map_coordinates(c, [cy + dy, cx + dx], order=1, mode="nearest") for c in smooth]
     d = np.stack(parts)

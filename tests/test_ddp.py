@@ -1,8 +1,8 @@
 """DistributedDataParallel: two CPU processes (gloo, launched with torchrun) give the loss of one process.
 
-Both stages run 2 steps on the same seeded global batch of 2 pairs (stage 2 from the same stage-1 model), once with ``torchrun
---nproc_per_node=2`` (one pair per process) and once as a single process. Stage 1 uses ``freeze_bn``
-(on CPU PyTorch has no SyncBatchNorm, so train-mode BatchNorm would see per-process statistics);
+Both stages run 2 steps on the same seeded global batch of 2 pairs (stage 2 from the same stage-1 model),
+once with ``torchrun --nproc_per_node=2`` (one pair per process) and once as a single process. Stage 1 uses
+``freeze_bn`` (on CPU PyTorch has no SyncBatchNorm, so train-mode BatchNorm would see per-process statistics);
 stage 2 needs nothing (frozen backbone in eval mode, InstanceNorm detector).
 
 What is asserted is what holds on any CPU. The first step starts from identical weights, so its loss, its
@@ -28,7 +28,7 @@ from posfeat.io import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SCRIPT = r'''
+SCRIPT = r"""
 import json, os, sys
 from pathlib import Path
 import torch
@@ -88,7 +88,7 @@ if int(os.environ.get("RANK", "0")) == 0:
     (out / "result.json").write_text(json.dumps(res))
 if DDP:
     dist.destroy_process_group()
-'''
+"""
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
@@ -113,8 +113,20 @@ def test_two_processes_give_the_single_process_loss(demo_root, tmp_path):
     single.mkdir(), ddp.mkdir()
     init = str(single / "desc.pt")
     _run([sys.executable, str(tmp_path / "script.py"), str(single), str(tmp_path / "index.json"), init], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-          str(tmp_path / "script.py"), str(ddp), str(tmp_path / "index.json"), init], tmp_path)
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            str(tmp_path / "script.py"),
+            str(ddp),
+            str(tmp_path / "index.json"),
+            init,
+        ],
+        tmp_path,
+    )
     r1 = json.loads((single / "result.json").read_text())
     r2 = json.loads((ddp / "result.json").read_text())
     assert r1["desc"]["world_size"] == 1 and r2["desc"]["world_size"] == 2

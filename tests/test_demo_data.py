@@ -32,9 +32,18 @@ from posfeat.geometry import (
 
 BANNED = {"0008", "0021", "0024", "0063", "1589"}
 TINY = dict(
-    megadepth_scenes=1, megadepth_images=3, hpatches_sequences=1, eth_scenes=1, eth_images=2,
-    aachen_db_images=3, aachen_day_queries=1, aachen_night_queries=1,
-    megadepth_size=(160, 120), hpatches_size=(160, 120), eth_size=(160, 120), aachen_size=(160, 120),
+    megadepth_scenes=1,
+    megadepth_images=3,
+    hpatches_sequences=1,
+    eth_scenes=1,
+    eth_images=2,
+    aachen_db_images=3,
+    aachen_day_queries=1,
+    aachen_night_queries=1,
+    megadepth_size=(160, 120),
+    hpatches_size=(160, 120),
+    eth_size=(160, 120),
+    aachen_size=(160, 120),
 )
 MAX_ROT_DEG = 45.0  # SIFT is not expected to match wider MegaDepth pairs (the demo has them on purpose)
 
@@ -133,8 +142,9 @@ def test_texture_pools_disjoint():
     train = {n for n, _ in demo.photo_pool("train")}
     evals = {n for n, _ in demo.photo_pool("eval")}
     assert train and evals and not train & evals
-    world = demo.build_world(np.random.default_rng(0), demo.photo_pool("eval"), n_objects=(1, 1),
-                             n_buildings=(2, 2), texture_scale=0.2)
+    world = demo.build_world(
+        np.random.default_rng(0), demo.photo_pool("eval"), n_objects=(1, 1), n_buildings=(2, 2), texture_scale=0.2
+    )
     assert world.sources and world.sources <= evals
 
 
@@ -169,7 +179,13 @@ def test_stage_main(tmp_path):
     summary = main(params, base_dir=tmp_path, workers=1)
     out = tmp_path / "data" / "demo"
     assert not (out / "stale.txt").exists()
-    assert sorted(p.name for p in out.iterdir()) == ["aachen", "eth", "hpatches", "megadepth", "megadepth_metadata.json"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "aachen",
+        "eth",
+        "hpatches",
+        "megadepth",
+        "megadepth_metadata.json",
+    ]
     manifest = check_metadata_manifest(out / "megadepth", out / "megadepth_metadata.json")
     assert summary["manifest_files"] == len(manifest["files"]) == 2
     assert summary["bytes"] > 0 and summary["seed"] == 1

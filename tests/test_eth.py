@@ -9,12 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from synthetic_scenes import make_eth_scene
 
 from posfeat.data.megadepth import Camera
 from posfeat.evaluation import eth
 from posfeat.io import DataError, FeatureWriter, read_json
-
-from synthetic_scenes import make_eth_scene
 
 
 def _rot(axis, deg):
@@ -173,8 +172,9 @@ def _sift(root: Path, scene: str, out: Path, max_keypoints: int) -> list[str]:
     from posfeat.extraction import ExtractConfig, extract_dataset
 
     names = [f"{scene}/{n}" for n in list_scene_images(root / scene)]
-    extract_dataset("sift", root, names, out, config=ExtractConfig(max_keypoints=max_keypoints), device="cpu",
-                    progress=False)
+    extract_dataset(
+        "sift", root, names, out, config=ExtractConfig(max_keypoints=max_keypoints), device="cpu", progress=False
+    )
     return names
 
 
@@ -192,8 +192,9 @@ def test_demo_eth_scene_with_sift(tmp_path):
     # 2048 keypoints: with 1024, this scene's SIFT model misplaces 3 of 12 cameras on some CPUs (the rendered
     # images differ in the last bits between machines)
     _sift(root, scene, tmp_path / "eth.h5", 2048)
-    res = eth.evaluate_scene(root / scene, tmp_path / "eth.h5", tmp_path / "work", eth.ETHConfig(num_threads=1),
-                             device="cpu", progress=False)  # one thread: repeatable (not so under load with more)
+    res = eth.evaluate_scene(
+        root / scene, tmp_path / "eth.h5", tmp_path / "work", eth.ETHConfig(num_threads=1), device="cpu", progress=False
+    )  # one thread: repeatable (not so under load with more)
     s = res.stats
     assert res.message.startswith("ok"), res.message
     assert s["num_images"] == n and s["num_pairs"] == n * (n - 1) // 2
@@ -308,12 +309,15 @@ def test_cli_and_stage(tmp_path, monkeypatch):
     from stages import eval_eth
 
     base = tmp_path / "study"
-    scene_dir, _, _ = make_eth_scene(base / "eth", n_images=4, scene="Synth",
-                                     features_path=base / "features" / "sift" / "eth.h5")
+    scene_dir, _, _ = make_eth_scene(
+        base / "eth", n_images=4, scene="Synth", features_path=base / "features" / "sift" / "eth.h5"
+    )
     h5 = base / "features" / "sift" / "eth.h5"
     out = tmp_path / "cli" / "stats.json"
-    assert cli_main(["eval-eth", "--root", str(scene_dir), "--features", str(h5), "--out", str(out),
-                     "--device", "cpu"]) == 0
+    assert (
+        cli_main(["eval-eth", "--root", str(scene_dir), "--features", str(h5), "--out", str(out), "--device", "cpu"])
+        == 0
+    )
     stats = read_json(out)["Synth"]
     assert stats["num_reg_images"] == 4 and stats["median_rotation_error_deg"] < 1.0
     assert (tmp_path / "cli" / "stats_work" / "database.db").is_file()
@@ -321,8 +325,13 @@ def test_cli_and_stage(tmp_path, monkeypatch):
     shutil.copytree(base / "eth" / "Synth", base / "eth" / "Synth2")
     with h5py.File(h5, "a") as f:  # the second scene reuses the first one's images and features
         f.copy(f["Synth"], "Synth2")
-    params = {"seed": 0, "device": "cpu", "datasets": {"eth": "eth"}, "extract": {"methods": ["sift"]},
-              "eval": {"eth": {"ratio": 0.75, "max_exhaustive_images": 3, "retrieval_neighbors": 1}}}
+    params = {
+        "seed": 0,
+        "device": "cpu",
+        "datasets": {"eth": "eth"},
+        "extract": {"methods": ["sift"]},
+        "eval": {"eth": {"ratio": 0.75, "max_exhaustive_images": 3, "retrieval_neighbors": 1}},
+    }
     metrics = eval_eth.main(params, base_dir=base)
     assert set(metrics) == {"sift"} and set(metrics["sift"]) == {"Synth", "Synth2"}
     assert 2 <= metrics["sift"]["Synth"]["num_pairs"] <= 4

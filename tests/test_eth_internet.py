@@ -16,12 +16,12 @@ import numpy as np
 import pycolmap
 import pytest
 from PIL import Image
+from synthetic_scenes import sift_features_of_folder
 
 from posfeat import colmap
 from posfeat.data.pairs import scale_intrinsics
 from posfeat.evaluation import eth
 from posfeat.io import DataError
-from synthetic_scenes import sift_features_of_folder
 
 CASTLE = "megadepth-strecha/strecha_castle/dense0/aligned"
 
@@ -42,14 +42,18 @@ def make_internet_scene(shared: Path, out: Path, n_images: int = 8, exif_every: 
         K = np.array([[fx, 0, cx - x0], [0, fy, cy - y0], [0, 0, 1.0]])
         s = rng.uniform(675, 1083) / max(cw, ch)
         nw, nh = int(round(cw * s)), int(round(ch * s))
-        res = cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (nw, nh), interpolation=cv2.INTER_LINEAR)
+        res = cv2.resize(
+            np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw]), (nw, nh), interpolation=cv2.INTER_LINEAR
+        )
         K = scale_intrinsics(K, nw / cw, nh / ch)
         exif = Image.Exif()
         if i % exif_every == 0:  # COLMAP: f = f35 / 43.27 mm (35 mm diagonal) · image diagonal
             exif[0x010F], exif[0x0110] = "Canon", "EOS"
             exif.get_ifd(0x8769)[0xA405] = int(round(K[0, 0] * 43.27 / float(np.hypot(nw, nh))))
         Image.fromarray(res).save(out / "images" / r[0], quality=92, exif=exif)
-        lines.append(" ".join([r[0], str(nw), str(nh)] + [f"{v:.4f}" for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])] + r[7:]))
+        lines.append(
+            " ".join([r[0], str(nw), str(nh)] + [f"{v:.4f}" for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])] + r[7:])
+        )
     (out / "gt_cameras.txt").write_text("\n".join(lines) + "\n")
     return out
 
@@ -65,8 +69,9 @@ def internet_scene(shared_data, tmp_path_factory):
 def test_internet_collection_registers_every_image(internet_scene, tmp_path):
     """Mixed sizes, principal points and focal lengths, EXIF on half: every image registers, poses are right."""
     scene, feats = internet_scene
-    res = eth.evaluate_scene(scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1), device="cpu",
-                             progress=False)
+    res = eth.evaluate_scene(
+        scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1), device="cpu", progress=False
+    )
     st = res.stats
     assert st["num_images"] == 8 and st["num_reg_images"] == 8, res.message
     assert st["protocol"]["pairs"] == "exhaustive" and st["protocol"]["camera_priors"] == {"exif": 4, "guess": 4}
@@ -91,8 +96,9 @@ def test_two_sided_ratio_loses_inliers(internet_scene, tmp_path):
     scene, feats = internet_scene
     cfg = dict(num_threads=1)
     plain = eth.evaluate_scene(scene, feats, tmp_path / "a", eth.ETHConfig(**cfg), device="cpu", progress=False)
-    ratio = eth.evaluate_scene(scene, feats, tmp_path / "b", eth.ETHConfig(ratio=0.75, **cfg), device="cpu",
-                               progress=False)
+    ratio = eth.evaluate_scene(
+        scene, feats, tmp_path / "b", eth.ETHConfig(ratio=0.75, **cfg), device="cpu", progress=False
+    )
     assert ratio.stats["num_inlier_matches"] * 1.5 < plain.stats["num_inlier_matches"]
     assert ratio.stats["protocol"]["matcher"] == "mutual NN + ratio 0.75"
 
@@ -106,16 +112,20 @@ def _old_schema_database(path: Path, cameras: dict[str, tuple[int, int, float]])
     CREATE TABLE images (image_id INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, name TEXT NOT NULL UNIQUE,
         camera_id INTEGER NOT NULL, prior_qw REAL, prior_qx REAL, prior_qy REAL, prior_qz REAL, prior_tx REAL,
         prior_ty REAL, prior_tz REAL);
-    CREATE TABLE keypoints (image_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL, data BLOB);
-    CREATE TABLE descriptors (image_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL, data BLOB);
-    CREATE TABLE matches (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL, data BLOB);
-    CREATE TABLE two_view_geometries (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL,
-        data BLOB, config INTEGER NOT NULL, F BLOB, E BLOB, H BLOB, qvec BLOB, tvec BLOB);
+    CREATE TABLE keypoints (image_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL,
+        data BLOB);
+    CREATE TABLE descriptors (image_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL,
+        data BLOB);
+    CREATE TABLE matches (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL, cols INTEGER NOT NULL,
+        data BLOB);
+    CREATE TABLE two_view_geometries (pair_id INTEGER PRIMARY KEY NOT NULL, rows INTEGER NOT NULL,
+        cols INTEGER NOT NULL, data BLOB, config INTEGER NOT NULL, F BLOB, E BLOB, H BLOB, qvec BLOB, tvec BLOB);
     """)
     for k, (name, (w, h, f)) in enumerate(sorted(cameras.items())):
         cam_id, image_id = 10 + k, 100 + 3 * k  # ids that are not 1..N: they must be kept
-        c.execute("INSERT INTO cameras VALUES (?, 2, ?, ?, ?, 1)",
-                  (cam_id, w, h, np.array([f, w / 2, h / 2, 0.0]).tobytes()))
+        c.execute(
+            "INSERT INTO cameras VALUES (?, 2, ?, ?, ?, 1)", (cam_id, w, h, np.array([f, w / 2, h / 2, 0.0]).tobytes())
+        )
         c.execute("INSERT INTO images (image_id, name, camera_id) VALUES (?, ?, ?)", (image_id, name, cam_id))
         c.execute("INSERT INTO keypoints VALUES (?, 1, 6, ?)", (image_id, np.zeros((1, 6), np.float32).tobytes()))
     c.commit()
@@ -133,8 +143,9 @@ def test_scene_database_is_used(internet_scene, tmp_path):
     gt = eth.read_gt_cameras(scene)
     _old_schema_database(scene / "database.db", {n: (c.width, c.height, float(c.K[0, 0])) for n, c in gt.items()})
     before = (scene / "database.db").read_bytes()
-    res = eth.evaluate_scene(scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1), device="cpu",
-                             progress=False)
+    res = eth.evaluate_scene(
+        scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1), device="cpu", progress=False
+    )
     assert res.stats["protocol"]["cameras"] == "database.db" and res.stats["num_reg_images"] == 8, res.message
     assert (scene / "database.db").read_bytes() == before
     db = pycolmap.Database.open(str(tmp_path / "work" / "database.db"))

@@ -85,7 +85,6 @@ def test_detect_symmetric_and_asymmetric_peaks():
     assert sc[0] > sc[1]
 
 
-
 def test_refine_subpixel_quadratic_finds_the_vertex_of_a_paraboloid():
     yy, xx = np.mgrid[0:9, 0:11].astype(np.float64)
     s = torch.from_numpy(10.0 - 0.7 * (xx - 4.3) ** 2 - 1.9 * (yy - 2.8) ** 2).float()  # peak pixel (row 3, col 4)
@@ -120,6 +119,7 @@ def test_subpixel_mode_is_checked():
         ExtractConfig(subpixel="gaussian")
     with pytest.raises(ValueError, match="subpixel"):
         detect_keypoints(torch.zeros(5, 5), subpixel="none")
+
 
 # ---------------------------------------------------------------------------------- thresholds
 def _three_peaks() -> torch.Tensor:
@@ -275,8 +275,12 @@ def test_multiscale_extraction_maps_back_to_image_pixels():
     for x, y in peaks:
         img[:, :, 0] = np.maximum(img[:, :, 0], (250 * np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / (2 * 4.0**2))))
     fake = _FakeModel()
-    f = extract_posfeat(fake, img, ExtractConfig(max_keypoints=2, nms_radius=3, threshold=None,
-                                                 threshold_mode=None, scales=[1.0, 0.5]), "cpu")
+    f = extract_posfeat(
+        fake,
+        img,
+        ExtractConfig(max_keypoints=2, nms_radius=3, threshold=None, threshold_mode=None, scales=[1.0, 0.5]),
+        "cpu",
+    )
     assert fake.inputs == [(96, 128), (48, 64)]
     got = sorted(map(tuple, f["keypoints"].tolist()))
     np.testing.assert_allclose(got, sorted(peaks), atol=0.35)
@@ -329,15 +333,18 @@ def test_pyramid_keeps_each_scales_keypoints_and_descriptors():
     sift = extract_sift(blobs)
     small, large = sift["scales"].min(), sift["scales"].max()
     assert large > 3 * small
-    g = extract_posfeat(_FakeModel(), blobs, ExtractConfig(**{**cfg, "sift_keypoints": True},
-                                                           pyramid_sift_size=float(small)), "cpu")
+    g = extract_posfeat(
+        _FakeModel(), blobs, ExtractConfig(**{**cfg, "sift_keypoints": True}, pyramid_sift_size=float(small)), "cpu"
+    )
     np.testing.assert_allclose(g["keypoints"], sift["keypoints"])
     at_half = sift["scales"] > small * np.sqrt(2) * 1.0001  # log-nearest level: 0.5 beyond size·√2
     assert at_half.any() and (~at_half).any()
-    np.testing.assert_allclose(g["descriptors"][~at_half], _ramp_descriptors(g["keypoints"][~at_half], 1.0, H, W),
-                               atol=1e-5)
-    np.testing.assert_allclose(g["descriptors"][at_half], _ramp_descriptors(g["keypoints"][at_half], 0.5, H, W),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        g["descriptors"][~at_half], _ramp_descriptors(g["keypoints"][~at_half], 1.0, H, W), atol=1e-5
+    )
+    np.testing.assert_allclose(
+        g["descriptors"][at_half], _ramp_descriptors(g["keypoints"][at_half], 0.5, H, W), atol=1e-5
+    )
     with pytest.raises(ValueError, match="pyramid_sift_size"):
         ExtractConfig(pyramid_sift_size=0.0)
 
@@ -391,8 +398,10 @@ def test_rotation_views_map_back_and_pool():
     sift = extract_sift(blobs)
     g = extract_posfeat(_FakeModel(), blobs, ExtractConfig(sift_keypoints=True, rotations=[0, 90]), "cpu")
     assert len(g["keypoints"]) == 2 * len(sift["keypoints"])  # every SIFT keypoint lies inside the 90° view
-    np.testing.assert_allclose(sorted(map(tuple, g["keypoints"].tolist())),
-                               sorted(map(tuple, np.concatenate([sift["keypoints"]] * 2).tolist())))
+    np.testing.assert_allclose(
+        sorted(map(tuple, g["keypoints"].tolist())),
+        sorted(map(tuple, np.concatenate([sift["keypoints"]] * 2).tolist())),
+    )
 
 
 def _blob_image(h: int, w: int, blobs) -> np.ndarray:
@@ -454,15 +463,19 @@ def test_feature_file_reads_back_exactly(tmp_path):
     cfg = ExtractConfig(max_keypoints=50, threshold=None, threshold_mode=None)
     for method in ("sift", "posfeat"):
         out = tmp_path / f"{method}.h5"
-        summary = extract_dataset(method, tmp_path / "imgs", names, out, model=model, config=cfg,
-                                  device="cpu", progress=False)
+        summary = extract_dataset(
+            method, tmp_path / "imgs", names, out, model=model, config=cfg, device="cpu", progress=False
+        )
         assert summary["num_images"] == 3
         with FeatureReader(out) as r:
             assert r.names() == names
             for name in names:
                 img = read_image(tmp_path / "imgs" / name)
-                want = (extract_posfeat(model, img, cfg, "cpu") if method == "posfeat"
-                        else extract_sift(img, cfg.max_keypoints))
+                want = (
+                    extract_posfeat(model, img, cfg, "cpu")
+                    if method == "posfeat"
+                    else extract_sift(img, cfg.max_keypoints)
+                )
                 got = r[name]
                 for key in ("keypoints", "scores", "image_size"):
                     np.testing.assert_array_equal(got[key], want[key], err_msg=f"{method} {name} {key}")
@@ -493,8 +506,22 @@ def test_cli_extract(tmp_path, capsys):
 
     names = _write_images(tmp_path / "imgs", 2)
     out = tmp_path / "f.h5"
-    assert main(["extract", "--method", "rootsift", "--images", str(tmp_path / "imgs"), "--out", str(out),
-                 "--max-keypoints", "20"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "--method",
+                "rootsift",
+                "--images",
+                str(tmp_path / "imgs"),
+                "--out",
+                str(out),
+                "--max-keypoints",
+                "20",
+            ]
+        )
+        == 0
+    )
     with FeatureReader(out) as r:
         assert r.names() == names
         assert all(len(r[n]["keypoints"]) <= 20 for n in names)
@@ -502,13 +529,43 @@ def test_cli_extract(tmp_path, capsys):
     ckpt = tmp_path / "m.pt"
     torch.manual_seed(0)
     save_checkpoint(ckpt, build_model(TINY_MODEL))
-    assert main(["extract", "--method", "posfeat", "--weights", str(ckpt), "--images", str(tmp_path / "imgs"),
-                 "--out", str(tmp_path / "p.h5"), "--threshold-mode", "none", "--max-keypoints", "30",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "extract",
+                "--method",
+                "posfeat",
+                "--weights",
+                str(ckpt),
+                "--images",
+                str(tmp_path / "imgs"),
+                "--out",
+                str(tmp_path / "p.h5"),
+                "--threshold-mode",
+                "none",
+                "--max-keypoints",
+                "30",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     with FeatureReader(tmp_path / "p.h5") as r:
         assert [len(r[n]["keypoints"]) for n in names] == [30, 30]
-    common = ["extract", "--method", "posfeat", "--weights", str(ckpt), "--images", str(tmp_path / "imgs"),
-              "--max-keypoints", "30", "--device", "cpu"]
+    common = [
+        "extract",
+        "--method",
+        "posfeat",
+        "--weights",
+        str(ckpt),
+        "--images",
+        str(tmp_path / "imgs"),
+        "--max-keypoints",
+        "30",
+        "--device",
+        "cpu",
+    ]
     assert main(common + ["--out", str(tmp_path / "q.h5"), "--posfeat-sift-out", str(tmp_path / "q_sift.h5")]) == 0
     common[2] = "posfeat_sift"
     assert main(common + ["--out", str(tmp_path / "s.h5")]) == 0
@@ -516,13 +573,35 @@ def test_cli_extract(tmp_path, capsys):
         for n in names:
             np.testing.assert_array_equal(a[n]["descriptors"], b[n]["descriptors"])
     with pytest.raises(SystemExit):
-        main(["extract", "--method", "sift", "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "x.h5"),
-              "--posfeat-sift-out", str(tmp_path / "y.h5")])
+        main(
+            [
+                "extract",
+                "--method",
+                "sift",
+                "--images",
+                str(tmp_path / "imgs"),
+                "--out",
+                str(tmp_path / "x.h5"),
+                "--posfeat-sift-out",
+                str(tmp_path / "y.h5"),
+            ]
+        )
     with pytest.raises(SystemExit, match="--images DIR, or --dataset"):
         main(["extract", "--method", "sift", "--out", str(tmp_path / "x.h5")])
     with pytest.raises(SystemExit, match="needs --dataset"):
-        main(["extract", "--method", "sift", "--images", str(tmp_path / "imgs"), "--params", "params.yaml",
-              "--out", str(tmp_path / "x.h5")])
+        main(
+            [
+                "extract",
+                "--method",
+                "sift",
+                "--images",
+                str(tmp_path / "imgs"),
+                "--params",
+                "params.yaml",
+                "--out",
+                str(tmp_path / "x.h5"),
+            ]
+        )
 
 
 # ---------------------------------------------------------------------------------------- stage
@@ -622,8 +701,9 @@ def test_one_pass_gives_both_posfeat_files(tmp_path, scales, pyramid, rotations)
         noisy = np.clip(base.astype(np.float32) + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
         cv2.imwrite(str(root / f"{k}.png"), noisy[:, :, ::-1])
     names = [f"{k}.png" for k in range(3)]
-    cfg = dict(max_keypoints=200, threshold=None, threshold_mode=None, scales=scales, pyramid=pyramid,
-               rotations=rotations)
+    cfg = dict(
+        max_keypoints=200, threshold=None, threshold_mode=None, scales=scales, pyramid=pyramid, rotations=rotations
+    )
     calls = {"n": 0}
     real_describe = model.describe
 
@@ -631,17 +711,43 @@ def test_one_pass_gives_both_posfeat_files(tmp_path, scales, pyramid, rotations)
         def wrapper(*a, **k):
             calls["n"] += 1
             return fn(*a, **k)
+
         return wrapper
 
     model.describe = counted(real_describe)  # the backbone (forward calls it too)
-    summary = extract_dataset("posfeat", root, names, tmp_path / "both.h5", model=model, config=ExtractConfig(**cfg),
-                              device="cpu", progress=False, sift_out=tmp_path / "both_sift.h5")
+    summary = extract_dataset(
+        "posfeat",
+        root,
+        names,
+        tmp_path / "both.h5",
+        model=model,
+        config=ExtractConfig(**cfg),
+        device="cpu",
+        progress=False,
+        sift_out=tmp_path / "both_sift.h5",
+    )
     assert calls["n"] == 3 * len(scales) * len(rotations)  # one backbone pass per image, scale and view
     assert summary["on_sift_keypoints"]["keypoints_max"] > 0
-    extract_dataset("posfeat", root, names, tmp_path / "alone.h5", model=model, config=ExtractConfig(**cfg),
-                    device="cpu", progress=False)
-    extract_dataset("posfeat", root, names, tmp_path / "alone_sift.h5", model=model, device="cpu", progress=False,
-                    config=ExtractConfig(**cfg, sift_keypoints=True))
+    extract_dataset(
+        "posfeat",
+        root,
+        names,
+        tmp_path / "alone.h5",
+        model=model,
+        config=ExtractConfig(**cfg),
+        device="cpu",
+        progress=False,
+    )
+    extract_dataset(
+        "posfeat",
+        root,
+        names,
+        tmp_path / "alone_sift.h5",
+        model=model,
+        device="cpu",
+        progress=False,
+        config=ExtractConfig(**cfg, sift_keypoints=True),
+    )
     for one, two in (("both.h5", "alone.h5"), ("both_sift.h5", "alone_sift.h5")):
         with FeatureReader(tmp_path / one) as a, FeatureReader(tmp_path / two) as b:
             assert a.names() == b.names() == names
@@ -685,19 +791,43 @@ def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_p
     from stages.extract import main as stage_main
 
     study = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
-    params = {"device": "cpu", "datasets": {"eth": str(demo_root / "eth")},
-              "extract": {"eth": {**study["extract"]["eth"], "max_keypoints": 300}},
-              "eval": {"hpatches": {"exclude": []}}}
+    params = {
+        "device": "cpu",
+        "datasets": {"eth": str(demo_root / "eth")},
+        "extract": {"eth": {**study["extract"]["eth"], "max_keypoints": 300}},
+        "eval": {"hpatches": {"exclude": []}},
+    }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     torch.manual_seed(0)
     weights = tmp_path / "models" / "posfeat.pt"
     weights.parent.mkdir()
     save_checkpoint(weights, build_model(TINY_MODEL))
     stage_main("eth", "posfeat", params, base_dir=tmp_path)
-    common = ["extract", "--params", str(tmp_path / "params.yaml"), "--dataset", "eth", "--weights", str(weights),
-              "--device", "cpu"]
-    assert cli_main([*common, "--method", "posfeat", "--out", str(tmp_path / "cli.h5"),
-                     "--posfeat-sift-out", str(tmp_path / "cli_sift.h5")]) == 0
+    common = [
+        "extract",
+        "--params",
+        str(tmp_path / "params.yaml"),
+        "--dataset",
+        "eth",
+        "--weights",
+        str(weights),
+        "--device",
+        "cpu",
+    ]
+    assert (
+        cli_main(
+            [
+                *common,
+                "--method",
+                "posfeat",
+                "--out",
+                str(tmp_path / "cli.h5"),
+                "--posfeat-sift-out",
+                str(tmp_path / "cli_sift.h5"),
+            ]
+        )
+        == 0
+    )
     assert cli_main([*common, "--method", "posfeat_sift", "--out", str(tmp_path / "cli_sift2.h5")]) == 0
     pairs = [("posfeat", "cli.h5"), ("posfeat_sift", "cli_sift.h5"), ("posfeat_sift", "cli_sift2.h5")]
     for method, name in pairs:

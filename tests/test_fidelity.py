@@ -78,10 +78,25 @@ def test_one_pass_differs_in_train_mode_and_equals_two_passes_with_frozen_bn():
 
 
 def test_stage_config_defaults_are_the_official_ones():
-    cfg = check_stage_config("desc", dict(image_size=[64, 48], batch_size=1, epochs=1, steps_per_epoch=1,
-                                          lr_decay_step=1, lr_gamma=0.1, log_every=1, vis_every=1,
-                                          checkpoint_every=1, grid_size=16, line_step=10, window_size=0.1,
-                                          temperature=60.0, win_cost_thr=0.1))
+    cfg = check_stage_config(
+        "desc",
+        dict(
+            image_size=[64, 48],
+            batch_size=1,
+            epochs=1,
+            steps_per_epoch=1,
+            lr_decay_step=1,
+            lr_gamma=0.1,
+            log_every=1,
+            vis_every=1,
+            checkpoint_every=1,
+            grid_size=16,
+            line_step=10,
+            window_size=0.1,
+            temperature=60.0,
+            win_cost_thr=0.1,
+        ),
+    )
     assert cfg["backbone_passes"] == 2 and cfg["amp"] is False and cfg["stable_sigma"] is False
     with pytest.raises(ValueError, match="backbone_passes"):
         check_stage_config("desc", {**cfg, "backbone_passes": 3})
@@ -157,12 +172,29 @@ def test_losses_run_in_float32_under_bf16_autocast():
     rl = ReinforceLoss(block_size=64)
     plain = rl.terms(s1, s2, f1, f2, F12, F21, (W, H), generator=torch.Generator().manual_seed(2))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        auto = rl.terms(s1.bfloat16(), s2.bfloat16(), f1.bfloat16(), f2.bfloat16(), F12, F21, (W, H),
-                        generator=torch.Generator().manual_seed(2))
+        auto = rl.terms(
+            s1.bfloat16(),
+            s2.bfloat16(),
+            f1.bfloat16(),
+            f2.bfloat16(),
+            F12,
+            F21,
+            (W, H),
+            generator=torch.Generator().manual_seed(2),
+        )
     assert auto["loss"].dtype == torch.float32
     # the score maps are rounded to bf16 by the caller; given the same samples, everything else is float32
-    again = rl.terms(s1.bfloat16().float(), s2.bfloat16().float(), f1, f2, F12, F21, (W, H),
-                     samples1=auto["samples1"], samples2=auto["samples2"])
+    again = rl.terms(
+        s1.bfloat16().float(),
+        s2.bfloat16().float(),
+        f1,
+        f2,
+        F12,
+        F21,
+        (W, H),
+        samples1=auto["samples1"],
+        samples2=auto["samples2"],
+    )
     assert torch.allclose(auto["loss"], again["loss"], rtol=1e-5, atol=1e-5)
 
 
@@ -192,7 +224,7 @@ def test_stable_sigma_is_accurate_in_float32_where_the_official_formula_is_noise
     assert torch.allclose(window_sigma(prob64, grid64, c64, stable=False), exact, rtol=1e-4)  # same in float64
     prob32, grid32 = prob64.float(), grid64.float()
     c32 = (prob32[..., None] * grid32).sum(2)
-    err = lambda s: ((s.double() - exact).abs() / exact)  # noqa: E731
+    err = lambda s: (s.double() - exact).abs() / exact  # noqa: E731
     stable, official = err(window_sigma(prob32, grid32, c32, stable=True)), err(window_sigma(prob32, grid32, c32))
     assert float(stable.max()) < 1e-2, float(stable.max())
     assert float(official.median()) > 0.3, float(official.median())  # the official weights 1/σ are noise
@@ -215,8 +247,9 @@ def test_stable_sigma_through_the_loss():
     for dt in (torch.float64, torch.float32):
         for stable in (False, True):
             l2w = Line2WindowLoss(line_step=100, win_cost_thr=0.5, stable_sigma=stable)
-            res = l2w.terms(f.to(dt), f.to(dt), F12.to(dt), F21.to(dt), (W, H),
-                            generator=torch.Generator().manual_seed(4))
+            res = l2w.terms(
+                f.to(dt), f.to(dt), F12.to(dt), F21.to(dt), (W, H), generator=torch.Generator().manual_seed(4)
+            )
             out[dt, stable] = (float(res["loss"]), float(res["stats"]["sigma_mean"]))
     assert out[torch.float64, True][0] == pytest.approx(out[torch.float64, False][0], rel=1e-6)
     assert out[torch.float64, True][1] == pytest.approx(out[torch.float64, False][1], rel=1e-6)
@@ -251,29 +284,73 @@ def test_fidelity_on_cuda():
 #: the official code's recipe, one entry per row of docs/paper-recipe.md (where the paper scale differs on purpose,
 #: the row says why: 10 000 steps per epoch instead of the code's off-by-one 10 001, float16 descriptors on disk)
 OFFICIAL = {
-    "device": "cuda", "model.encoder": "resnet50", "model.pretrained": True, "model.desc_dim": 128,
-    "model.decoder": None, "model.det_conv1": None, "model.det_img": 64, "model.det_mid": 128,
-    "model.input_norm": "imagenet", "optimizer": "adam", "lr.adam": 1e-4, "lr.sgd": 1e-3,
-    "train_desc.image_size": [640, 480], "train_desc.batch_size": 8, "train_desc.epochs": 10,
-    "train_desc.steps_per_epoch": 10000, "train_desc.lr_decay_step": 9, "train_desc.lr_gamma": 0.1,
-    "train_desc.grid_size": 16, "train_desc.line_step": 100, "train_desc.window_size": 0.1,
-    "train_desc.win_cost_thr": 0.1, "train_desc.color_jitter": [1.0, 1.0, 1.0, 0.4], "train_desc.freeze_bn": False,
-    "train_desc.backbone_passes": 2, "train_desc.amp": False, "train_desc.rotation": 0.0,
-    "train_desc.scale": [1.0, 1.0], "train_desc.crop": [1.0, 1.0], "train_desc.grayscale": 0.0,
+    "device": "cuda",
+    "model.encoder": "resnet50",
+    "model.pretrained": True,
+    "model.desc_dim": 128,
+    "model.decoder": None,
+    "model.det_conv1": None,
+    "model.det_img": 64,
+    "model.det_mid": 128,
+    "model.input_norm": "imagenet",
+    "optimizer": "adam",
+    "lr.adam": 1e-4,
+    "lr.sgd": 1e-3,
+    "train_desc.image_size": [640, 480],
+    "train_desc.batch_size": 8,
+    "train_desc.epochs": 10,
+    "train_desc.steps_per_epoch": 10000,
+    "train_desc.lr_decay_step": 9,
+    "train_desc.lr_gamma": 0.1,
+    "train_desc.grid_size": 16,
+    "train_desc.line_step": 100,
+    "train_desc.window_size": 0.1,
+    "train_desc.win_cost_thr": 0.1,
+    "train_desc.color_jitter": [1.0, 1.0, 1.0, 0.4],
+    "train_desc.freeze_bn": False,
+    "train_desc.backbone_passes": 2,
+    "train_desc.amp": False,
+    "train_desc.rotation": 0.0,
+    "train_desc.scale": [1.0, 1.0],
+    "train_desc.crop": [1.0, 1.0],
+    "train_desc.grayscale": 0.0,
     "train_desc.night": 0.0,
-    "train_kp.optimizer": "sgd", "train_kp.lr": 1e-3, "train_kp.image_size": [640, 480], "train_kp.batch_size": 6,
-    "train_kp.epochs": 5, "train_kp.steps_per_epoch": 1000, "train_kp.lr_decay_step": 4, "train_kp.grid_size": 8,
-    "train_kp.temperature": 60.0, "train_kp.reward_thr": 2.0, "train_kp.good_reward": 1.0,
-    "train_kp.bad_reward": -0.25, "train_kp.kp_penalty": 0.001, "train_kp.color_jitter": [1.0, 1.0, 1.0, 0.4],
+    "train_kp.optimizer": "sgd",
+    "train_kp.lr": 1e-3,
+    "train_kp.image_size": [640, 480],
+    "train_kp.batch_size": 6,
+    "train_kp.epochs": 5,
+    "train_kp.steps_per_epoch": 1000,
+    "train_kp.lr_decay_step": 4,
+    "train_kp.grid_size": 8,
+    "train_kp.temperature": 60.0,
+    "train_kp.reward_thr": 2.0,
+    "train_kp.good_reward": 1.0,
+    "train_kp.bad_reward": -0.25,
+    "train_kp.kp_penalty": 0.001,
+    "train_kp.color_jitter": [1.0, 1.0, 1.0, 0.4],
     "train_kp.amp": False,
-    "prepare.rot_thr": 80.0, "prepare.max_pairs_per_scene": 5000,
-    **{f"extract.{d}.{k}": v for d in ("hpatches", "aachen", "eth")
-       for k, v in {"scales": [1.0], "pyramid": False, "rotations": [0], "subpixel": "centroid"}.items()},
-    "extract.hpatches.max_keypoints": 8192, "extract.hpatches.nms_radius": 1, "extract.hpatches.threshold": 0.9,
-    "extract.aachen.max_keypoints": 20480, "extract.aachen.nms_radius": 3, "extract.aachen.threshold": 0.5,
-    "extract.eth.max_keypoints": 20480, "extract.eth.nms_radius": 3, "extract.eth.threshold": 0.9,
-    "eval.eth.ratio": 0.75, "eval.eth.max_exhaustive_images": None, "eval.eth.verification_max_num_trials": 10000,
-    "eval.eth.verification_min_inlier_ratio": 0.25, "eval.eth.num_threads": -1,
+    "prepare.rot_thr": 80.0,
+    "prepare.max_pairs_per_scene": 5000,
+    **{
+        f"extract.{d}.{k}": v
+        for d in ("hpatches", "aachen", "eth")
+        for k, v in {"scales": [1.0], "pyramid": False, "rotations": [0], "subpixel": "centroid"}.items()
+    },
+    "extract.hpatches.max_keypoints": 8192,
+    "extract.hpatches.nms_radius": 1,
+    "extract.hpatches.threshold": 0.9,
+    "extract.aachen.max_keypoints": 20480,
+    "extract.aachen.nms_radius": 3,
+    "extract.aachen.threshold": 0.5,
+    "extract.eth.max_keypoints": 20480,
+    "extract.eth.nms_radius": 3,
+    "extract.eth.threshold": 0.9,
+    "eval.eth.ratio": 0.75,
+    "eval.eth.max_exhaustive_images": None,
+    "eval.eth.verification_max_num_trials": 10000,
+    "eval.eth.verification_min_inlier_ratio": 0.25,
+    "eval.eth.num_threads": -1,
 }
 
 

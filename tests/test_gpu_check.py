@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: the check would run for real")
 def test_gpu_check_fails_clearly_without_cuda(tmp_path):
     out = tmp_path / "report.json"
-    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(out)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "CUDA is not available" in proc.stderr and "nothing was measured" in proc.stderr
     assert not out.exists()
@@ -58,13 +63,21 @@ def test_suite_collects_without_pycolmap(tmp_path):
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "pycolmap.py").write_text("raise ImportError('no pycolmap on this machine')\n")
     hide = tmp_path / "sitecustomize.py"
-    hide.write_text("import importlib.util, sys\n_find = importlib.util.find_spec\n"
-                    "_gone = ('pycolmap', 'hydra', 'dvc', 'ruamel')\n"
-                    "importlib.util.find_spec = lambda n, *a: None if n.split('.')[0] in _gone else _find(n, *a)\n"
-                    "for _m in _gone:\n    sys.modules[_m] = None\n")
+    hide.write_text(
+        "import importlib.util, sys\n_find = importlib.util.find_spec\n"
+        "_gone = ('pycolmap', 'hydra', 'dvc', 'ruamel')\n"
+        "importlib.util.find_spec = lambda n, *a: None if n.split('.')[0] in _gone else _find(n, *a)\n"
+        "for _m in _gone:\n    sys.modules[_m] = None\n"
+    )
     env = dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{root}", PYTEST_DISABLE_PLUGIN_AUTOLOAD="1")
-    res = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                          "-k", "cuda or gpu"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", "-k", "cuda or gpu"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "error" not in res.stdout.lower().split("\n")[-2], res.stdout[-2000:]
     assert "test_models.py" in res.stdout and "test_eth.py" not in res.stdout

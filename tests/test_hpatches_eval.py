@@ -151,8 +151,10 @@ def test_stage_on_demo_agrees_with_independent_computation(demo_root, tmp_path):
     params = {
         "device": "cpu",
         "datasets": {"hpatches": str(demo_root / "hpatches")},
-        "extract": {"methods": ["sift", "rootsift"],
-                    "hpatches": {"max_keypoints": 1024, "nms_radius": 1, "threshold": 0.9, "threshold_mode": "abs"}},
+        "extract": {
+            "methods": ["sift", "rootsift"],
+            "hpatches": {"max_keypoints": 1024, "nms_radius": 1, "threshold": 0.9, "threshold_mode": "abs"},
+        },
         "eval": {"hpatches": {"max_threshold": 15, "exclude": ["i_contruction", "v_talent"]}},
     }
     for m in params["extract"]["methods"]:
@@ -187,12 +189,31 @@ def test_cli_on_real_v_boat(shared_data, tmp_path, capsys):
     if not (root / "v_boat").is_dir():
         pytest.skip("v_boat not in shared data")
     feats = tmp_path / "sift.h5"
-    assert main(["extract", "--method", "sift", "--images", str(root), "--out", str(feats),
-                 "--max-keypoints", "4096"]) == 0
+    assert (
+        main(["extract", "--method", "sift", "--images", str(root), "--out", str(feats), "--max-keypoints", "4096"])
+        == 0
+    )
     out = tmp_path / "m.json"
-    assert main(["eval-hpatches", "--root", str(root), "--features", f"sift={feats}", "--out", str(out),
-                 "--plot", str(tmp_path / "p.png"), "--curves-dir", str(tmp_path / "curves"),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "eval-hpatches",
+                "--root",
+                str(root),
+                "--features",
+                f"sift={feats}",
+                "--out",
+                str(out),
+                "--plot",
+                str(tmp_path / "p.png"),
+                "--curves-dir",
+                str(tmp_path / "curves"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())["sift"]
     assert r["illumination"]["mma@3"] is None and r["illumination"]["mma_score"] is None  # no i_* sequence
     assert r["overall"] == r["viewpoint"]
@@ -209,8 +230,10 @@ def test_mma_figure_is_print_ready(tmp_path):
     from posfeat.evaluation.plots import STYLES, plot_mma_curves
 
     curve = {f"mma@{t}": t / 10 for t in range(1, 11)}
-    results = {m: {s: dict(curve) for s in ("overall", "illumination", "viewpoint")}
-               for m in ("posfeat", "posfeat_sift", "sift")}
+    results = {
+        m: {s: dict(curve) for s in ("overall", "illumination", "viewpoint")}
+        for m in ("posfeat", "posfeat_sift", "sift")
+    }
     out = tmp_path / "mma.png"
     plot_mma_curves(results, out, dataset="HPatches layout, demo world")
     svg = (tmp_path / "mma.svg").read_text()

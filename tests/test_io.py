@@ -6,7 +6,16 @@ import h5py
 import numpy as np
 import pytest
 
-from posfeat.io import DataError, FeatureReader, FeatureWriter, atomic_path, list_feature_names, read_features, read_json, write_json
+from posfeat.io import (
+    DataError,
+    FeatureReader,
+    FeatureWriter,
+    atomic_path,
+    list_feature_names,
+    read_features,
+    read_json,
+    write_json,
+)
 
 
 def test_feature_file_roundtrip_exact(tmp_path):
@@ -103,10 +112,12 @@ def test_feature_method_name_from_the_file(tmp_path):
     from posfeat.io import feature_method_name
 
     kp = np.zeros((1, 2), np.float32)
-    for attrs, want in (({"method": "sift", "config": "{}"}, "sift"),
-                        ({"method": "posfeat", "config": '{"sift_keypoints": false}'}, "posfeat"),
-                        ({"method": "posfeat", "config": '{"sift_keypoints": true}'}, "posfeat_sift"),
-                        ({}, "plain")):
+    for attrs, want in (
+        ({"method": "sift", "config": "{}"}, "sift"),
+        ({"method": "posfeat", "config": '{"sift_keypoints": false}'}, "posfeat"),
+        ({"method": "posfeat", "config": '{"sift_keypoints": true}'}, "posfeat_sift"),
+        ({}, "plain"),
+    ):
         path = tmp_path / ("plain.h5" if not attrs else f"{want}_file.h5")
         with FeatureWriter(path, attrs=attrs) as w:
             w.add("a.jpg", kp, np.ones(1), np.ones((1, 4)), (10, 10))

@@ -131,10 +131,12 @@ def test_line2window_float32_fast_close_to_reference():
     f1 = torch.randn(B, D, H // 4, W // 4, requires_grad=True)
     f2 = torch.randn(B, D, H // 4, W // 4, requires_grad=True)
     p1, p2, j1, j2 = _draws(B, H, W, dtype=torch.float32)
-    loss = Line2WindowLoss(line_step=30, win_cost_thr=0.5)(f1, f2, F12.float(), F21.float(), (W, H), points1=p1,
-                                                           points2=p2, jitter1=j1, jitter2=j2)[0]
-    ref = line2window_reference(f1, f2, F12.float(), F21.float(), (W, H), p1, p2, j1, j2, line_step=30,
-                                win_cost_thr=0.5)[0]
+    loss = Line2WindowLoss(line_step=30, win_cost_thr=0.5)(
+        f1, f2, F12.float(), F21.float(), (W, H), points1=p1, points2=p2, jitter1=j1, jitter2=j2
+    )[0]
+    ref = line2window_reference(
+        f1, f2, F12.float(), F21.float(), (W, H), p1, p2, j1, j2, line_step=30, win_cost_thr=0.5
+    )[0]
     assert torch.allclose(loss, ref, rtol=1e-4)
 
 
@@ -148,10 +150,24 @@ def test_line2window_parts_pool_over_samples():
     p1, p2, j1, j2 = _draws(B, H, W)
     kw = dict(line_step=20, win_cost_thr=0.5)
     full = line2window_parts(f1, f2, F12, F21, (W, H), p1, p2, j1, j2, **kw)
-    parts = [line2window_parts(f1[i:i + 1], f2[i:i + 1], F12[i:i + 1], F21[i:i + 1], (W, H), p1[i:i + 1],
-                               p2[i:i + 1], j1[i:i + 1], j2[i:i + 1], **kw) for i in range(B)]
-    pooled = sum(p["num1"] for p in parts) / sum(p["den1"] for p in parts) + sum(
-        p["num2"] for p in parts) / sum(p["den2"] for p in parts)
+    parts = [
+        line2window_parts(
+            f1[i : i + 1],
+            f2[i : i + 1],
+            F12[i : i + 1],
+            F21[i : i + 1],
+            (W, H),
+            p1[i : i + 1],
+            p2[i : i + 1],
+            j1[i : i + 1],
+            j2[i : i + 1],
+            **kw,
+        )
+        for i in range(B)
+    ]
+    pooled = sum(p["num1"] for p in parts) / sum(p["den1"] for p in parts) + sum(p["num2"] for p in parts) / sum(
+        p["den2"] for p in parts
+    )
     assert torch.allclose(pooled, full["loss"], rtol=1e-10)
     assert not torch.allclose(sum(p["loss"] for p in parts) / B, full["loss"], rtol=1e-6)  # not a mean of means
 
@@ -179,7 +195,8 @@ def test_line2window_axis_parallel_lines_no_nan(Fm):
     f1 = torch.randn(B, 16, H // 4, W // 4, requires_grad=True)
     f2 = torch.randn(B, 16, H // 4, W // 4, requires_grad=True)
     res = Line2WindowLoss(line_step=30, win_cost_thr=0.5).terms(
-        f1, f2, F12, F12.transpose(1, 2), (W, H), generator=torch.Generator().manual_seed(0))
+        f1, f2, F12, F12.transpose(1, 2), (W, H), generator=torch.Generator().manual_seed(0)
+    )
     res["loss"].backward()
     assert torch.isfinite(res["loss"]) and res["loss"] > 0
     assert res["stats"]["percent_valid"] > 0.5
@@ -200,8 +217,9 @@ def test_line2window_empty_mask_is_zero_not_nan(case):
         thr = 1e-12
     f1 = torch.randn(B, 8, H // 4, W // 4, requires_grad=True)
     f2 = torch.randn(B, 8, H // 4, W // 4, requires_grad=True)
-    res = Line2WindowLoss(line_step=20, win_cost_thr=thr).terms(f1, f2, F12.float(), F21.float(), (W, H),
-                                                                generator=torch.Generator().manual_seed(0))
+    res = Line2WindowLoss(line_step=20, win_cost_thr=thr).terms(
+        f1, f2, F12.float(), F21.float(), (W, H), generator=torch.Generator().manual_seed(0)
+    )
     res["loss"].backward()
     assert float(res["loss"].detach()) == 0.0 and float(res["stats"]["percent_w"]) == 0.0
     assert torch.equal(f1.grad, torch.zeros_like(f1)) and torch.equal(f2.grad, torch.zeros_like(f2))
@@ -215,8 +233,9 @@ def test_line2window_finds_true_correspondences():
     F12 = F_HORIZONTAL.float().expand(B, 3, 3).clone()
     loss_fn = Line2WindowLoss(line_step=50, win_cost_thr=0.5)
     same = loss_fn.terms(f, f, F12, F12.transpose(1, 2), (W, H), generator=torch.Generator().manual_seed(0))
-    other = loss_fn.terms(f, torch.randn_like(f), F12, F12.transpose(1, 2), (W, H),
-                          generator=torch.Generator().manual_seed(0))
+    other = loss_fn.terms(
+        f, torch.randn_like(f), F12, F12.transpose(1, 2), (W, H), generator=torch.Generator().manual_seed(0)
+    )
     # the line search finds the query itself: the soft-argmax lands on it along the line (x), within the
     # window's few y samples across it (int(0.1·Hf) = 2 rows here), and the window distribution is sharp
     err_same = (same["corloc1"][..., 0] - same["points1"][..., 0]).abs().median()
@@ -241,7 +260,7 @@ def _reinforce_inputs(B=2, H=48, W=64, D=16, seed=0, dtype=torch.float64):
     raw1 = torch.randn(B, 1, H, W, dtype=dtype, requires_grad=True)
     raw2 = torch.randn(B, 1, H, W, dtype=dtype, requires_grad=True)
     f1 = torch.randn(B, D, H // 4, W // 4)
-    f2 = (f1 + 0.3 * torch.randn_like(f1))  # correlated: a spread of match probabilities
+    f2 = f1 + 0.3 * torch.randn_like(f1)  # correlated: a spread of match probabilities
     return raw1, raw2, f1, f2
 
 
@@ -259,7 +278,7 @@ def test_sample_keypoints_cells_logp_and_acceptance():
     for b in range(B):  # logp against an independent per-cell computation
         for k in range(6):
             cy, cx = divmod(k, 3)
-            cell = score[b, 0, cy * g:(cy + 1) * g, cx * g:(cx + 1) * g].reshape(-1)
+            cell = score[b, 0, cy * g : (cy + 1) * g, cx * g : (cx + 1) * g].reshape(-1)
             j = (y[b, k] - cy * g) * g + (x[b, k] - cx * g)
             sj = score[b, 0, y[b, k], x[b, k]]
             acc = torch.sigmoid(sj) if s.accepted[b, k] else 1 - torch.sigmoid(sj)
@@ -277,7 +296,9 @@ def test_sample_keypoints_distribution():
     score = torch.zeros(B, 1, H, W)
     score[0, 0, 3::8, 5::8] = 30.0  # one peak per cell, σ ≈ 1
     s = sample_keypoints(score, 8, torch.Generator().manual_seed(0))
-    assert torch.equal(s.xy[0, :, 0] % 8, torch.full((64,), 5.0)) and torch.equal(s.xy[0, :, 1] % 8, torch.full((64,), 3.0))
+    assert torch.equal(s.xy[0, :, 0] % 8, torch.full((64,), 5.0)) and torch.equal(
+        s.xy[0, :, 1] % 8, torch.full((64,), 3.0)
+    )
     assert s.accepted.all()
     flat = torch.zeros(1, 1, 256, 256)  # uniform proposals, acceptance probability σ(0) = 0.5
     s = sample_keypoints(flat, 8, torch.Generator().manual_seed(0))
@@ -335,8 +356,17 @@ def test_reinforce_fast_equals_dense_values_and_gradients(Fname):
     loss_fn = ReinforceLoss(block_size=7)  # several row blocks
     results = {}
     for impl in ("fast", "dense"):
-        res = loss_fn.terms(F.softplus(raw1), F.softplus(raw2), f1, f2, F12, F21, (W, H),
-                            generator=torch.Generator().manual_seed(3), impl=impl)
+        res = loss_fn.terms(
+            F.softplus(raw1),
+            F.softplus(raw2),
+            f1,
+            f2,
+            F12,
+            F21,
+            (W, H),
+            generator=torch.Generator().manual_seed(3),
+            impl=impl,
+        )
         grads = torch.autograd.grad(res["loss"], (raw1, raw2))
         results[impl] = (res, grads)
     (fast, gf), (dense, gd) = results["fast"], results["dense"]
@@ -387,8 +417,17 @@ def test_reinforce_no_quadratic_tensor_in_graph():
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            ReinforceLoss().terms(F.softplus(raw1), F.softplus(raw2), f1, f2, torch.eye(3)[None], torch.eye(3)[None],
-                                  (W, H), generator=torch.Generator().manual_seed(0), impl=impl)
+            ReinforceLoss().terms(
+                F.softplus(raw1),
+                F.softplus(raw2),
+                f1,
+                f2,
+                torch.eye(3)[None],
+                torch.eye(3)[None],
+                (W, H),
+                generator=torch.Generator().manual_seed(0),
+                impl=impl,
+            )
         sizes[impl] = max(saved)
     assert sizes["fast"] <= H * W  # the score maps themselves
     assert sizes["dense"] >= B * n * n
@@ -399,8 +438,9 @@ def test_reinforce_nothing_accepted_is_finite_zero():
     B, H, W = 1, 32, 32
     score = torch.full((B, 1, H, W), -40.0, requires_grad=True)  # σ(−40) ≈ 0: nothing accepted
     f = torch.randn(B, 8, 8, 8)
-    loss, stats = ReinforceLoss()(score, score, f, f, torch.eye(3)[None], torch.eye(3)[None], (W, H),
-                                  generator=torch.Generator().manual_seed(0))
+    loss, stats = ReinforceLoss()(
+        score, score, f, f, torch.eye(3)[None], torch.eye(3)[None], (W, H), generator=torch.Generator().manual_seed(0)
+    )
     loss.backward()
     assert float(loss.detach()) == 0.0 and float(stats["n_kps"]) == 0.0 and float(stats["precision"]) == 0.0
     assert torch.isfinite(score.grad).all() and score.grad.abs().sum() == 0
@@ -450,15 +490,31 @@ def test_losses_on_cuda():
     B, H, W = 1, 48, 64
     raw1, raw2, f1, f2 = _reinforce_inputs(B, H, W, dtype=torch.float32)
     F12, F21 = _general_F(B, W, H)
-    args = (F.softplus(raw1.cuda()), F.softplus(raw2.cuda()), f1.cuda(), f2.cuda(), F12.float().cuda(),
-            F21.float().cuda(), (W, H))
+    args = (
+        F.softplus(raw1.cuda()),
+        F.softplus(raw2.cuda()),
+        f1.cuda(),
+        f2.cuda(),
+        F12.float().cuda(),
+        F21.float().cuda(),
+        (W, H),
+    )
     fast = ReinforceLoss(block_size=16).terms(*args, generator=torch.Generator(device="cuda").manual_seed(0))
     dense = ReinforceLoss().terms(*args, generator=torch.Generator(device="cuda").manual_seed(0), impl="dense")
     assert fast["loss"].device.type == "cuda" and torch.isfinite(fast["loss"])
     assert torch.allclose(fast["loss"], dense["loss"], rtol=1e-4, atol=1e-5)
     l2w = Line2WindowLoss(line_step=20, win_cost_thr=0.5)
     p1, p2, j1, j2 = _draws(B, H, W, dtype=torch.float32)
-    a = l2w(f1.cuda(), f2.cuda(), F12.float().cuda(), F21.float().cuda(), (W, H), points1=p1.cuda(),
-            points2=p2.cuda(), jitter1=j1.cuda(), jitter2=j2.cuda())[0]
+    a = l2w(
+        f1.cuda(),
+        f2.cuda(),
+        F12.float().cuda(),
+        F21.float().cuda(),
+        (W, H),
+        points1=p1.cuda(),
+        points2=p2.cuda(),
+        jitter1=j1.cuda(),
+        jitter2=j2.cuda(),
+    )[0]
     b = l2w(f1, f2, F12.float(), F21.float(), (W, H), points1=p1, points2=p2, jitter1=j1, jitter2=j2)[0]
     assert torch.allclose(a.cpu(), b, rtol=1e-3)

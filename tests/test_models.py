@@ -60,8 +60,10 @@ def _conv_macs(module: torch.nn.Module, x: torch.Tensor, prefix: str) -> int:
     macs, hooks = [0], []
     for name, m in module.named_modules():
         if isinstance(m, torch.nn.Conv2d) and name.startswith(prefix):
+
             def hook(mod, inp, out):
                 macs[0] += out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1]
+
             hooks.append(m.register_forward_hook(hook))
     with torch.no_grad():
         module(x)
@@ -267,4 +269,7 @@ def test_start_line_names_device_model_data_and_steps():
     assert line.startswith("train_kp: device cpu, torch ")
     assert f"model small 128-d, {total / 1e6:.2f} M parameters ({trainable / 1e6:.2f} M trainable)" in line
     assert line.endswith("data 12 training pairs, steps 0 -> 80")
-    assert start_line("eval-eth x", None, "sift", "6 images") == f"eval-eth x: torch {torch.__version__}, model sift, data 6 images"
+    assert (
+        start_line("eval-eth x", None, "sift", "6 images")
+        == f"eval-eth x: torch {torch.__version__}, model sift, data 6 images"
+    )

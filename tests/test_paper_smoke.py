@@ -17,19 +17,35 @@ import sys
 
 import pytest
 import yaml
-
 from test_pipeline import _copy_repo, _run, _stages_run
 
 pytestmark = pytest.mark.slow
 
 SMOKE = {
-    "train_desc.epochs": 1, "train_desc.steps_per_epoch": 2, "train_desc.batch_size": 2, "train_desc.num_workers": 0,
-    "train_desc.log_every": 1, "train_desc.vis_every": 2, "train_desc.checkpoint_every": 1,
-    "train_kp.epochs": 1, "train_kp.steps_per_epoch": 2, "train_kp.batch_size": 2, "train_kp.num_workers": 0,
-    "train_kp.log_every": 1, "train_kp.vis_every": 2, "train_kp.checkpoint_every": 1,
-    "demo.megadepth_scenes": 3, "demo.megadepth_images": 6, "demo.hpatches_sequences": 1, "demo.eth_scenes": 1,
-    "demo.eth_images": 5, "demo.aachen_db_images": 8, "demo.aachen_day_queries": 1, "demo.aachen_night_queries": 1,
-    "device": "cpu", "model.pretrained": False,
+    "train_desc.epochs": 1,
+    "train_desc.steps_per_epoch": 2,
+    "train_desc.batch_size": 2,
+    "train_desc.num_workers": 0,
+    "train_desc.log_every": 1,
+    "train_desc.vis_every": 2,
+    "train_desc.checkpoint_every": 1,
+    "train_kp.epochs": 1,
+    "train_kp.steps_per_epoch": 2,
+    "train_kp.batch_size": 2,
+    "train_kp.num_workers": 0,
+    "train_kp.log_every": 1,
+    "train_kp.vis_every": 2,
+    "train_kp.checkpoint_every": 1,
+    "demo.megadepth_scenes": 3,
+    "demo.megadepth_images": 6,
+    "demo.hpatches_sequences": 1,
+    "demo.eth_scenes": 1,
+    "demo.eth_images": 5,
+    "demo.aachen_db_images": 8,
+    "demo.aachen_day_queries": 1,
+    "demo.aachen_night_queries": 1,
+    "device": "cpu",
+    "model.pretrained": False,
 }
 
 
@@ -41,13 +57,27 @@ def test_paper_recipe_runs_end_to_end(shared_data, tmp_path):
     hpatches = tmp_path / "hpatches"
     shutil.copytree(shared_data / "hpatches-oxford" / "v_boat", hpatches / "v_boat")
     manifest = tmp_path / "megadepth_manifest.json"
-    _run([py, "-m", "posfeat", "megadepth-manifest", "--root", str(shared_data / "megadepth-strecha"), "--out",
-          str(manifest)], repo)
+    _run(
+        [
+            py,
+            "-m",
+            "posfeat",
+            "megadepth-manifest",
+            "--root",
+            str(shared_data / "megadepth-strecha"),
+            "--out",
+            str(manifest),
+        ],
+        repo,
+    )
     _run(["git", "init", "-q"], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "study"], repo)
-    data = {"datasets.megadepth": str(shared_data / "megadepth-strecha"), "datasets.megadepth_metadata": str(manifest),
-            "datasets.hpatches": str(hpatches)}
+    data = {
+        "datasets.megadepth": str(shared_data / "megadepth-strecha"),
+        "datasets.megadepth_metadata": str(manifest),
+        "datasets.hpatches": str(hpatches),
+    }
     args = ["-S", "scale=paper"]
     for k, v in {**SMOKE, **data}.items():
         args += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]

@@ -14,11 +14,10 @@ import shutil
 import numpy as np
 import pytest
 from PIL import Image
+from training_setup import TINY_MODEL, tiny_cfg
 
 from posfeat.data.photos import PhotosConfig, _downscaled_copy, build_training_set, check_photos, find_collections
 from posfeat.io import DataError
-
-from training_setup import TINY_MODEL, tiny_cfg
 
 
 def _photo(path, size=(64, 48), seed=0):
@@ -145,8 +144,16 @@ def test_strecha_photos_become_a_training_set(strecha_photos, shared_data, tmp_p
 
     index, prep = prepare_megadepth(out, seed=0)
     assert index["train"] and prep["scenes_kept"] == 2
-    m = train("desc", index, tiny_cfg("desc", steps_per_epoch=3), out_model=tmp_path / "desc.pt",
-              ckpt_dir=tmp_path / "ckpt", model_config=TINY_MODEL, device="cpu", progress=False)
+    m = train(
+        "desc",
+        index,
+        tiny_cfg("desc", steps_per_epoch=3),
+        out_model=tmp_path / "desc.pt",
+        ckpt_dir=tmp_path / "ckpt",
+        model_config=TINY_MODEL,
+        device="cpu",
+        progress=False,
+    )
     assert m["steps"] == 3 and np.isfinite(m["loss"])
 
 

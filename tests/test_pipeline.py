@@ -21,8 +21,15 @@ pytestmark = pytest.mark.slow
 
 
 def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
-    env = dict(os.environ, PYTHONPATH=str(cwd), DVC_NO_ANALYTICS="1", GIT_AUTHOR_NAME="t",
-               GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t")
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(cwd),
+        DVC_NO_ANALYTICS="1",
+        GIT_AUTHOR_NAME="t",
+        GIT_AUTHOR_EMAIL="t@t",
+        GIT_COMMITTER_NAME="t",
+        GIT_COMMITTER_EMAIL="t@t",
+    )
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}"
@@ -32,7 +39,10 @@ def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
 def _copy_repo(dst: Path) -> None:
     files = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split("\0")
     skip_prefixes = ("data/demo", "data/prepared", "models/", "features/", "results/", "dvclive/", "metrics/", "plots/")
     for rel in files:
@@ -65,14 +75,30 @@ def test_dvc_repro_then_experiment(tmp_path):
     out = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny"], repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["train_desc"]["steps_per_epoch"] == 4
     ran = _stages_run(out)
-    for stage in ("demo_data", "prepare_megadepth", "train_desc", "train_kp", "eval_hpatches", "eval_aachen", "eval_eth"):
+    for stage in (
+        "demo_data",
+        "prepare_megadepth",
+        "train_desc",
+        "train_kp",
+        "eval_hpatches",
+        "eval_aachen",
+        "eval_eth",
+    ):
         assert stage in ran, f"{stage} did not run:\n{out[-3000:]}"
     assert {s for s in ran if s.startswith("extract")} == {
         f"extract_{m}@{d}" for d in ("hpatches", "aachen", "eth") for m in ("posfeat", "sift")
     }
-    for path in ("models/desc.pt", "models/posfeat.pt", "features/posfeat/hpatches.h5", "features/sift/eth.h5",
-                 "features/posfeat_sift/aachen.h5", "plots/hpatches/posfeat.csv", "plots/hpatches/posfeat_sift.csv",
-                 "plots/hpatches/sift.csv", "results/aachen/posfeat.txt"):
+    for path in (
+        "models/desc.pt",
+        "models/posfeat.pt",
+        "features/posfeat/hpatches.h5",
+        "features/sift/eth.h5",
+        "features/posfeat_sift/aachen.h5",
+        "plots/hpatches/posfeat.csv",
+        "plots/hpatches/posfeat_sift.csv",
+        "plots/hpatches/sift.csv",
+        "results/aachen/posfeat.txt",
+    ):
         assert (repo / path).is_file(), path
     hp = json.loads((repo / "metrics/hpatches.json").read_text())
     assert set(hp) == {"posfeat", "posfeat_sift", "sift"}

@@ -174,7 +174,14 @@ def test_hpatches_exclusion_list(tmp_path):
     assert hpatches.list_sequences(tmp_path) == ["i_keep", "v_keep"]
     assert hpatches.list_sequences(tmp_path, exclude=()) == ["i_dc", "i_keep", "v_keep", "v_talent"]
     assert set(hpatches.D2NET_EXCLUDE) == {
-        "i_contruction", "i_crownnight", "i_dc", "i_pencils", "i_whitebuilding", "v_artisans", "v_astronautis", "v_talent",
+        "i_contruction",
+        "i_crownnight",
+        "i_dc",
+        "i_pencils",
+        "i_whitebuilding",
+        "v_artisans",
+        "v_astronautis",
+        "v_talent",
     }
 
 
@@ -275,7 +282,9 @@ def test_aachen_v10_layout(tmp_path):
     root = _aachen_v10(tmp_path)
     layout = aachen.AachenLayout.detect(root)
     assert layout.version == "1.0"
-    assert layout.pairs.name == "image_pairs_to_match.txt" and layout.database_intrinsics.name == "database_intrinsics.txt"
+    assert (
+        layout.pairs.name == "image_pairs_to_match.txt" and layout.database_intrinsics.name == "database_intrinsics.txt"
+    )
     rec = aachen.load_reference(root)
     lines = (root / "3D-models" / "aachen_cvpr2018_db.nvm").read_text().splitlines()[3:5]
     for line in lines:
@@ -293,7 +302,10 @@ def test_aachen_v10_layout(tmp_path):
 @pytest.mark.parametrize(
     "line, pattern",
     [
-        ("query/day/a.jpg SIMPLE_RADIAL 1600 1200 1400 800 600", r"expected 4 parameters for camera model SIMPLE_RADIAL"),
+        (
+            "query/day/a.jpg SIMPLE_RADIAL 1600 1200 1400 800 600",
+            r"expected 4 parameters for camera model SIMPLE_RADIAL",
+        ),
         ("query/day/a.jpg WEIRD 1600 1200 1400 800 600 0", r"expected a COLMAP camera model"),
         ("query/day/a.jpg PINHOLE 1600 1200 -1 1400 800 600", r"expected a focal length > 0"),
         ("query/day/a.jpg PINHOLE 1600 1200.5 1400 1400 800 600", r"expected height to be an integer"),
@@ -341,7 +353,7 @@ def test_aachen_ground_truth_rotation_is_world_to_camera(tmp_path):
     q = Rotation.from_euler("zyx", [30, 10, -5], degrees=True).as_quat()[[3, 0, 1, 2]]
     path = tmp_path / "gt.txt"
     path.write_text("q.jpg " + " ".join(f"{v:.15g}" for v in (*q, 1, 2, 3)) + "\n")
-    (qv, t), = aachen.read_ground_truth(path).values()
+    ((qv, t),) = aachen.read_ground_truth(path).values()
     np.testing.assert_allclose(qv, q, atol=1e-12)
     np.testing.assert_allclose(t, [1, 2, 3])
 
@@ -371,7 +383,9 @@ def test_aachen_bad_pairs_and_root(tmp_path):
     path.write_text("db/1.jpg db/2.jpg\ndb/1.jpg db/9.jpg\n")
     _raises_at(lambda: aachen.read_pair_list(path, known={"db/1.jpg", "db/2.jpg"}), path, 2, r"unknown 'db/9.jpg'")
     (tmp_path / "empty_root").mkdir()
-    _raises_at(lambda: aachen.AachenLayout.detect(tmp_path / "empty_root"), tmp_path / "empty_root", None, "found neither")
+    _raises_at(
+        lambda: aachen.AachenLayout.detect(tmp_path / "empty_root"), tmp_path / "empty_root", None, "found neither"
+    )
 
 
 # ------------------------------------------------------------------------------------------------ ETH
@@ -381,7 +395,7 @@ def test_eth_demo(demo_root):
     images = eth.list_scene_images(root / "Plaza")
     assert len(images) == 6 and all(n.startswith("images/") for n in images)
     cams = eth.read_gt_cameras(root / "Plaza")
-    assert sorted(cams) == sorted(n[len("images/"):] for n in images)
+    assert sorted(cams) == sorted(n[len("images/") :] for n in images)
     raw = _independent_img_cam(root / "Plaza" / "gt_cameras.txt")
     for name, v in raw.items():
         np.testing.assert_allclose(cams[name].R, v[6:15].reshape(3, 3))

@@ -10,7 +10,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from posfeat.cli import build_parser, main as cli_main
+from posfeat.cli import build_parser
+from posfeat.cli import main as cli_main
 from posfeat.io import read_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,7 +21,7 @@ TINY_MODEL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
 def readme_cli_lines() -> list[str]:
     """The ``python -m posfeat …`` lines of the README's "Command line (outside the study)" block."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Command line (outside the study)"):]
+    section = text[text.index("## Command line (outside the study)") :]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     return [ln.split("#")[0].strip() for ln in block.splitlines() if ln.strip().startswith("python -m posfeat")]
 
@@ -43,8 +44,13 @@ def test_readme_commands_run_in_sequence(demo_root, tmp_path, monkeypatch):
     weights = tmp_path / "posfeat.pt"
     save_checkpoint(weights, build_model(TINY_MODEL))
     scene = list_scenes(demo_root / "eth")[0]
-    subs = {"models/posfeat.pt": str(weights), "params.yaml": str(ROOT / "params.yaml"), "HPATCHES": str(demo_root / "hpatches"),
-            "ETH/Fountain": str(demo_root / "eth" / scene), "AACHEN": str(demo_root / "aachen")}
+    subs = {
+        "models/posfeat.pt": str(weights),
+        "params.yaml": str(ROOT / "params.yaml"),
+        "HPATCHES": str(demo_root / "hpatches"),
+        "ETH/Fountain": str(demo_root / "eth" / scene),
+        "AACHEN": str(demo_root / "aachen"),
+    }
     monkeypatch.chdir(tmp_path)
     for line in readme_cli_lines():
         for k, v in subs.items():
@@ -76,8 +82,12 @@ def test_help_shows_every_default():
         for action in p._actions:
             if action.default == argparse.SUPPRESS and action.dest != "help":  # a setting: its default in the help
                 assert "(default: " in action.help, (name, action.dest)
-            elif action.option_strings and action.default is not None and action.dest != "help" \
-                    and action.default is not False:
+            elif (
+                action.option_strings
+                and action.default is not None
+                and action.dest != "help"
+                and action.default is not False
+            ):
                 assert f"(default: {action.default})" in " ".join(text.split()), (name, action.dest)
 
 
@@ -87,12 +97,33 @@ def test_eth_accepts_features_from_any_folder(demo_root, tmp_path, folder):
     from posfeat.data.eth import list_scenes
 
     scene = list_scenes(demo_root / "eth")[0]
-    images = {"images": demo_root / "eth" / scene / "images", "scene": demo_root / "eth" / scene,
-              "root": demo_root / "eth"}[folder]
+    images = {
+        "images": demo_root / "eth" / scene / "images",
+        "scene": demo_root / "eth" / scene,
+        "root": demo_root / "eth",
+    }[folder]
     h5 = tmp_path / "f.h5"
-    assert cli_main(["extract", "--method", "sift", "--images", str(images), "--out", str(h5),
-                     "--max-keypoints", "512"]) == 0
+    assert (
+        cli_main(["extract", "--method", "sift", "--images", str(images), "--out", str(h5), "--max-keypoints", "512"])
+        == 0
+    )
     out = tmp_path / "s.json"
-    assert cli_main(["eval-eth", "--root", str(demo_root / "eth" / scene), "--features", str(h5),
-                     "--out", str(out), "--device", "cpu", "--mapping-attempts", "1"]) == 0
+    assert (
+        cli_main(
+            [
+                "eval-eth",
+                "--root",
+                str(demo_root / "eth" / scene),
+                "--features",
+                str(h5),
+                "--out",
+                str(out),
+                "--device",
+                "cpu",
+                "--mapping-attempts",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert read_json(out)[scene]["num_pairs"] > 0

@@ -72,8 +72,11 @@ def test_solve_recovers_mixed_focal_factors():
     factors = [0.7, 1.0, 2.4, 1.3, 0.9, 1.8, 1.1, 1.5]
     sizes = [(800, 600), (640, 480), (1024, 768), (600, 800)] * 2
     cams = _scene(factors, sizes, seed=1)
-    pairs = [(i, j, reconstruction.normalise_fundamental(_fundamental(cams[i], cams[j]), sizes[i], sizes[j]), 1.0)
-             for i in range(8) for j in range(i + 1, 8)]
+    pairs = [
+        (i, j, reconstruction.normalise_fundamental(_fundamental(cams[i], cams[j]), sizes[i], sizes[j]), 1.0)
+        for i in range(8)
+        for j in range(i + 1, 8)
+    ]
     est, own, scale = reconstruction.solve_focal_factors(pairs, 8, fixed={})
     assert own.all() and scale is not None
     ratio = est / np.asarray(factors)
@@ -117,6 +120,16 @@ def test_estimate_and_apply_through_a_database(tmp_path):
         assert got[cid] == pytest.approx(factors[k] * 800, rel=0.04)
     assert sum(prior.values()) == 1  # estimated focals are initial values, not priors
 
+    db = pycolmap.Database.open(str(tmp_path / "d.db"))
+    try:  # a prior found wrong: dropped, then self-calibrated like the others
+        assert reconstruction.drop_focal_priors(db) == 1 and reconstruction.drop_focal_priors(db) == 0
+        est = reconstruction.estimate_focals(db)
+    finally:
+        db.close()
+    assert est.counts() == {"prior": 0, "two_view": 4, "guess": 0}
+    ratios = [est.focal[c] / est.focal[sorted(est.focal)[2]] for c in sorted(est.focal)]
+    assert ratios == pytest.approx([f / factors[2] for f in factors], rel=0.05)  # ratios; the scale is the guess's
+
 
 def test_no_pairs_keeps_the_guess(tmp_path):
     db = colmap.create_database(tmp_path / "d.db")
@@ -153,12 +166,13 @@ def make_no_exif_collection(shared: Path, out: Path, seed: int = 1) -> list[floa
         K = np.array([[fx, 0, cx - x0], [0, fy, cy - y0], [0, 0, 1.0]])
         s = rng.uniform(600, 1100) / max(cw, ch)
         nw, nh = int(round(cw * s)), int(round(ch * s))
-        res = cv2.resize(np.ascontiguousarray(img[y0:y0 + ch, x0:x0 + cw]), (nw, nh), interpolation=cv2.INTER_AREA)
+        res = cv2.resize(np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw]), (nw, nh), interpolation=cv2.INTER_AREA)
         K = scale_intrinsics(K, nw / cw, nh / ch)
         cv2.imwrite(str(out / "images" / r[0]), res, [cv2.IMWRITE_JPEG_QUALITY, 92])  # OpenCV writes no EXIF
         ratios.append(K[0, 0] / (1.2 * max(nw, nh)))
-        lines.append(" ".join([r[0], str(nw), str(nh)] + [f"{v:.4f}" for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])]
-                              + r[7:]))
+        lines.append(
+            " ".join([r[0], str(nw), str(nh)] + [f"{v:.4f}" for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])] + r[7:])
+        )
     (out / "gt_cameras.txt").write_text("\n".join(lines) + "\n")
     return ratios
 
@@ -181,8 +195,9 @@ def test_no_exif_collection_registers_for_every_seed(no_exif_scene, tmp_path, se
     from posfeat.evaluation import eth
 
     scene, feats = no_exif_scene
-    res = eth.evaluate_scene(scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1, seed=seed), device="cpu",
-                             progress=False)
+    res = eth.evaluate_scene(
+        scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1, seed=seed), device="cpu", progress=False
+    )
     st = res.stats
     assert st["num_reg_images"] == 10, res.message
     assert st["protocol"]["focal_init"] == "two_view"

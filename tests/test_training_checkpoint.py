@@ -1,4 +1,5 @@
-"""Resume from the checkpoint: an interrupted run ends equal to an uninterrupted one, and a checkpoint of another configuration or other training code is not resumed (posfeat.training.checkpoint, fingerprints)."""
+"""Resume from the checkpoint: an interrupted run ends equal to an uninterrupted one, and a checkpoint of
+another configuration or other training code is not resumed (posfeat.training.checkpoint, fingerprints)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,9 @@ import json
 
 import pytest
 import torch
+from training_setup import TINY_MODEL, index, tiny_cfg  # noqa: F401 (a fixture)
 
 from posfeat.training import TrainingInterrupted, train
-from training_setup import TINY_MODEL, index, tiny_cfg  # noqa: F401 (a fixture)
 
 
 def _state(path):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from training_setup import tiny_cfg
 
 from posfeat.training import check_stage_config
-from training_setup import tiny_cfg
 
 
 def test_stage_config_is_checked():

@@ -1,4 +1,5 @@
-"""The training data: intrinsics under resizing, global batches over ranks, colour jitter, the pair dataset, view augmentation (CPU, fast)."""
+"""The training data: intrinsics under resizing, global batches over ranks, colour jitter, the pair dataset,
+view augmentation (CPU, fast)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from posfeat.data.pairs import (PairDataset, StepBatchSampler, color_jitter, global_batch, night_look, scale_intrinsics,
-                                view_augmentation, warp_image)
-from posfeat.io import DataError
 from training_setup import SIZE, index  # noqa: F401 (a fixture)
+
+from posfeat.data.pairs import (
+    PairDataset,
+    StepBatchSampler,
+    color_jitter,
+    global_batch,
+    night_look,
+    scale_intrinsics,
+    view_augmentation,
+    warp_image,
+)
+from posfeat.io import DataError
 
 
 def test_scale_intrinsics_follows_cv2_resize():
@@ -132,7 +141,9 @@ def test_augmented_pairs_keep_the_epipolar_geometry(index):
 def test_grayscale_probability(index):
     """p = 1 turns every image grey (equal channels, the 601 luma); p = 0 leaves the samples untouched."""
     plain = PairDataset(index, "train", SIZE, (0.3, 0.3, 0.3, 0.05), 0)[(1, 9)]
-    assert torch.equal(plain["image1"], PairDataset(index, "train", SIZE, (0.3, 0.3, 0.3, 0.05), 0, grayscale=0.0)[(1, 9)]["image1"])
+    assert torch.equal(
+        plain["image1"], PairDataset(index, "train", SIZE, (0.3, 0.3, 0.3, 0.05), 0, grayscale=0.0)[(1, 9)]["image1"]
+    )
     grey = PairDataset(index, "train", SIZE, None, 0, grayscale=1.0)[(1, 9)]
     colour = PairDataset(index, "train", SIZE, None, 0)[(1, 9)]
     for k in ("image1", "image2"):
@@ -173,8 +184,8 @@ def test_night_probability(index):
 def test_crop_cuts_one_window_of_a_finer_resize_with_exact_cameras(index):
     """``crop``: both images resized by one factor and cut at one relative position; K follows exactly (the
     crop equals that window of the resized image, and x2ᵀ F12 x1 = 0 for the returned cameras)."""
-    from posfeat.data.pairs import resize_image
     from posfeat.data.images import read_image
+    from posfeat.data.pairs import resize_image
 
     ds = PairDataset(index, "train", SIZE, None, 0, crop=(1.5, 2.0))
     plain = PairDataset(index, "train", SIZE, None, 0)
@@ -187,14 +198,17 @@ def test_crop_cuts_one_window_of_a_finer_resize_with_exact_cameras(index):
         # the crop is the window of the resized image that K's principal point says
         meta = index["images"][s["name1"]]
         fy = K1[1, 1] / p["K1"][1, 1].item()  # the resized height is rounded on its own
-        big = resize_image(read_image(Path(index["root"]) / s["name1"]),
-                           (int(round(SIZE[0] * f)), int(round(SIZE[1] * fy))))
+        big = resize_image(
+            read_image(Path(index["root"]) / s["name1"]), (int(round(SIZE[0] * f)), int(round(SIZE[1] * fy)))
+        )
         x0 = int(round((f * (p["K1"][0, 2].item() + 0.5) - 0.5) - K1[0, 2]))
         y0 = int(round((fy * (p["K1"][1, 2].item() + 0.5) - 0.5) - K1[1, 2]))
-        window = torch.from_numpy(big[y0:y0 + SIZE[1], x0:x0 + SIZE[0]].copy()).permute(2, 0, 1).float() / 255
+        window = torch.from_numpy(big[y0 : y0 + SIZE[1], x0 : x0 + SIZE[0]].copy()).permute(2, 0, 1).float() / 255
         assert torch.equal(window, s["image1"]), (x0, y0, meta["width"])
         _assert_epipolar(s, np.array([0.15, -0.1, 1.0]) * 4.0)
     # (1, 1) is the whole image, as without the option; a factor below 1 is refused
-    assert torch.equal(PairDataset(index, "train", SIZE, None, 0, crop=(1.0, 1.0))[(0, 5)]["image2"], plain[(0, 5)]["image2"])
+    assert torch.equal(
+        PairDataset(index, "train", SIZE, None, 0, crop=(1.0, 1.0))[(0, 5)]["image2"], plain[(0, 5)]["image2"]
+    )
     with pytest.raises(ValueError, match="crop"):
         PairDataset(index, "train", SIZE, None, 0, crop=(0.5, 1.0))

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 
 import numpy as np
+import pytest
 import torch
+from training_setup import LR, SIZE, STEPS, TINY_MODEL, index, tiny_cfg  # noqa: F401 (a fixture)
+from training_setup import batch_of as _batch
 
 from posfeat.io import write_json
 from posfeat.training import DistInfo, StageForward, build_loss, compute_objective, train
-from training_setup import LR, SIZE, STEPS, TINY_MODEL, batch_of as _batch, index, tiny_cfg  # noqa: F401 (a fixture)
 
 
 def _fixed_loss(model, index, cfg) -> float:
@@ -36,12 +36,22 @@ def test_short_training_lowers_the_epipolar_loss(index, tmp_path):
     from posfeat.models import build_model, load_checkpoint
 
     one = {**index, "train": index["train"][:1]}
-    cfg = tiny_cfg("desc", steps_per_epoch=STEPS, checkpoint_every=100, batch_size=2, color_jitter=None,
-                   freeze_bn=True)
+    cfg = tiny_cfg("desc", steps_per_epoch=STEPS, checkpoint_every=100, batch_size=2, color_jitter=None, freeze_bn=True)
     torch.manual_seed(0)
     before = _fixed_loss(build_model(TINY_MODEL), one, cfg)
-    m = train("desc", one, cfg, out_model=tmp_path / "desc.pt", ckpt_dir=tmp_path / "ckpt", model_config=TINY_MODEL,
-              optimizer="sgd", lr=LR, seed=0, device="cpu", progress=False)
+    m = train(
+        "desc",
+        one,
+        cfg,
+        out_model=tmp_path / "desc.pt",
+        ckpt_dir=tmp_path / "ckpt",
+        model_config=TINY_MODEL,
+        optimizer="sgd",
+        lr=LR,
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     model, extra = load_checkpoint(tmp_path / "desc.pt")
     after = _fixed_loss(model, one, cfg)
     assert extra["steps"] == STEPS and m["steps"] == STEPS
@@ -54,16 +64,26 @@ def test_stage_mains_write_their_outputs(index, tmp_path):
 
     write_json(tmp_path / "data/prepared/megadepth.json", index)
     params = {
-        "seed": 0, "device": "cpu", "optimizer": "sgd", "lr": {"adam": 1e-4, "sgd": 1e-3},
+        "seed": 0,
+        "device": "cpu",
+        "optimizer": "sgd",
+        "lr": {"adam": 1e-4, "sgd": 1e-3},
         "model": TINY_MODEL,
         "train_desc": tiny_cfg("desc", steps_per_epoch=2, vis_every=2),
         "train_kp": {**tiny_cfg("kp", steps_per_epoch=2, vis_every=2), "optimizer": "sgd", "lr": 1e-3},
     }
     m1 = train_desc.main(params, base_dir=tmp_path, progress=False)
     m2 = train_kp.main(params, base_dir=tmp_path, progress=False)
-    for rel in ("models/desc.pt", "models/posfeat.pt", "models/ckpt_desc/last.pt", "models/ckpt_kp/last.pt",
-                "metrics/train_desc.json", "metrics/train_kp.json",
-                "dvclive/train_desc/plots/metrics/loss.tsv", "dvclive/train_kp/plots/metrics/loss.tsv"):
+    for rel in (
+        "models/desc.pt",
+        "models/posfeat.pt",
+        "models/ckpt_desc/last.pt",
+        "models/ckpt_kp/last.pt",
+        "metrics/train_desc.json",
+        "metrics/train_kp.json",
+        "dvclive/train_desc/plots/metrics/loss.tsv",
+        "dvclive/train_kp/plots/metrics/loss.tsv",
+    ):
         assert (tmp_path / rel).is_file(), rel
     assert any((tmp_path / "dvclive/train_desc/plots/images").glob("*_matches.png"))
     assert any((tmp_path / "dvclive/train_kp/plots/images").glob("*_scores.png"))
@@ -93,12 +113,30 @@ def test_amp_training_lowers_the_loss(index, tmp_path, monkeypatch):
     one = {**index, "train": index["train"][:1]}
     after = {}
     for amp in (False, True):
-        cfg = tiny_cfg("desc", steps_per_epoch=STEPS, checkpoint_every=100, batch_size=2, color_jitter=None,
-                       freeze_bn=True, amp=amp)
+        cfg = tiny_cfg(
+            "desc",
+            steps_per_epoch=STEPS,
+            checkpoint_every=100,
+            batch_size=2,
+            color_jitter=None,
+            freeze_bn=True,
+            amp=amp,
+        )
         torch.manual_seed(0)
         before = _fixed_loss(build_model(TINY_MODEL), one, cfg)
         out = tmp_path / f"amp{int(amp)}"
-        train("desc", one, cfg, out_model=out / "desc.pt", ckpt_dir=out / "ckpt", model_config=TINY_MODEL,
-              optimizer="sgd", lr=LR, seed=0, device="cpu", progress=False)
+        train(
+            "desc",
+            one,
+            cfg,
+            out_model=out / "desc.pt",
+            ckpt_dir=out / "ckpt",
+            model_config=TINY_MODEL,
+            optimizer="sgd",
+            lr=LR,
+            seed=0,
+            device="cpu",
+            progress=False,
+        )
         after[amp] = _fixed_loss(load_checkpoint(out / "desc.pt")[0], one, cfg)
     assert after[False] < 0.95 * before and after[True] < 0.95 * before, (before, after)

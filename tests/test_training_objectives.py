@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+from training_setup import SIZE, TINY_MODEL, index, tiny_cfg  # noqa: F401 (a fixture)
+from training_setup import batch_of as _batch
 
 from posfeat.training import DistInfo, StageForward, build_loss, compute_objective, sample_generator
-from training_setup import SIZE, TINY_MODEL, batch_of as _batch, index, tiny_cfg  # noqa: F401 (a fixture)
 
 
 def _outputs(stage, batch, seed=0):
@@ -36,7 +37,9 @@ def test_desc_objective_pools_over_the_batch_like_the_loss(index):
         draws[0].append(p1), draws[1].append(p2)
         draws[2].append(draw_jitter(1, p1.shape[1], 0.1, gen)), draws[3].append(draw_jitter(1, p2.shape[1], 0.1, gen))
     p1, p2, j1, j2 = (torch.cat(d) for d in draws)
-    ref, ref_stats = loss_fn(out[0], out[1], batch["F12"], batch["F21"], SIZE, points1=p1, points2=p2, jitter1=j1, jitter2=j2)
+    ref, ref_stats = loss_fn(
+        out[0], out[1], batch["F12"], batch["F21"], SIZE, points1=p1, points2=p2, jitter1=j1, jitter2=j2
+    )
     g2 = torch.autograd.grad(ref, out[0])[0]
     assert loss == pytest.approx(float(ref.detach()), rel=1e-5)
     assert stats["loss_w1"] == pytest.approx(float(ref_stats["loss_w1"]), rel=1e-5)
@@ -54,8 +57,16 @@ def test_kp_objective_is_the_sum_over_pairs(index):
     ref = 0.0
     for i in range(2):
         sl = slice(i, i + 1)
-        r = loss_fn.terms(out[2][sl], out[3][sl], out[0][sl], out[1][sl], batch["F12"][sl], batch["F21"][sl],
-                          image_size=SIZE, generator=sample_generator(1, 0, i, torch.device("cpu")))
+        r = loss_fn.terms(
+            out[2][sl],
+            out[3][sl],
+            out[0][sl],
+            out[1][sl],
+            batch["F12"][sl],
+            batch["F21"][sl],
+            image_size=SIZE,
+            generator=sample_generator(1, 0, i, torch.device("cpu")),
+        )
         ref += float(r["loss"].detach())
     assert loss == pytest.approx(ref, rel=1e-5) and float(obj) == pytest.approx(ref, rel=1e-5)
     assert obj.requires_grad and "n_kps" in stats and "reinforce" in stats

@@ -16,9 +16,21 @@ STEPS, LR = 60, 1e-2
 
 
 def tiny_cfg(stage: str, **kw) -> dict:
-    cfg = dict(image_size=list(SIZE), batch_size=2, epochs=1, steps_per_epoch=4, lr_decay_step=9, lr_gamma=0.1,
-               log_every=1, vis_every=100, checkpoint_every=2, num_workers=0, color_jitter=[0.5, 0.5, 0.5, 0.1],
-               vis_pairs=1, vis_keypoints=128)
+    cfg = dict(
+        image_size=list(SIZE),
+        batch_size=2,
+        epochs=1,
+        steps_per_epoch=4,
+        lr_decay_step=9,
+        lr_gamma=0.1,
+        log_every=1,
+        vis_every=100,
+        checkpoint_every=2,
+        num_workers=0,
+        color_jitter=[0.5, 0.5, 0.5, 0.1],
+        vis_pairs=1,
+        vis_keypoints=128,
+    )
     if stage == "desc":
         cfg.update(grid_size=16, line_step=50, window_size=0.1, temperature=60.0, win_cost_thr=0.1)
     else:
@@ -39,5 +51,7 @@ def batch_of(index, n=2, size=SIZE, step=0, seed=0) -> dict:
     """Global batch ``step`` of ``n`` training pairs (no jitter), stacked as the data loader does."""
     ds = PairDataset(index, "train", size, None, seed)
     items = [ds[it] for it in global_batch(len(ds), n, step, seed)]
-    return {k: (torch.stack([s[k] for s in items]) if isinstance(items[0][k], torch.Tensor) else [s[k] for s in items])
-            for k in items[0]}
+    return {
+        k: (torch.stack([s[k] for s in items]) if isinstance(items[0][k], torch.Tensor) else [s[k] for s in items])
+        for k in items[0]
+    }

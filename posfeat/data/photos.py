@@ -12,7 +12,8 @@ which :func:`posfeat.data.prepare.prepare_megadepth` and both training stages re
 Reconstruction: COLMAP's SIFT and matching (exhaustive up to ``max_exhaustive_images`` photos, sequential
 above), then the ETH evaluation's own reconstruction code (:mod:`posfeat.reconstruction`: focal lengths
 self-calibrated from the verified pairs when photos have no EXIF, incremental mapping restarted while photos
-are left out), then ``pycolmap.undistort_images``. A collection that does not reconstruct is logged and counted as skipped; the
+are left out; mapped again without the EXIF focal lengths when the model with them leaves photos out), then
+``pycolmap.undistort_images``. A collection that does not reconstruct is logged and counted as skipped; the
 output folder appears only when at least one collection succeeded, and never holds a half-written scene.
 """
 
@@ -169,7 +170,7 @@ def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: Phot
     EXIF focal length, incremental mapping restarted while photos are left out)."""
     import pycolmap
 
-    from posfeat import colmap, reconstruction
+    from posfeat import colmap
 
     image_dir = work / "images"
     _downscaled_copy(folder, names, image_dir, cfg.max_image_size)
@@ -191,19 +192,39 @@ def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: Phot
             pairing = pycolmap.SequentialPairingOptions()
             pairing.overlap = int(cfg.retrieval_neighbors)
             pycolmap.match_sequential(db_path, matching, pairing, verification, device=pycolmap.Device.cpu)
+    rec, focals = _map(db_path, image_dir, work / "sparse", len(names), cfg, drop_priors=False)
+    if rec is not None and rec.num_reg_images() < len(names) and focals.counts()["prior"]:
+        # EXIF focal lengths can be wrong (crops, resized copies, a phone's misreported lens): map again with
+        # them treated as guesses, self-calibrated from the verified pairs, and keep the better model
+        again, focals2 = _map(db_path, image_dir, work / "sparse_no_exif", len(names), cfg, drop_priors=True)
+        logger.info("%s: %d/%d photos registered with the EXIF focal lengths, %d without them", folder.name,
+                    rec.num_reg_images(), len(names), 0 if again is None else again.num_reg_images())
+        if again is not None and again.num_reg_images() > rec.num_reg_images():
+            rec, focals = again, focals2
+    if rec is None:
+        raise DataError(f"{folder}: no reconstruction (no pair of photos to start from); the photos need to "
+                        "overlap: several views of the same place from nearby viewpoints")
+    return rec, image_dir, focals.counts()
+
+
+def _map(db_path: Path, image_dir: Path, out: Path, num_images: int, cfg: PhotosConfig, drop_priors: bool):
+    """Initial focal lengths (self-calibrated where there is no prior; ``drop_priors``: none kept) and the
+    restarted incremental mapping of :mod:`posfeat.reconstruction` → ``(largest model or None, focal estimate)``."""
+    import pycolmap
+
+    from posfeat import colmap, reconstruction
+
     db = pycolmap.Database.open(str(db_path))
     try:
+        if drop_priors:
+            reconstruction.drop_focal_priors(db)
         focals = reconstruction.estimate_focals(db)
         reconstruction.apply_focals(db, focals)
     finally:
         db.close()
     opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed)
-    rec, _, _, _ = reconstruction.reconstruct(db_path, image_dir, work / "sparse", opts, len(names),
-                                              cfg.mapping_attempts)
-    if rec is None:
-        raise DataError(f"{folder}: no reconstruction (no pair of photos to start from); the photos need to "
-                        "overlap: several views of the same place from nearby viewpoints")
-    return rec, image_dir, focals.counts()
+    rec, _, _, _ = reconstruction.reconstruct(db_path, image_dir, out, opts, num_images, cfg.mapping_attempts)
+    return rec, focals
 
 
 def undistort(rec, image_dir: Path, out: Path):
@@ -214,7 +235,10 @@ def undistort(rec, image_dir: Path, out: Path):
     model = out / "distorted"
     model.mkdir(parents=True)
     rec.write(str(model))
-    pycolmap.undistort_images(str(out / "undistorted"), str(model), str(image_dir), output_type="COLMAP")
+    from posfeat.colmap import colmap_log_level
+
+    with colmap_log_level(False):
+        pycolmap.undistort_images(str(out / "undistorted"), str(model), str(image_dir), output_type="COLMAP")
     return pycolmap.Reconstruction(str(out / "undistorted" / "sparse")), out / "undistorted" / "images"
 
 

@@ -1,4 +1,5 @@
-"""Aachen Day-Night localization with pycolmap (the visuallocalization.net pipeline, docs/method.md#aachen-day-night-localization).
+"""Aachen Day-Night localization with pycolmap: the visuallocalization.net pipeline
+(docs/method.md#aachen-day-night-localization).
 
 The steps of the official pipeline (COLMAP command-line tools there, pycolmap here):
 
@@ -41,9 +42,16 @@ import pycolmap
 from tqdm import tqdm
 
 from posfeat import colmap
-from posfeat.data.aachen import AachenLayout, QueryCamera, load_queries, load_reference, read_ground_truth, read_pair_list
-from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
+from posfeat.data.aachen import (
+    AachenLayout,
+    QueryCamera,
+    load_queries,
+    load_reference,
+    read_ground_truth,
+    read_pair_list,
+)
 from posfeat.feature_names import resolve_feature_names
+from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, atomic_path, feature_method_name, fresh_workdir, write_json
 from posfeat.utils import announce, config_from_dict, get_logger, resolve_device
 
@@ -83,7 +91,9 @@ class AachenConfig:
         if self.fallback not in FALLBACKS:
             raise ValueError(f"fallback must be one of {FALLBACKS}, got {self.fallback!r}")
         if self.min_matches < 4:
-            raise ValueError(f"min_matches must be >= 4 (a pose needs at least 4 correspondences), got {self.min_matches}")
+            raise ValueError(
+                f"min_matches must be >= 4 (a pose needs at least 4 correspondences), got {self.min_matches}"
+            )
         if self.min_inliers < 4:
             raise ValueError(f"min_inliers must be >= 4, got {self.min_inliers}")
         if self.max_reprojection_error <= 0:
@@ -120,8 +130,9 @@ class AachenResult:
 
 
 # ------------------------------------------------------------------------------------ pose errors
-def pose_error(qvec_est: Sequence[float], tvec_est: Sequence[float], qvec_gt: Sequence[float],
-               tvec_gt: Sequence[float]) -> tuple[float, float]:
+def pose_error(
+    qvec_est: Sequence[float], tvec_est: Sequence[float], qvec_gt: Sequence[float], tvec_gt: Sequence[float]
+) -> tuple[float, float]:
     """(position error in model units, rotation error in degrees) of a world→camera pose.
 
     The position error is the distance between the camera centres ``−Rᵀt``; the rotation error is the
@@ -176,7 +187,10 @@ def write_submission(path: str | os.PathLike, results: Iterable[QueryResult]) ->
     for r in results:
         base = Path(r.name).name
         if base in seen:
-            raise DataError(f"queries {seen[base]!r} and {r.name!r} share the basename {base!r}; the submission cannot tell them apart")
+            raise DataError(
+                f"queries {seen[base]!r} and {r.name!r} share the basename {base!r}; "
+                "the submission cannot tell them apart"
+            )
         seen[base] = r.name
         q = np.asarray(r.qvec, float)
         q = q / np.linalg.norm(q)
@@ -195,8 +209,10 @@ def read_submission(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.n
 def _check_features(features: FeatureReader, names: Iterable[str], what: str) -> None:
     missing = [n for n in names if n not in features]
     if missing:
-        raise DataError(f"{features.path}: no features for {len(missing)} {what}, e.g. {missing[:3]} "
-                        f"(names must be relative to images/images_upright)")
+        raise DataError(
+            f"{features.path}: no features for {len(missing)} {what}, e.g. {missing[:3]} "
+            f"(names must be relative to images/images_upright)"
+        )
 
 
 def read_keypoints(h5: h5py.File, name: str) -> np.ndarray:
@@ -271,8 +287,9 @@ def triangulate_reference(
     opts.ba_refine_extra_params = False
     opts.image_names = [im.name for im in reference.images.values()]
     out_dir.mkdir(parents=True, exist_ok=True)
-    return pycolmap.triangulate_points(rec, str(db_path), str(image_dir), str(out_dir), clear_points=True,
-                                       options=opts, refine_intrinsics=False)
+    return pycolmap.triangulate_points(
+        rec, str(db_path), str(image_dir), str(out_dir), clear_points=True, options=opts, refine_intrinsics=False
+    )
 
 
 # ------------------------------------------------------------------------------------ localization
@@ -399,8 +416,9 @@ def localize_queries(
         with h5py.File(features_path, "r") as h5:
             for qi, q in enumerate(tqdm(queries, desc="localize", unit="query", disable=not progress)):
                 tq = time.perf_counter()
-                kq, pid, counts = query_correspondences(rec, db, image_ids[q.name], db_of_query[q.name],
-                                                        cfg.query_matches == "verified", lookup)
+                kq, pid, counts = query_correspondences(
+                    rec, db, image_ids[q.name], db_of_query[q.name], cfg.query_matches == "verified", lookup
+                )
                 qvec, tvec = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
                 if cfg.fallback == "best_db" and counts and max(counts.values()) > 0:
                     best = max(counts, key=lambda d: (counts[d], -d))
@@ -415,8 +433,12 @@ def localize_queries(
                         res.localized = True
                         res.qvec, res.tvec = colmap.rigid_to_qvec_tvec(out["cam_from_world"])
                 res.seconds = time.perf_counter() - tq
-                log.debug("%s: %d correspondences, %s", q.name, len(kq),
-                          f"{res.num_inliers} inliers" if res.localized else "not localized")
+                log.debug(
+                    "%s: %d correspondences, %s",
+                    q.name,
+                    len(kq),
+                    f"{res.num_inliers} inliers" if res.localized else "not localized",
+                )
                 results.append(res)
     finally:
         db.close()
@@ -464,40 +486,55 @@ def evaluate_aachen(
         raise DataError(f"{layout.pairs}: pair list not found")
     pairs = read_pair_list(layout.pairs)
     gt = read_ground_truth(layout.ground_truth) if layout.has_ground_truth() else None
-    db_pairs, query_pairs = split_pairs(pairs, {im.name for im in reference.images.values()},
-                                        {q.name for q in queries}, str(layout.pairs))
+    db_pairs, query_pairs = split_pairs(
+        pairs, {im.name for im in reference.images.values()}, {q.name for q in queries}, str(layout.pairs)
+    )
     timings["load"] = time.perf_counter() - t0
     n_day = sum(q.condition == "day" for q in queries)
-    announce("eval-aachen", dev, feature_method_name(features_path),
-             f"{len(reference.images)} reference images, {n_day} day + {len(queries) - n_day} night queries, "
-             f"{len(db_pairs)} reference pairs, {len(query_pairs)} query pairs")
+    announce(
+        "eval-aachen",
+        dev,
+        feature_method_name(features_path),
+        f"{len(reference.images)} reference images, {n_day} day + {len(queries) - n_day} night queries, "
+        f"{len(db_pairs)} reference pairs, {len(query_pairs)} query pairs",
+    )
 
     work = _fresh_dir(Path(workdir))
     db_path = work / "database.db"
     t0 = time.perf_counter()
     with FeatureReader(features_path) as features:
         # names relative to images/images_upright, or to whatever folder above/below it was extracted
-        keys = resolve_feature_names(features.names(), [im.name for im in reference.images.values()]
-                                     + [q.name for q in queries], str(features.path), "reference images and queries",
-                                     "(extract every image: python -m posfeat extract --images AACHEN)")
+        keys = resolve_feature_names(
+            features.names(),
+            [im.name for im in reference.images.values()] + [q.name for q in queries],
+            str(features.path),
+            "reference images and queries",
+            "(extract every image: python -m posfeat extract --images AACHEN)",
+        )
         ids = build_database(db_path, reference, queries, features, keys)
         timings["import"] = time.perf_counter() - t0
         db = pycolmap.Database.open(str(db_path))
         try:
             t0 = time.perf_counter()
-            s_db = colmap.match_and_import(db, features, keys, ids, db_pairs, ratio=cfg.ratio, mutual=cfg.mutual,
-                                           device=dev, progress=progress)
+            s_db = colmap.match_and_import(
+                db, features, keys, ids, db_pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
+            )
             timings["matching_db"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            s_q = colmap.match_and_import(db, features, keys, ids, query_pairs, ratio=cfg.ratio, mutual=cfg.mutual,
-                                          device=dev, progress=progress)
+            s_q = colmap.match_and_import(
+                db, features, keys, ids, query_pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
+            )
             timings["matching_query"] = time.perf_counter() - t0
         finally:
             db.close()
     pairs_path = work / "pairs.txt"
     colmap.write_pairs_file(pairs_path, s_db.matched_pairs + s_q.matched_pairs)
-    log.info("verifying %d matched pairs (%d empty skipped), %d matches", len(s_db.matched_pairs) + len(s_q.matched_pairs),
-             s_db.num_empty_pairs + s_q.num_empty_pairs, s_db.num_matches + s_q.num_matches)
+    log.info(
+        "verifying %d matched pairs (%d empty skipped), %d matches",
+        len(s_db.matched_pairs) + len(s_q.matched_pairs),
+        s_db.num_empty_pairs + s_q.num_empty_pairs,
+        s_db.num_matches + s_q.num_matches,
+    )
     t0 = time.perf_counter()
     vopts = colmap.two_view_geometry_options(cfg.verification_max_error, cfg.verification_min_inliers, cfg.seed)
     vopts.ransac.max_num_trials = int(cfg.verification_max_trials)
@@ -561,8 +598,9 @@ def run_cli(args) -> int:
     name = args.method_name or feature_method_name(args.features)
     if not name or "/" in name or name.startswith("."):
         raise SystemExit(f"eval-aachen: --method-name must be a plain name, got {name!r}")
-    result = evaluate_aachen(args.root, args.features, out / f"{name}_work", CLI_CONFIG,
-                             device=getattr(args, "device", "auto"))
+    result = evaluate_aachen(
+        args.root, args.features, out / f"{name}_work", CLI_CONFIG, device=getattr(args, "device", "auto")
+    )
     write_submission(out / f"{name}.txt", result.queries)
     write_json(out / "metrics.json", {name: result.metrics})
     print(format_metrics({name: result.metrics}))

@@ -1,4 +1,5 @@
-"""ETH local feature benchmark (docs/method.md#eth-local-feature-benchmark) with pycolmap: match, verify, reconstruct, measure.
+"""ETH local feature benchmark with pycolmap: match, verify, reconstruct, measure
+(docs/method.md#eth-local-feature-benchmark).
 
 Per scene (``<root>/<Scene>/images/*``):
 
@@ -67,8 +68,8 @@ import pycolmap
 
 from posfeat import colmap, reconstruction
 from posfeat.data.eth import list_scene_images, list_scenes, read_gt_cameras
-from posfeat.feature_names import resolve_feature_names
 from posfeat.data.megadepth import Camera
+from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, feature_method_name, write_json
 from posfeat.io import fresh_workdir as io_fresh_workdir
@@ -135,8 +136,13 @@ class SceneResult:
     model_path: str | None = None
 
     def to_dict(self) -> dict:
-        return {"scene": self.scene, **self.stats, "timings_s": self.timings, "message": self.message,
-                "model": self.model_path}
+        return {
+            "scene": self.scene,
+            **self.stats,
+            "timings_s": self.timings,
+            "message": self.message,
+            "model": self.model_path,
+        }
 
 
 # ------------------------------------------------------------------------------------ pairs
@@ -170,7 +176,7 @@ def read_pair_list(path: str | os.PathLike, names: Sequence[str]) -> list[tuple[
         parts = line.split()
         if len(parts) < 2:
             raise DataError(f"{path}:{lineno}: expected 'nameA nameB', found {line!r}")
-        a, b = (p[len("images/"):] if p.startswith("images/") and p not in known else p for p in parts[:2])
+        a, b = (p[len("images/") :] if p.startswith("images/") and p not in known else p for p in parts[:2])
         for n in (a, b):
             if n not in known:
                 raise DataError(f"{path}:{lineno}: expected an image of the scene, found unknown {n!r}")
@@ -191,8 +197,9 @@ def find_pair_list(scene_dir: Path, pairs_file: str | None) -> Path | None:
     return None
 
 
-def select_pairs(scene_dir: Path, names: Sequence[str], cfg: "ETHConfig",
-                 get_descriptors=None, device: str = "cpu") -> tuple[list[tuple[str, str]], dict]:
+def select_pairs(
+    scene_dir: Path, names: Sequence[str], cfg: "ETHConfig", get_descriptors=None, device: str = "cpu"
+) -> tuple[list[tuple[str, str]], dict]:
     """The scene's pairs under the benchmark's protocol, and a description of the protocol used.
 
     Pair list if the scene has one (or ``cfg.pairs_file``); exhaustive up to ``cfg.max_exhaustive_images``
@@ -207,12 +214,21 @@ def select_pairs(scene_dir: Path, names: Sequence[str], cfg: "ETHConfig",
 
     if get_descriptors is None:
         raise ValueError("retrieval pairs need the descriptors")
-    log.info("%d images > max_exhaustive_images=%d: retrieval pairs (bag of words, %d words, k=%d)",
-             len(names), cfg.max_exhaustive_images, cfg.retrieval_words, cfg.retrieval_neighbors)
+    log.info(
+        "%d images > max_exhaustive_images=%d: retrieval pairs (bag of words, %d words, k=%d)",
+        len(names),
+        cfg.max_exhaustive_images,
+        cfg.retrieval_words,
+        cfg.retrieval_neighbors,
+    )
     g = bow_descriptors(names, get_descriptors, cfg.retrieval_words, seed=cfg.seed, device=device)
     pairs = nearest_neighbour_pairs(names, g, cfg.retrieval_neighbors)
-    return pairs, {"pairs": "retrieval", "retrieval": "bag-of-words TF-IDF (stand-in for COLMAP's vocabulary tree)",
-                   "retrieval_neighbors": int(cfg.retrieval_neighbors), "retrieval_words": int(cfg.retrieval_words)}
+    return pairs, {
+        "pairs": "retrieval",
+        "retrieval": "bag-of-words TF-IDF (stand-in for COLMAP's vocabulary tree)",
+        "retrieval_neighbors": int(cfg.retrieval_neighbors),
+        "retrieval_words": int(cfg.retrieval_words),
+    }
 
 
 # ------------------------------------------------------------------------------------ pose accuracy
@@ -284,8 +300,9 @@ def _median_scale(y: np.ndarray, c: np.ndarray) -> float:
     return float(np.median(np.linalg.norm(c[i] - c[j], axis=1)[ok] / d_est[ok])) if ok.any() else 0.0
 
 
-def align_similarity(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera],
-                     inlier_deg: float = ALIGN_INLIER_DEG) -> tuple[float, np.ndarray, np.ndarray] | None:
+def align_similarity(
+    est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera], inlier_deg: float = ALIGN_INLIER_DEG
+) -> tuple[float, np.ndarray, np.ndarray] | None:
     """Similarity ``X_gt ≈ s·R·X_est + t`` between a model's frame and the ground truth's.
 
     The rotation is the chordal L2 mean of the per-image offsets ``R_gt,iᵀ R_est,i`` (projected onto
@@ -321,8 +338,9 @@ def align_similarity(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str
     return s, R, np.median(c - s * y, axis=0)
 
 
-def absolute_pose_errors(est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera]
-                         ) -> tuple[np.ndarray, np.ndarray, float | None]:
+def absolute_pose_errors(
+    est: dict[str, tuple[np.ndarray, np.ndarray]], gt: dict[str, Camera]
+) -> tuple[np.ndarray, np.ndarray, float | None]:
     """Rotation (deg) and centre errors (GT units) of the registered GT images after :func:`align_similarity`.
 
     Every common image gets an error, the ones left out of the alignment's consensus too. Returns
@@ -379,13 +397,19 @@ def resolve_feature_keys(features: FeatureReader, scene: str, names: Sequence[st
         an image without features is a :class:`DataError` naming the file and the image.
     """
     expected = [f"{scene}/{n}" for n in names]
-    found = resolve_feature_names(features.names(), expected, str(features.path), f"images of scene {scene}",
-                                  "(extract every image of the scene: python -m posfeat extract --images SCENE)")
+    found = resolve_feature_names(
+        features.names(),
+        expected,
+        str(features.path),
+        f"images of scene {scene}",
+        "(extract every image of the scene: python -m posfeat extract --images SCENE)",
+    )
     return {n: found[e] for n, e in zip(names, expected)}
 
 
-def _cameras_from_database(db: pycolmap.Database, names: Sequence[str], sizes: dict[str, tuple[int, int]],
-                           db_file: Path) -> dict[str, int]:
+def _cameras_from_database(
+    db: pycolmap.Database, names: Sequence[str], sizes: dict[str, tuple[int, int]], db_file: Path
+) -> dict[str, int]:
     """``{name: image id}`` of the database's images; their cameras must have the features' image sizes."""
     cams = {int(c.camera_id): c for c in db.read_all_cameras()}
     ids: dict[str, int] = {}
@@ -394,10 +418,14 @@ def _cameras_from_database(db: pycolmap.Database, names: Sequence[str], sizes: d
             continue
         cam = cams.get(int(im.camera_id))
         if cam is None:
-            raise DataError(f"{db_file}: image {im.name!r} refers to camera {im.camera_id}, which is not in the database")
+            raise DataError(
+                f"{db_file}: image {im.name!r} refers to camera {im.camera_id}, which is not in the database"
+            )
         if (int(cam.width), int(cam.height)) != sizes[im.name]:
-            raise DataError(f"{db_file}: camera {cam.camera_id} of image {im.name!r} is {cam.width}×{cam.height}, "
-                            f"expected the features' image size {sizes[im.name][0]}×{sizes[im.name][1]}")
+            raise DataError(
+                f"{db_file}: camera {cam.camera_id} of image {im.name!r} is {cam.width}×{cam.height}, "
+                f"expected the features' image size {sizes[im.name][0]}×{sizes[im.name][1]}"
+            )
         ids[im.name] = int(im.image_id)
     return ids
 
@@ -424,9 +452,16 @@ def _camera_for_image(path: Path, size: tuple[int, int], cfg: "ETHConfig") -> tu
 
 # ------------------------------------------------------------------------------------ the pipeline
 def _zero_stats(num_images: int, gt: dict | None) -> dict:
-    stats = {"num_images": num_images, "num_pairs": 0, "num_matched_pairs": 0, "num_matches": 0,
-             "num_inlier_pairs": 0, "num_inlier_matches": 0, "num_models": 0,
-             **colmap.reconstruction_stats(None)}
+    stats = {
+        "num_images": num_images,
+        "num_pairs": 0,
+        "num_matched_pairs": 0,
+        "num_matches": 0,
+        "num_inlier_pairs": 0,
+        "num_inlier_matches": 0,
+        "num_models": 0,
+        **colmap.reconstruction_stats(None),
+    }
     if gt is not None:
         stats.update(pose_accuracy(None, gt))
     return stats
@@ -471,7 +506,7 @@ def evaluate_scene(
     t0 = time.perf_counter()
     with FeatureReader(features_path) as features:
         keys_by_scene_name = resolve_feature_keys(features, scene, names)
-        folder_names = [n[len("images/"):] for n in names]  # relative to the image folder, as COLMAP wants
+        folder_names = [n[len("images/") :] for n in names]  # relative to the image folder, as COLMAP wants
         keys = {dn: keys_by_scene_name[n] for dn, n in zip(folder_names, names)}
         sizes: dict[str, tuple[int, int]] = {}
         with h5py.File(features.path, "r") as h5:  # image sizes only, not every descriptor set
@@ -491,13 +526,22 @@ def evaluate_scene(
             n_db = db.num_images()
             if not ids:
                 db.close()
-                raise DataError(f"{scene_db}: none of its {n_db} images is in {scene_dir / 'images'} "
-                                f"(expected names relative to images/, e.g. {folder_names[0]!r})")
+                raise DataError(
+                    f"{scene_db}: none of its {n_db} images is in {scene_dir / 'images'} "
+                    f"(expected names relative to images/, e.g. {folder_names[0]!r})"
+                )
             if len(ids) < len(folder_names):
-                log.warning("%s: %d of the %d images in images/ are not in %s and are left out", scene,
-                            len(folder_names) - len(ids), len(folder_names), scene_db)
+                log.warning(
+                    "%s: %d of the %d images in images/ are not in %s and are left out",
+                    scene,
+                    len(folder_names) - len(ids),
+                    len(folder_names),
+                    scene_db,
+                )
             if len(ids) < n_db:
-                log.warning("%s: %d images of %s are not in images/ and get no features", scene, n_db - len(ids), scene_db)
+                log.warning(
+                    "%s: %d images of %s are not in images/ and get no features", scene, n_db - len(ids), scene_db
+                )
             protocol.update(cameras="database.db", camera_priors={"database": len(ids)})
         else:
             db = colmap.create_database(db_path)
@@ -518,11 +562,16 @@ def evaluate_scene(
             pairs, pinfo = select_pairs(scene_dir, db_names, cfg, lambda n: features[keys[n]]["descriptors"], dev)
             protocol.update(pinfo)
             timings["pairs"] = time.perf_counter() - t0
-            announce(f"eval-eth {scene}", dev, feature_method_name(features_path),
-                     f"{len(db_names)} images, {len(pairs)} {pinfo.get('pairs', '')} pairs")
+            announce(
+                f"eval-eth {scene}",
+                dev,
+                feature_method_name(features_path),
+                f"{len(db_names)} images, {len(pairs)} {pinfo.get('pairs', '')} pairs",
+            )
             t0 = time.perf_counter()
-            ms = colmap.match_and_import(db, features, keys, ids, pairs, ratio=cfg.ratio, mutual=cfg.mutual,
-                                         device=dev, progress=progress)
+            ms = colmap.match_and_import(
+                db, features, keys, ids, pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
+            )
             timings["matching"] = time.perf_counter() - t0
         finally:
             db.close()
@@ -539,26 +588,44 @@ def evaluate_scene(
     pairs_path = work / "pairs.txt"
     colmap.write_pairs_file(pairs_path, ms.matched_pairs)
     t0 = time.perf_counter()
-    vopts = colmap.two_view_geometry_options(cfg.verification_max_error, cfg.verification_min_inliers, cfg.seed,
-                                             max_num_trials=cfg.verification_max_num_trials,
-                                             min_inlier_ratio=cfg.verification_min_inlier_ratio)
+    vopts = colmap.two_view_geometry_options(
+        cfg.verification_max_error,
+        cfg.verification_min_inliers,
+        cfg.seed,
+        max_num_trials=cfg.verification_max_num_trials,
+        min_inlier_ratio=cfg.verification_min_inlier_ratio,
+    )
     with colmap.colmap_log_level(False):
         colmap.verify_pairs(db_path, pairs_path, vopts)
     db = pycolmap.Database.open(str(db_path))
     try:
         vs = colmap.verification_stats(db)
-        report = colmap.verification_report(db, [(ids[a], ids[b]) for a, b in ms.matched_pairs],
-                                            cfg.verification_min_inliers)
+        report = colmap.verification_report(
+            db, [(ids[a], ids[b]) for a, b in ms.matched_pairs], cfg.verification_min_inliers
+        )
     finally:
         db.close()
     timings["verification"] = time.perf_counter() - t0
     stats.update(num_inlier_pairs=vs.num_inlier_pairs, num_inlier_matches=vs.num_inlier_matches)
     stats["verification"] = report
-    log.info("%s: %d images, %d pairs, %d matched, %d verified (%d inlier matches)", scene, len(db_names),
-             ms.num_pairs, ms.num_matched_pairs, vs.num_inlier_pairs, vs.num_inlier_matches)
-    log.info("%s: verification by configuration %s; inlier ratio of verified pairs %s, of failed pairs %s "
-             "(failed pairs' median raw matches %s)", scene, report["configs"], report["inlier_ratio_verified"],
-             report["inlier_ratio_failed"], report["raw_matches_failed_median"])
+    log.info(
+        "%s: %d images, %d pairs, %d matched, %d verified (%d inlier matches)",
+        scene,
+        len(db_names),
+        ms.num_pairs,
+        ms.num_matched_pairs,
+        vs.num_inlier_pairs,
+        vs.num_inlier_matches,
+    )
+    log.info(
+        "%s: verification by configuration %s; inlier ratio of verified pairs %s, of failed pairs %s "
+        "(failed pairs' median raw matches %s)",
+        scene,
+        report["configs"],
+        report["inlier_ratio_verified"],
+        report["inlier_ratio_failed"],
+        report["raw_matches_failed_median"],
+    )
     if vs.num_inlier_pairs == 0:
         msg = f"{scene}: no pair passed geometric verification; nothing to reconstruct"
         log.warning(msg)
@@ -579,8 +646,9 @@ def evaluate_scene(
     timings["focal_estimation"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed, min_num_matches=cfg.min_num_matches)
-    rec, model_dir, num_models, mrep = reconstruction.reconstruct(db_path, scene_dir / "images", work / "sparse", opts,
-                                                                  len(db_names), cfg.mapping_attempts)
+    rec, model_dir, num_models, mrep = reconstruction.reconstruct(
+        db_path, scene_dir / "images", work / "sparse", opts, len(db_names), cfg.mapping_attempts
+    )
     timings["mapping"] = time.perf_counter() - t0
     stats["num_models"] = num_models
     stats["mapping"] = mrep.to_dict()
@@ -591,8 +659,10 @@ def evaluate_scene(
     stats.update(colmap.reconstruction_stats(rec))
     if gt is not None:
         stats.update(pose_accuracy(rec, gt))
-    msg = (f"ok: largest of {num_models} model(s) registers {rec.num_reg_images()}/{len(db_names)} images "
-           f"(mapping attempt {mrep.best_attempt + 1} of {len(mrep.attempts)})")
+    msg = (
+        f"ok: largest of {num_models} model(s) registers {rec.num_reg_images()}/{len(db_names)} images "
+        f"(mapping attempt {mrep.best_attempt + 1} of {len(mrep.attempts)})"
+    )
     log.info("%s: %s, %d points", scene, msg, rec.num_points3D())
     return SceneResult(scene, stats, _round(timings), msg, str(model_dir))
 
@@ -621,17 +691,36 @@ def evaluate_eth(
     return {s: evaluate_scene(root / s, features_path, Path(workdir) / s, config, device, progress) for s in scenes}
 
 
-STAT_COLUMNS = ("num_reg_images", "num_sparse_points", "num_observations", "mean_track_length",
-                "num_observations_per_image", "mean_reproj_error", "median_rotation_error_deg",
-                "median_center_error", "pose_auc@5", "pose_auc@10", "pose_auc@20")
+STAT_COLUMNS = (
+    "num_reg_images",
+    "num_sparse_points",
+    "num_observations",
+    "mean_track_length",
+    "num_observations_per_image",
+    "mean_reproj_error",
+    "median_rotation_error_deg",
+    "median_center_error",
+    "pose_auc@5",
+    "pose_auc@10",
+    "pose_auc@20",
+)
 
 
 def format_table(results: dict[str, dict[str, dict]]) -> str:
     """Text table of ``{method: {scene: stats}}``."""
-    short = {"num_reg_images": "reg", "num_sparse_points": "points", "num_observations": "obs",
-             "mean_track_length": "track", "num_observations_per_image": "obs/img", "mean_reproj_error": "reproj",
-             "median_rotation_error_deg": "rot°", "median_center_error": "centre", "pose_auc@5": "auc5",
-             "pose_auc@10": "auc10", "pose_auc@20": "auc20"}
+    short = {
+        "num_reg_images": "reg",
+        "num_sparse_points": "points",
+        "num_observations": "obs",
+        "mean_track_length": "track",
+        "num_observations_per_image": "obs/img",
+        "mean_reproj_error": "reproj",
+        "median_rotation_error_deg": "rot°",
+        "median_center_error": "centre",
+        "pose_auc@5": "auc5",
+        "pose_auc@10": "auc10",
+        "pose_auc@20": "auc20",
+    }
     lines = [f"{'method':<10}{'scene':<16}" + "".join(f"{short[c]:>9}" for c in STAT_COLUMNS)]
     for method, per_scene in results.items():
         for scene, s in per_scene.items():
@@ -652,10 +741,17 @@ def run_cli(args) -> int:
     get_logger("posfeat")
     out = Path(args.out)
     workdir = Path(args.workdir) if getattr(args, "workdir", None) else out.with_name(out.stem + "_work")
-    cfg = ETHConfig(ratio=None if args.ratio is None or args.ratio >= 1.0 else args.ratio,
-                    max_exhaustive_images=args.max_exhaustive_images, retrieval_neighbors=args.retrieval_neighbors,
-                    pairs_file=args.pairs, use_scene_database=not args.no_database, seed=args.seed,
-                    focal_init=args.focal_init, mapping_attempts=args.mapping_attempts, num_threads=args.num_threads)
+    cfg = ETHConfig(
+        ratio=None if args.ratio is None or args.ratio >= 1.0 else args.ratio,
+        max_exhaustive_images=args.max_exhaustive_images,
+        retrieval_neighbors=args.retrieval_neighbors,
+        pairs_file=args.pairs,
+        use_scene_database=not args.no_database,
+        seed=args.seed,
+        focal_init=args.focal_init,
+        mapping_attempts=args.mapping_attempts,
+        num_threads=args.num_threads,
+    )
     res = evaluate_scene(args.root, args.features, workdir, cfg, device=getattr(args, "device", "auto"))
     write_json(out, {res.scene: res.to_dict()})
     print(format_table({"features": {res.scene: res.stats}}))
@@ -664,7 +760,21 @@ def run_cli(args) -> int:
 
 
 __all__ = [
-    "AUC_THRESHOLDS", "ETHConfig", "SceneResult", "select_pairs", "exhaustive_pairs", "read_pair_list", "pose_auc", "relative_pose_errors",
-    "align_similarity", "absolute_pose_errors", "pose_accuracy", "fresh_workdir", "resolve_feature_keys", "evaluate_scene",
-    "evaluate_eth", "format_table", "run_cli",
+    "AUC_THRESHOLDS",
+    "ETHConfig",
+    "SceneResult",
+    "select_pairs",
+    "exhaustive_pairs",
+    "read_pair_list",
+    "pose_auc",
+    "relative_pose_errors",
+    "align_similarity",
+    "absolute_pose_errors",
+    "pose_accuracy",
+    "fresh_workdir",
+    "resolve_feature_keys",
+    "evaluate_scene",
+    "evaluate_eth",
+    "format_table",
+    "run_cli",
 ]

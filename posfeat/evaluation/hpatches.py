@@ -1,4 +1,5 @@
-"""HPatches mean matching accuracy, the D2-Net protocol as PoSFeat evaluates it (docs/method.md#hpatches-mean-matching-accuracy).
+"""HPatches mean matching accuracy, the D2-Net protocol as PoSFeat evaluates it
+(docs/method.md#hpatches-mean-matching-accuracy).
 
 * Sequences: every ``i_*``/``v_*`` folder under the root, sorted, minus the exclusion list (D2-Net drops
   eight high-resolution sequences, leaving 52 + 56 = 108 on the full release).
@@ -25,9 +26,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from posfeat.data.hpatches import D2NET_EXCLUDE, load_sequence, list_sequences
-from posfeat.geometry import apply_homography_np
+from posfeat.data.hpatches import D2NET_EXCLUDE, list_sequences, load_sequence
 from posfeat.feature_names import resolve_feature_names
+from posfeat.geometry import apply_homography_np
 from posfeat.io import DataError, FeatureReader, check_descriptor_dims, write_json
 from posfeat.matching import match_descriptors
 from posfeat.utils import announce, get_logger, resolve_device
@@ -99,16 +100,22 @@ def evaluate_pairs(
     with FeatureReader(features) as reader:
         seqs = [load_sequence(root, name) for name in sequences]
         # names relative to the HPatches root, or to whatever folder above/below it was extracted
-        keys = resolve_feature_names(reader.names(), [im for seq in seqs for im in seq.images], str(reader.path),
-                                     "HPatches images", "(extract every HPatches image first)")
+        keys = resolve_feature_names(
+            reader.names(),
+            [im for seq in seqs for im in seq.images],
+            str(reader.path),
+            "HPatches images",
+            "(extract every HPatches image first)",
+        )
         for seq in tqdm(seqs, desc=desc, unit="seq", disable=not progress):
             feats = [_get(reader, keys[im]) for im in seq.images]
             res.num_features.extend(len(f["keypoints"]) for f in feats)
             fa = feats[0]
             for k in range(2, len(seq.images) + 1):
                 fb = feats[k - 1]
-                check_descriptor_dims(reader.path, fa["descriptors"], reader.path, fb["descriptors"],
-                                      seq.images[0], seq.images[k - 1])
+                check_descriptor_dims(
+                    reader.path, fa["descriptors"], reader.path, fb["descriptors"], seq.images[0], seq.images[k - 1]
+                )
                 m = match_descriptors(fa["descriptors"], fb["descriptors"], mutual=True, device=device)
                 err = match_errors(fa["keypoints"], fb["keypoints"], m, seq.homographies[k])
                 res.kinds.append(seq.kind)
@@ -170,8 +177,13 @@ def evaluate_hpatches(
     if not sequences:
         raise DataError(f"{root}: no HPatches sequences (i_*/v_*) left after the exclusion list")
     n_i = sum(s.startswith("i_") for s in sequences)
-    announce("eval-hpatches", dev, ", ".join(features), f"{len(sequences)} sequences ({n_i} i, "
-             f"{len(sequences) - n_i} v) under {root}, {5 * len(sequences)} pairs per method")
+    announce(
+        "eval-hpatches",
+        dev,
+        ", ".join(features),
+        f"{len(sequences)} sequences ({n_i} i, "
+        f"{len(sequences) - n_i} v) under {root}, {5 * len(sequences)} pairs per method",
+    )
     results = {}
     for method, path in features.items():
         raw = evaluate_pairs(root, path, sequences, max_threshold, dev, progress, desc=f"hpatches {method}")
@@ -186,10 +198,7 @@ def curves_frame(metrics: dict, max_threshold: int | None = None):
 
     if max_threshold is None:
         max_threshold = max(int(k.split("@")[1]) for k in metrics["overall"] if k.startswith("mma@"))
-    rows = [
-        {"threshold": t, **{s: metrics[s][f"mma@{t}"] for s in SPLITS}}
-        for t in range(1, max_threshold + 1)
-    ]
+    rows = [{"threshold": t, **{s: metrics[s][f"mma@{t}"] for s in SPLITS}} for t in range(1, max_threshold + 1)]
     return pd.DataFrame(rows, columns=["threshold", *SPLITS])
 
 
@@ -217,7 +226,8 @@ def format_table(results: dict) -> str:
     for m, r in results.items():
         o = r["overall"]
         lines.append(
-            f"| {m} | " + " | ".join(f(o[f"mma@{t}"]) for t in (1, 2, 3, 5, 10))
+            f"| {m} | "
+            + " | ".join(f(o[f"mma@{t}"]) for t in (1, 2, 3, 5, 10))
             + f" | {f(o['mma_score'])} | {f(r['illumination']['mma_score'])} | {f(r['viewpoint']['mma_score'])}"
             + f" | {r['features_per_image']:.1f} | {r['matches_per_pair']:.1f} |"
         )

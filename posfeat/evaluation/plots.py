@@ -21,8 +21,13 @@ STYLES = (("-", "o"), ("--", "s"), ("-.", "^"), (":", "D"), ((0, (5, 1, 1, 1, 1,
 """Line style and marker per method, in order: the curves stay apart in greyscale print."""
 
 
-def plot_mma_curves(results: dict, out_path: str | os.PathLike, max_threshold: int = 10,
-                    dataset: str = "HPatches", vector: str | None = "svg") -> None:
+def plot_mma_curves(
+    results: dict,
+    out_path: str | os.PathLike,
+    max_threshold: int = 10,
+    dataset: str = "HPatches",
+    vector: str | None = "svg",
+) -> None:
     """HPatches MMA vs threshold, one curve per method, in three panels (the paper's figure style:
     Overall | Illumination | Viewpoint, MMA in [0, 1] against 1..10 px, the legend in the first panel).
 
@@ -46,8 +51,16 @@ def plot_mma_curves(results: dict, out_path: str | os.PathLike, max_threshold: i
             if any(y is None for y in ys):
                 continue  # the split has no pairs for this root
             style, marker = STYLES[i % len(STYLES)]
-            (line,) = ax.plot(thresholds, ys, color=f"C{i % 10}", linestyle=style, marker=marker, markersize=5,
-                              linewidth=2, label=METHOD_LABELS.get(method, method))
+            (line,) = ax.plot(
+                thresholds,
+                ys,
+                color=f"C{i % 10}",
+                linestyle=style,
+                marker=marker,
+                markersize=5,
+                linewidth=2,
+                label=METHOD_LABELS.get(method, method),
+            )
             handles.setdefault(method, line)
         ax.set_title(title)
         ax.set_xlabel("threshold [px]")

@@ -1,4 +1,5 @@
-"""Stage-1 descriptor loss: epipolar line search, then a window soft-argmax (docs/method.md#stage-1-line-to-window-loss).
+"""Stage-1 descriptor loss: epipolar line search, then a window soft-argmax
+(docs/method.md#stage-1-line-to-window-loss).
 
 For each grid point ``x1`` of image 1 (one random pixel per ``grid_size``² cell) and each direction:
 
@@ -37,9 +38,9 @@ API (what the trainer calls)::
     res["stats"]                      # detached scalars: loss, loss_w1, loss_w2, percent_w, percent_valid, …
     loss, stats = loss_fn(fmap1, fmap2, F12, F21, image_size=(W, H), generator=gen)
 
-Fixed bugs of the original (docs/method.md#official-code-paper-and-this-code): axis-parallel and degenerate epipolar lines no longer
-produce inf/NaN (invalid points get finite endpoints and are masked); arg-max ties take the first maximum
-instead of summing the tied coordinates.
+Fixed bugs of the original (docs/method.md#official-code-paper-and-this-code): axis-parallel and degenerate
+epipolar lines no longer produce inf/NaN (invalid points get finite endpoints and are masked); arg-max
+ties take the first maximum instead of summing the tied coordinates.
 """
 
 from __future__ import annotations
@@ -199,7 +200,9 @@ class _CorrelationSampler:
         b, n, _, _ = self.shape
         k = grid.shape[2]
         corr = self.corr if grad else self.corr.detach()
-        out = F.grid_sample(corr, grid.reshape(b * n, 1, k, 2), mode="bilinear", padding_mode=padding_mode, align_corners=False)
+        out = F.grid_sample(
+            corr, grid.reshape(b * n, 1, k, 2), mode="bilinear", padding_mode=padding_mode, align_corners=False
+        )
         return out.reshape(b, n, k)
 
 
@@ -336,7 +339,9 @@ def line2window_parts(
     if impl not in ("fast", "reference"):
         raise ValueError(f"impl must be 'fast' or 'reference', got {impl!r}")
     if fmap1.ndim != 4 or fmap1.shape != fmap2.shape:
-        raise ValueError(f"fmap1 and fmap2 must be B×D×Hf×Wf of the same shape, got {tuple(fmap1.shape)} and {tuple(fmap2.shape)}")
+        raise ValueError(
+            f"fmap1 and fmap2 must be B×D×Hf×Wf of the same shape, got {tuple(fmap1.shape)} and {tuple(fmap2.shape)}"
+        )
     bsz = fmap1.shape[0]
     for name, fm in (("F12", F12), ("F21", F21)):
         if tuple(fm.shape) != (bsz, 3, 3):
@@ -348,8 +353,9 @@ def line2window_parts(
     if fmap1.dtype in (torch.float16, torch.bfloat16):  # the loss always runs in float32
         fmap1, fmap2 = fmap1.float(), fmap2.float()
     dt = fmap1.dtype
-    kw = dict(line_step=line_step, window_size=window_size, temperature=temperature, impl=impl,
-              stable_sigma=stable_sigma)
+    kw = dict(
+        line_step=line_step, window_size=window_size, temperature=temperature, impl=impl, stable_sigma=stable_sigma
+    )
     with torch.autocast(device_type=fmap1.device.type, enabled=False):
         d1 = _search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, **kw)
         d2 = _search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, **kw)
@@ -375,8 +381,16 @@ def line2window_parts(
         }
         stats["n_valid"] = stats["n_valid"] + d2["valid"].sum()
     return {
-        "loss": loss, "num1": num1, "den1": den1, "num2": num2, "den2": den2, "stats": stats,
-        "corloc1": d1["corloc"].detach(), "corloc2": d2["corloc"].detach(), "mask1": mask1, "mask2": mask2,
+        "loss": loss,
+        "num1": num1,
+        "den1": den1,
+        "num2": num2,
+        "den2": den2,
+        "stats": stats,
+        "corloc1": d1["corloc"].detach(),
+        "corloc2": d2["corloc"].detach(),
+        "mask1": mask1,
+        "mask2": mask2,
     }
 
 
@@ -412,7 +426,9 @@ def _reference_direction(fq, ft, pts, Fm, jit, width, height, line_step, window_
     bsz, _, hf, wf = ft.shape
     n = pts.shape[1]
     scale = pts.new_tensor([(width - 1) / 2.0, (height - 1) / 2.0])
-    q = F.grid_sample(fq, (pts / scale - 1.0)[:, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=False)
+    q = F.grid_sample(
+        fq, (pts / scale - 1.0)[:, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=False
+    )
     q = F.normalize(q[..., 0].transpose(1, 2), dim=-1)  # B×n×D
     tmap = temperature * F.normalize(ft, dim=1)
     with torch.no_grad():
@@ -556,9 +572,21 @@ class Line2WindowLoss(nn.Module):
         if jitter2 is None:
             jitter2 = draw_jitter(bsz, points2.shape[1], self.window_size, generator, dev)
         res = line2window_parts(
-            fmap1, fmap2, F12, F21, (width, height), points1, points2, jitter1, jitter2,
-            line_step=self.line_step, window_size=self.window_size, temperature=self.temperature,
-            win_cost_thr=self.win_cost_thr, impl=impl, stable_sigma=self.stable_sigma,
+            fmap1,
+            fmap2,
+            F12,
+            F21,
+            (width, height),
+            points1,
+            points2,
+            jitter1,
+            jitter2,
+            line_step=self.line_step,
+            window_size=self.window_size,
+            temperature=self.temperature,
+            win_cost_thr=self.win_cost_thr,
+            impl=impl,
+            stable_sigma=self.stable_sigma,
         )
         res["points1"], res["points2"] = points1, points2
         return res

@@ -94,7 +94,9 @@ def _cells(score: torch.Tensor, grid_size: int) -> tuple[torch.Tensor, int, int]
     return cells.reshape(b, nh * nw, g * g), nh, nw
 
 
-def sample_keypoints(score: torch.Tensor, grid_size: int = 8, generator: torch.Generator | None = None) -> KeypointSamples:
+def sample_keypoints(
+    score: torch.Tensor, grid_size: int = 8, generator: torch.Generator | None = None
+) -> KeypointSamples:
     """DISK-style sampling: per cell a ``Categorical(softmax(s_cell))`` proposal, ``Bernoulli(σ(s))`` acceptance.
 
     Args:
@@ -147,16 +149,23 @@ def _reward(
 
 def _check_inputs(score1, score2, fmap1, fmap2, F12, F21, image_size) -> tuple[int, int]:
     if score1.ndim != 4 or score1.shape != score2.shape or score1.shape[1] != 1:
-        raise ValueError(f"score maps must be B×1×H×W of equal shape, got {tuple(score1.shape)} and {tuple(score2.shape)}")
+        raise ValueError(
+            f"score maps must be B×1×H×W of equal shape, got {tuple(score1.shape)} and {tuple(score2.shape)}"
+        )
     b = score1.shape[0]
     if fmap1.ndim != 4 or fmap1.shape != fmap2.shape or fmap1.shape[0] != b:
-        raise ValueError(f"fmap1/fmap2 must be B×D×Hf×Wf of equal shape with B={b}, got {tuple(fmap1.shape)} and {tuple(fmap2.shape)}")
+        raise ValueError(
+            f"fmap1/fmap2 must be B×D×Hf×Wf of equal shape with B={b}, "
+            f"got {tuple(fmap1.shape)} and {tuple(fmap2.shape)}"
+        )
     for name, fm in (("F12", F12), ("F21", F21)):
         if tuple(fm.shape) != (b, 3, 3):
             raise ValueError(f"{name} must be {b}×3×3, got {tuple(fm.shape)}")
     width, height = int(image_size[0]), int(image_size[1])
     if (height, width) != tuple(score1.shape[-2:]):
-        raise ValueError(f"image_size {(width, height)} (W, H) does not match the score maps' size {tuple(score1.shape[-2:][::-1])}")
+        raise ValueError(
+            f"image_size {(width, height)} (W, H) does not match the score maps' size {tuple(score1.shape[-2:][::-1])}"
+        )
     return width, height
 
 
@@ -267,8 +276,19 @@ def reinforce_terms(
     per_pair = []
     for k in range(b):
         w = _pair_weights(
-            desc1[k], desc2[k], x1_all[k], x2_all[k], a1_all[k], a2_all[k], F12[k].float(), F21[k].float(),
-            float(temperature), float(reward_thr), float(good_reward), float(bad_reward), int(block_size),
+            desc1[k],
+            desc2[k],
+            x1_all[k],
+            x2_all[k],
+            a1_all[k],
+            a2_all[k],
+            F12[k].float(),
+            F21[k].float(),
+            float(temperature),
+            float(reward_thr),
+            float(good_reward),
+            float(bad_reward),
+            int(block_size),
         )
         a1, a2 = a1_all[k].to(lp1.dtype), a2_all[k].to(lp2.dtype)
         surrogate = (w["W1"] * lp1[k]).sum() + (w["W2"] * lp2[k]).sum()
@@ -376,8 +396,13 @@ class ReinforceLoss(nn.Module):
         self.block_size = int(block_size)
 
     def _kwargs(self) -> dict:
-        return dict(temperature=self.temperature, reward_thr=self.reward_thr, good_reward=self.good_reward,
-                    bad_reward=self.bad_reward, kp_penalty=self.kp_penalty)
+        return dict(
+            temperature=self.temperature,
+            reward_thr=self.reward_thr,
+            good_reward=self.good_reward,
+            bad_reward=self.bad_reward,
+            kp_penalty=self.kp_penalty,
+        )
 
     def terms(
         self,
@@ -408,11 +433,21 @@ class ReinforceLoss(nn.Module):
             if samples2 is None:
                 samples2 = sample_keypoints(s2, self.grid_size, generator)
             if impl == "fast":
-                loss, stats = reinforce_terms(samples1, samples2, fmap1, fmap2, F12, F21, (width, height),
-                                              block_size=self.block_size, **self._kwargs())
+                loss, stats = reinforce_terms(
+                    samples1,
+                    samples2,
+                    fmap1,
+                    fmap2,
+                    F12,
+                    F21,
+                    (width, height),
+                    block_size=self.block_size,
+                    **self._kwargs(),
+                )
             else:
-                loss, stats = reinforce_dense_reference(samples1, samples2, fmap1, fmap2, F12, F21,
-                                                        (width, height), **self._kwargs())
+                loss, stats = reinforce_dense_reference(
+                    samples1, samples2, fmap1, fmap2, F12, F21, (width, height), **self._kwargs()
+                )
             stats["score_mean"] = ((s1.mean() + s2.mean()) / 2).detach()
         return {"loss": loss, "stats": stats, "samples1": samples1.detach(), "samples2": samples2.detach()}
 

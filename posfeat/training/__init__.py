@@ -1,4 +1,5 @@
-"""The trainer of both PoSFeat stages (docs/method.md#stage-1-optimisation, docs/method.md#stage-2-optimisation; docs/architecture.md).
+"""The trainer of both PoSFeat stages (docs/method.md#stage-1-optimisation, #stage-2-optimisation;
+docs/architecture.md).
 
 ``train(stage="desc", …)`` trains the backbone with the line-to-window epipolar loss (the detector is
 not even run); ``train(stage="kp", …)`` loads the stage-1 checkpoint, freezes the backbone (eval mode,
@@ -39,8 +40,17 @@ The package, one concept a module (in the order a run meets them)
 """
 
 from posfeat.training.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME
-from posfeat.training.config import (COMMON_KEYS, KEY_TYPES, NOT_FINGERPRINTED, OPTIONAL, STAGE_KEYS, STAGES,
-                                     build_loss, check_stage_config, make_optimizer)
+from posfeat.training.config import (
+    COMMON_KEYS,
+    KEY_TYPES,
+    NOT_FINGERPRINTED,
+    OPTIONAL,
+    STAGE_KEYS,
+    STAGES,
+    build_loss,
+    check_stage_config,
+    make_optimizer,
+)
 from posfeat.training.distributed import DistInfo, init_distributed
 from posfeat.training.fingerprints import TRAINING_CODE, code_digest, fingerprint
 from posfeat.training.forward import StageForward, set_train_modes, trainable_module
@@ -50,8 +60,30 @@ from posfeat.training.rng import rng_state, set_rng_state
 from posfeat.training.visualizer import Visualizer
 
 __all__ = [
-    "CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "COMMON_KEYS", "KEY_TYPES", "NOT_FINGERPRINTED", "OPTIONAL", "STAGES",
-    "STAGE_KEYS", "TRAINING_CODE", "DistInfo", "StageForward", "TrainingInterrupted", "Visualizer", "build_loss",
-    "check_stage_config", "code_digest", "compute_objective", "fingerprint", "init_distributed", "make_optimizer",
-    "rng_state", "sample_generator", "set_rng_state", "set_train_modes", "trainable_module", "train",
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_NAME",
+    "COMMON_KEYS",
+    "KEY_TYPES",
+    "NOT_FINGERPRINTED",
+    "OPTIONAL",
+    "STAGES",
+    "STAGE_KEYS",
+    "TRAINING_CODE",
+    "DistInfo",
+    "StageForward",
+    "TrainingInterrupted",
+    "Visualizer",
+    "build_loss",
+    "check_stage_config",
+    "code_digest",
+    "compute_objective",
+    "fingerprint",
+    "init_distributed",
+    "make_optimizer",
+    "rng_state",
+    "sample_generator",
+    "set_rng_state",
+    "set_train_modes",
+    "trainable_module",
+    "train",
 ]

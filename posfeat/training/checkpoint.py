@@ -28,11 +28,16 @@ CHECKPOINT_FORMAT = 1
 def training_state(fp: str, stage: str, step: int, model: nn.Module, opt, sched, scaler, history: History) -> dict:
     """Everything a run resumes from at ``step`` (tensors on the CPU, the RNG states of now)."""
     return {
-        "format": CHECKPOINT_FORMAT, "fingerprint": fp, "stage": stage, "step": step,
+        "format": CHECKPOINT_FORMAT,
+        "fingerprint": fp,
+        "stage": stage,
+        "step": step,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+        "optimizer": opt.state_dict(),
+        "scheduler": sched.state_dict(),
         "scaler": scaler.state_dict() if scaler.is_enabled() else {},
-        "rng": rng_state(), **history.state(),
+        "rng": rng_state(),
+        **history.state(),
     }
 
 

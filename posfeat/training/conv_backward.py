@@ -39,8 +39,18 @@ class _ChannelsLastBackward(torch.autograd.Function):
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], has_bias and ctx.needs_input_grad[2]]
         nhwc = torch.channels_last
         gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad.contiguous(memory_format=nhwc), x.contiguous(memory_format=nhwc), weight,
-            [weight.shape[0]] if has_bias else None, stride, padding, dilation, False, [0, 0], groups, mask)
+            grad.contiguous(memory_format=nhwc),
+            x.contiguous(memory_format=nhwc),
+            weight,
+            [weight.shape[0]] if has_bias else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            groups,
+            mask,
+        )
         gx = None if gx is None else gx.contiguous()
         gw = None if gw is None else gw.contiguous()
         return gx, gw, gb, None, None, None, None
@@ -51,8 +61,14 @@ class ChannelsLastBackwardConv2d(nn.Conv2d):
     channels-last order when it trains on the CPU in float32."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        plain = (self.padding_mode != "zeros" or isinstance(self.padding, str) or x.device.type != "cpu"
-                 or not torch.is_grad_enabled() or torch.is_autocast_enabled("cpu") or x.dim() != 4)
+        plain = (
+            self.padding_mode != "zeros"
+            or isinstance(self.padding, str)
+            or x.device.type != "cpu"
+            or not torch.is_grad_enabled()
+            or torch.is_autocast_enabled("cpu")
+            or x.dim() != 4
+        )
         if plain:
             return super()._conv_forward(x, weight, bias)
         return _ChannelsLastBackward.apply(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)

@@ -17,9 +17,23 @@ from typing import Any
 #: the ``posfeat`` package folder, that :data:`TRAINING_CODE` is relative to
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
-TRAINING_CODE = ("training", "geometry.py", "data/pairs.py", "models", "losses")
-"""Library code that decides a training trajectory (relative to the ``posfeat`` package): every module of
-this package :mod:`posfeat.training`, the geometry, the pair dataset, the models and the losses. A folder
+TRAINING_CODE = (
+    "__init__.py",
+    "training",
+    "geometry.py",
+    "data/__init__.py",
+    "data/images.py",
+    "data/pairs.py",
+    "models",
+    "losses",
+    "matching.py",
+    "visualize.py",
+    "io.py",
+    "utils.py",
+)
+"""Library code that a training run imports (relative to the ``posfeat`` package): every module of
+:mod:`posfeat.training` and of the models and losses, and the other files of the training's import closure
+(``tests/test_dvc_deps.py`` checks that nothing it imports is missing). A folder
 stands for all the ``*.py`` files below it."""
 
 

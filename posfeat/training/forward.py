@@ -1,8 +1,8 @@
 """The stage forward pass: what one training step runs through the network, and which parts train.
 
 :class:`StageForward` is the module that ``DistributedDataParallel`` wraps; :func:`set_train_modes` puts the
-model's parts in the train / eval modes of the stage (docs/method.md#stage-1-optimisation, #stage-2-optimisation); :func:`trainable_module` names
-the part whose parameters the stage optimises.
+model's parts in the train / eval modes of the stage (docs/method.md#stage-1-optimisation,
+#stage-2-optimisation); :func:`trainable_module` names the part whose parameters the stage optimises.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ class StageForward(nn.Module):
         """The stage's outputs for a batch of pairs (see the class docstring)."""
         b = image1.shape[0]
         if self.stage == "desc" and self.backbone_passes == 2:
-            return (self.model.describe(normalize_image(image1))["local_map"],
-                    self.model.describe(normalize_image(image2))["local_map"])
+            return (
+                self.model.describe(normalize_image(image1))["local_map"],
+                self.model.describe(normalize_image(image2))["local_map"],
+            )
         x = normalize_image(torch.cat([image1, image2], 0))
         if self.stage == "desc":
             fmap = self.model.describe(x)["local_map"]

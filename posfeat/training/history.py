@@ -28,12 +28,22 @@ class History:
 
     def state(self) -> dict:
         """The checkpointed part (rows, first and last window, counters, records not yet logged)."""
-        return {"rows": self.rows, "first_window": self.first_window, "recent": self.recent,
-                "counters": self.counters, "pending": self.pending, "times": self.times}
+        return {
+            "rows": self.rows,
+            "first_window": self.first_window,
+            "recent": self.recent,
+            "counters": self.counters,
+            "pending": self.pending,
+            "times": self.times,
+        }
 
     def restore(self, state: dict) -> None:
         """Take over :meth:`state`'s entries from a checkpoint."""
-        self.rows, self.first_window, self.recent = list(state["rows"]), list(state["first_window"]), list(state["recent"])
+        self.rows, self.first_window, self.recent = (
+            list(state["rows"]),
+            list(state["first_window"]),
+            list(state["recent"]),
+        )
         self.counters.update({k: int(v) for k, v in state["counters"].items()})
         self.pending = list(state.get("pending", []))
         self.times = [float(t) for t in state.get("times", [])]  # absent in checkpoints of older versions
@@ -46,7 +56,7 @@ class History:
         if len(self.first_window) < self.window:
             self.first_window.append(record)
         self.recent.append(record)
-        del self.recent[:-self.window]
+        del self.recent[: -self.window]
         self.pending.append(record)
         if step % self.log_every == 0 or step == self.total_steps:
             row = {"step": step, **window_mean(self.pending)}

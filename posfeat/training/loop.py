@@ -25,13 +25,18 @@ from tqdm import tqdm
 from posfeat.data.pairs import PairDataset, StepBatchSampler
 from posfeat.io import DataError
 from posfeat.models import build_model, load_checkpoint, save_checkpoint
-from posfeat.training import config
-from posfeat.training.checkpoint import (CHECKPOINT_FORMAT, CHECKPOINT_NAME, load_training_state,
-                                         restore_training_state, save_training_state, training_state)
+from posfeat.training import config, fingerprints
+from posfeat.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    CHECKPOINT_NAME,
+    load_training_state,
+    restore_training_state,
+    save_training_state,
+    training_state,
+)
 from posfeat.training.config import NOT_FINGERPRINTED, build_loss, check_stage_config
-from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
-from posfeat.training import fingerprints
 from posfeat.training.conv_backward import use_channels_last_backward
+from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
 from posfeat.training.forward import StageForward, set_train_modes, trainable_module
 from posfeat.training.history import History
 from posfeat.training.live import LiveLogger
@@ -92,10 +97,24 @@ def train(
         if info.enabled and dev.type == "cuda":
             dev = torch.device("cuda", info.local_rank)
             torch.cuda.set_device(dev)
-        return _train(stage, index, cfg, dev, info, Path(out_model), Path(ckpt_dir),
-                      None if live_dir is None else Path(live_dir),
-                      None if metrics_path is None else Path(metrics_path),
-                      model_config, init_checkpoint, optimizer, float(lr), int(seed), stop_after, progress)
+        return _train(
+            stage,
+            index,
+            cfg,
+            dev,
+            info,
+            Path(out_model),
+            Path(ckpt_dir),
+            None if live_dir is None else Path(live_dir),
+            None if metrics_path is None else Path(metrics_path),
+            model_config,
+            init_checkpoint,
+            optimizer,
+            float(lr),
+            int(seed),
+            stop_after,
+            progress,
+        )
     finally:
         if info.owner:
             dist.destroy_process_group()
@@ -141,8 +160,24 @@ class _Run:
         return int(self.cfg["epochs"]) * int(self.cfg["steps_per_epoch"])
 
 
-def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_path, model_config,
-           init_checkpoint, optimizer, lr, seed, stop_after, progress) -> dict:
+def _train(
+    stage,
+    index,
+    cfg,
+    dev,
+    info,
+    out_model,
+    ckpt_dir,
+    live_dir,
+    metrics_path,
+    model_config,
+    init_checkpoint,
+    optimizer,
+    lr,
+    seed,
+    stop_after,
+    progress,
+) -> dict:
     """:func:`train` after the configuration check and the distributed setup."""
     bsz = int(cfg["batch_size"])
     if bsz % info.world_size:
@@ -153,21 +188,40 @@ def _train(stage, index, cfg, dev, info, out_model, ckpt_dir, live_dir, metrics_
     model, init_digest = _build_model(stage, model_config, init_checkpoint, dev, info)
     run = _optimisation(stage, cfg, dev, info, seed, model, optimizer, lr)
     run.fp = fingerprints.fingerprint(
-        stage=stage, cfg={k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED}, model=dict(model.config),
-        optimizer=optimizer, lr=lr, seed=seed, index=index_digest, init=init_digest, format=CHECKPOINT_FORMAT,
-        code=fingerprints.code_digest())
+        stage=stage,
+        cfg={k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
+        model=dict(model.config),
+        optimizer=optimizer,
+        lr=lr,
+        seed=seed,
+        index=index_digest,
+        init=init_digest,
+        format=CHECKPOINT_FORMAT,
+        code=fingerprints.code_digest(),
+    )
     run.ckpt_path = ckpt_dir / CHECKPOINT_NAME
     history = History(int(cfg["metrics_window"]), int(cfg["log_every"]), run.total_steps)
     start = _resume(run, history)
     if info.is_main:
-        announce(f"train_{stage}", dev, model, f"{len(train_set)} training pairs ({len(val_set)} for validation)",
-                 f"{start} -> {run.total_steps}, batch {bsz} on {info.world_size} process(es)")
+        announce(
+            f"train_{stage}",
+            dev,
+            model,
+            f"{len(train_set)} training pairs ({len(val_set)} for validation)",
+            f"{start} -> {run.total_steps}, batch {bsz} on {info.world_size} process(es)",
+        )
     fwd = _wrap_forward(run)
     sampler = StepBatchSampler(len(train_set), bsz, seed, run.total_steps, start, info.rank, info.world_size)
-    loader = DataLoader(train_set, batch_sampler=sampler, num_workers=int(cfg["num_workers"]),
-                        pin_memory=dev.type == "cuda", persistent_workers=False)
-    visualizer = (Visualizer(val_set, stage, int(cfg["vis_pairs"]), int(cfg["vis_keypoints"]), seed)
-                  if info.is_main else None)
+    loader = DataLoader(
+        train_set,
+        batch_sampler=sampler,
+        num_workers=int(cfg["num_workers"]),
+        pin_memory=dev.type == "cuda",
+        persistent_workers=False,
+    )
+    visualizer = (
+        Visualizer(val_set, stage, int(cfg["vis_pairs"]), int(cfg["vis_keypoints"]), seed) if info.is_main else None
+    )
     log = LiveLogger(live_dir, info.is_main, history.rows, start)
     step, last_val = _run_steps(run, fwd, loader, history, log, visualizer, start, stop_after, progress)
     return _finish(run, history, step, last_val, log, out_model, metrics_path)
@@ -177,8 +231,18 @@ def _datasets(index, cfg: dict, seed: int) -> tuple[PairDataset, PairDataset]:
     """The training pairs (jitter and view augmentation) and the validation pairs (the training pairs when
     the index has none); a :class:`DataError` when there is nothing to train on."""
     size = tuple(int(v) for v in cfg["image_size"])
-    train_set = PairDataset(index, "train", size, cfg["color_jitter"], seed, float(cfg["rotation"]),
-                            tuple(cfg["scale"]), float(cfg["grayscale"]), float(cfg["night"]), tuple(cfg["crop"]))
+    train_set = PairDataset(
+        index,
+        "train",
+        size,
+        cfg["color_jitter"],
+        seed,
+        float(cfg["rotation"]),
+        tuple(cfg["scale"]),
+        float(cfg["grayscale"]),
+        float(cfg["night"]),
+        tuple(cfg["crop"]),
+    )
     if len(train_set) == 0:
         raise DataError(f"{index if not isinstance(index, dict) else 'index'}: no training pairs")
     val_set = PairDataset(index, "val", size, None, seed)
@@ -206,7 +270,7 @@ def _build_model(stage: str, model_config, init_checkpoint, dev: torch.device, i
     if info.enabled and dev.type == "cuda":
         model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
     if dev.type == "cpu" and stage == "desc":  # same gradients computed channels-last: -12 % a step (conv_backward);
-        use_channels_last_backward(trained)      # the detector's stage-2 step was 3 % slower with it, so not there
+        use_channels_last_backward(trained)  # the detector's stage-2 step was 3 % slower with it, so not there
     return model, init_digest
 
 
@@ -230,7 +294,9 @@ def _resume(run: _Run, history: History) -> int:
         if run.info.is_main:
             logger.info("resuming %s training from %s at step %d/%d", run.stage, run.ckpt_path, start, run.total_steps)
     if start > run.total_steps:
-        raise ValueError(f"{run.ckpt_path}: checkpoint is at step {start}, beyond the {run.total_steps} steps configured")
+        raise ValueError(
+            f"{run.ckpt_path}: checkpoint is at step {start}, beyond the {run.total_steps} steps configured"
+        )
     return start
 
 
@@ -244,11 +310,26 @@ def _wrap_forward(run: _Run) -> nn.Module:
     return fwd
 
 
-def _run_steps(run: _Run, fwd, loader, history: History, log: LiveLogger, visualizer, start: int,
-               stop_after: int | None, progress: bool) -> tuple[int, dict[str, float]]:
+def _run_steps(
+    run: _Run,
+    fwd,
+    loader,
+    history: History,
+    log: LiveLogger,
+    visualizer,
+    start: int,
+    stop_after: int | None,
+    progress: bool,
+) -> tuple[int, dict[str, float]]:
     """The steps from ``start`` on; returns the last step and the last validation statistics."""
-    bar = tqdm(total=run.total_steps, initial=start, desc=f"train_{run.stage}", unit="step",
-               disable=not (progress and run.info.is_main), dynamic_ncols=True)
+    bar = tqdm(
+        total=run.total_steps,
+        initial=start,
+        desc=f"train_{run.stage}",
+        unit="step",
+        disable=not (progress and run.info.is_main),
+        dynamic_ncols=True,
+    )
     step, ran, last_val = start, 0, {}
     for batch in loader:
         t0 = time.perf_counter()
@@ -267,8 +348,10 @@ def _run_steps(run: _Run, fwd, loader, history: History, log: LiveLogger, visual
         if visualizer is not None and run.due("vis_every", step):
             last_val = _visualize(run, visualizer, log, step, history)
         if run.due("checkpoint_every", step) and run.info.is_main:
-            save_training_state(run.ckpt_path, training_state(run.fp, run.stage, step, run.model, run.opt,
-                                                              run.sched, run.scaler, history))
+            save_training_state(
+                run.ckpt_path,
+                training_state(run.fp, run.stage, step, run.model, run.opt, run.sched, run.scaler, history),
+            )
         if stop_after is not None and ran >= stop_after and step < run.total_steps:
             bar.close()
             log.end()
@@ -287,8 +370,18 @@ def _train_step(run: _Run, fwd, batch: dict, step: int, history: History) -> tup
     with torch.autocast(device_type=run.dev.type, dtype=run.amp_dtype, enabled=run.use_amp):
         outputs = fwd(im1, im2)
     local = run.batch_size // run.info.world_size
-    objective, loss, stats = compute_objective(run.stage, run.loss_fn, outputs, batch, run.size, run.seed, step,
-                                               run.info.rank * local, run.batch_size, run.info)
+    objective, loss, stats = compute_objective(
+        run.stage,
+        run.loss_fn,
+        outputs,
+        batch,
+        run.size,
+        run.seed,
+        step,
+        run.info.rank * local,
+        run.batch_size,
+        run.info,
+    )
     _update(run, objective, loss, step, history)
     skipped = batch["skipped"].sum().to(torch.float64)
     history.counters["skipped_samples"] += int(all_reduce(skipped, run.info).item())
@@ -310,8 +403,9 @@ def _update(run: _Run, objective: torch.Tensor, loss: float, step: int, history:
         logger.warning("step %d: non-finite loss %s; update skipped", step, loss)
 
 
-def _visualize(run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, history: History | None
-               ) -> dict[str, float]:
+def _visualize(
+    run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, history: History | None
+) -> dict[str, float]:
     """Render the validation pairs and log the images; with ``history``, also their statistics, kept among
     the history's rows so that a resumed run replays them with the training rows."""
     images, val = visualizer(run.model, run.dev)
@@ -323,8 +417,9 @@ def _visualize(run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, hi
     return val
 
 
-def _finish(run: _Run, history: History, step: int, last_val: dict, log: LiveLogger, out_model: Path,
-            metrics_path: Path | None) -> dict:
+def _finish(
+    run: _Run, history: History, step: int, last_val: dict, log: LiveLogger, out_model: Path, metrics_path: Path | None
+) -> dict:
     """Write the final model and metrics (rank 0), close the logger, wait for the other ranks."""
     metrics = history.metrics(step, run.info.world_size, str(run.dev), last_val)
     if run.info.is_main:
@@ -334,10 +429,16 @@ def _finish(run: _Run, history: History, step: int, last_val: dict, log: LiveLog
 
             write_json(metrics_path, metrics)
         nan = float("nan")
-        logger.info("%s: %d steps, loss %.4f (first %d steps: %.4f), %.3f s/step → %s", run.stage, step,
-                    nan if metrics["loss"] is None else metrics["loss"], len(history.first_window),
-                    nan if metrics["loss_initial"] is None else metrics["loss_initial"],
-                    metrics["seconds_per_iteration"] or 0.0, out_model)
+        logger.info(
+            "%s: %d steps, loss %.4f (first %d steps: %.4f), %.3f s/step → %s",
+            run.stage,
+            step,
+            nan if metrics["loss"] is None else metrics["loss"],
+            len(history.first_window),
+            nan if metrics["loss_initial"] is None else metrics["loss_initial"],
+            metrics["seconds_per_iteration"] or 0.0,
+            out_model,
+        )
     log.end()
     if run.info.enabled:
         dist.barrier()

@@ -1,4 +1,5 @@
-"""The per-stage objectives and their reduction across ranks (docs/method.md#stage-1-optimisation, #stage-2-optimisation).
+"""The per-stage objectives and their reduction across ranks
+(docs/method.md#stage-1-optimisation, #stage-2-optimisation).
 
 The losses are computed per sample, each with its own generator seeded by ``(seed, step, position in the
 global batch)`` (:func:`sample_generator`), and reduced so that loss and gradient equal those of one process
@@ -63,8 +64,13 @@ def _desc_objective(loss_fn, outputs, F12, F21, image_size, seed, step, first_po
     width, height = image_size
     device = fmap1.device
     pts1, pts2, jit1, jit2 = _desc_draws(loss_fn, fmap1.shape[0], image_size, seed, step, first_position, device)
-    kw = dict(line_step=loss_fn.line_step, window_size=loss_fn.window_size, temperature=loss_fn.temperature,
-              impl="fast", stable_sigma=loss_fn.stable_sigma)
+    kw = dict(
+        line_step=loss_fn.line_step,
+        window_size=loss_fn.window_size,
+        temperature=loss_fn.temperature,
+        impl="fast",
+        stable_sigma=loss_fn.stable_sigma,
+    )
     thr = loss_fn.win_cost_thr * min(width, height)
     nums, local = [], []
     with torch.autocast(device_type=device.type, enabled=False):
@@ -76,8 +82,15 @@ def _desc_objective(loss_fn, outputs, F12, F21, image_size, seed, step, first_po
             ms = s * mask
             num = (ms * torch.where(mask, cost, torch.zeros_like(cost))).sum()
             nums.append(num)
-            local += [ms.sum() + 1e-8 * s.sum(), num.detach(), mask.sum(), d["valid"].sum(),
-                      float(mask.numel()), (cost.detach() * mask).sum(), d["sigma"].detach().sum()]
+            local += [
+                ms.sum() + 1e-8 * s.sum(),
+                num.detach(),
+                mask.sum(),
+                d["valid"].sum(),
+                float(mask.numel()),
+                (cost.detach() * mask).sum(),
+                d["sigma"].detach().sum(),
+            ]
     sums = torch.stack([torch.as_tensor(v, device=device, dtype=torch.float64) for v in local])
     sums = all_reduce(sums, info)
     (den1, num1, m1, v1, n1, c1, s1), (den2, num2, m2, v2, n2, c2, s2) = sums[:7], sums[7:]
@@ -103,8 +116,16 @@ def _kp_objective(loss_fn, outputs, F12, F21, image_size, seed, step, first_posi
     for i in range(outputs[0].shape[0]):
         gen = sample_generator(seed, step, first_position + i, device)
         sl = slice(i, i + 1)
-        res = loss_fn.terms(outputs[2][sl].float(), outputs[3][sl].float(), outputs[0][sl].float(),
-                            outputs[1][sl].float(), F12[sl], F21[sl], image_size=image_size, generator=gen)
+        res = loss_fn.terms(
+            outputs[2][sl].float(),
+            outputs[3][sl].float(),
+            outputs[0][sl].float(),
+            outputs[1][sl].float(),
+            F12[sl],
+            F21[sl],
+            image_size=image_size,
+            generator=gen,
+        )
         total = total + res["loss"]
         vals = {k: _to_float(v) for k, v in res["stats"].items()}
         vals = {k: v for k, v in vals.items() if v is not None}

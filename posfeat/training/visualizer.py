@@ -16,8 +16,9 @@ class Visualizer:
     """Fixed validation pairs, rendered every ``vis_every`` steps.
 
     Per pair: the two score maps (``coolwarm``, normalised by their max; stage 2 only: in stage 1 the
-    detector is untrained and not run) and the mutual-NN matches of descriptors sampled at keypoints (stage 1: OpenCV SIFT;
-    stage 2: the detector's top-``k`` NMS maxima), coloured by epipolar error (green 0 px, red ≥ 5 px).
+    detector is untrained and not run) and the mutual-NN matches of descriptors sampled at keypoints
+    (stage 1: OpenCV SIFT; stage 2: the detector's top-``k`` NMS maxima), coloured by epipolar error
+    (green 0 px, red ≥ 5 px).
     Returns the images and the mean match statistics (logged as ``val/…``).
     """
 
@@ -44,8 +45,10 @@ class Visualizer:
                 score = model.detect(x, feats).float() if self.stage == "kp" else None
                 if self.stage == "desc":
                     if i not in self.sift:
-                        self.sift[i] = [torch.from_numpy(sift_keypoints(to_uint8(im), self.num_keypoints))
-                                        for im in (s["image1"], s["image2"])]
+                        self.sift[i] = [
+                            torch.from_numpy(sift_keypoints(to_uint8(im), self.num_keypoints))
+                            for im in (s["image1"], s["image2"])
+                        ]
                     kp1, kp2 = self.sift[i]
                 else:
                     kp1, kp2 = (topk_keypoints(score[k, 0], self.num_keypoints) for k in (0, 1))
