@@ -333,6 +333,25 @@ class FeatureReader:
         out["descriptors"] = np.ascontiguousarray(de.T, dtype=np.float32)
         return out
 
+    def _dataset(self, name: str, key: str) -> np.ndarray:
+        """One dataset of one image, read alone (no descriptor read for a keypoint lookup)."""
+        g = self._h5.get(name)
+        if not isinstance(g, h5py.Group) or key not in g:
+            raise DataError(f"{self.path}: no {key} for image {name!r}")
+        try:
+            return g[key][()]
+        except (OSError, KeyError, TypeError) as e:
+            raise DataError(f"{self.path}: image {name!r}: dataset {key!r} cannot be read ({e})") from e
+
+    def keypoints(self, name: str) -> np.ndarray:
+        """Only the keypoints (``N×2`` float32, pixels) of image ``name``."""
+        return np.asarray(self._dataset(name, "keypoints"), np.float32).reshape(-1, 2)
+
+    def image_size(self, name: str) -> tuple[int, int]:
+        """Only the ``(width, height)`` of image ``name``."""
+        w, h = (int(v) for v in np.asarray(self._dataset(name, "image_size")).reshape(-1)[:2])
+        return w, h
+
     def descriptor_dim(self, name: str | None = None) -> int | None:
         """Descriptor width D of image ``name`` (default: the first image); ``None`` for an empty file."""
         if name is None:

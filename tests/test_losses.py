@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from loss_oracles import _reference_endpoints, line2window_reference
 
 from posfeat.geometry import fundamental_from_poses
 from posfeat.losses.line2window import (
     Line2WindowLoss,
-    _reference_endpoints,
     draw_jitter,
     epipolar_endpoints,
     line2window_parts,
-    line2window_reference,
     sample_grid_points,
     window_offsets,
 )

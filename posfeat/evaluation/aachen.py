@@ -36,7 +36,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-import h5py
 import numpy as np
 import pycolmap
 from tqdm import tqdm
@@ -50,6 +49,7 @@ from posfeat.data.aachen import (
     read_ground_truth,
     read_pair_list,
 )
+from posfeat.evaluation import sfm
 from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, atomic_path, feature_method_name, fresh_workdir, write_json
@@ -215,13 +215,6 @@ def _check_features(features: FeatureReader, names: Iterable[str], what: str) ->
         )
 
 
-def read_keypoints(h5: h5py.File, name: str) -> np.ndarray:
-    """Only the ``keypoints`` (N×2) of an image of an open hloc-layout feature file."""
-    if name not in h5 or "keypoints" not in h5[name]:
-        raise DataError(f"{h5.filename}: no keypoints for image {name!r}")
-    return np.asarray(h5[name]["keypoints"][()], np.float32).reshape(-1, 2)
-
-
 def build_database(
     db_path: Path,
     reference: pycolmap.Reconstruction,
@@ -257,9 +250,7 @@ def build_database(
             cam.has_prior_focal_length = True
             colmap.add_camera(db, cam, use_camera_id=True)
             ids[q.name] = colmap.add_image(db, q.name, next_cam + i, image_id=next_image + i)
-        with h5py.File(features.path, "r") as h5:  # keypoints only: no 10 MB descriptor read per image
-            for name, image_id in ids.items():
-                colmap.import_keypoints(db, image_id, read_keypoints(h5, keys.get(name, name)))
+        sfm.import_keypoints(db, ids, features, keys)  # keypoints only: no descriptor read per image
     finally:
         db.close()
     return ids
@@ -411,37 +402,33 @@ def localize_queries(
             db_of_query[qn].append(image_ids[dn])
     results: list[QueryResult] = []
     lookup: dict[int, np.ndarray] = {}
-    db = pycolmap.Database.open(str(db_path))
-    try:
-        with h5py.File(features_path, "r") as h5:
-            for qi, q in enumerate(tqdm(queries, desc="localize", unit="query", disable=not progress)):
-                tq = time.perf_counter()
-                kq, pid, counts = query_correspondences(
-                    rec, db, image_ids[q.name], db_of_query[q.name], cfg.query_matches == "verified", lookup
-                )
-                qvec, tvec = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
-                if cfg.fallback == "best_db" and counts and max(counts.values()) > 0:
-                    best = max(counts, key=lambda d: (counts[d], -d))
-                    qvec, tvec = colmap.rigid_to_qvec_tvec(reference.image(best).cam_from_world())
-                res = QueryResult(q.name, q.condition, False, qvec, tvec, num_correspondences=len(kq))
-                if len(kq) >= cfg.min_matches:
-                    xy = colmap.to_colmap_keypoints(read_keypoints(h5, (keys or {}).get(q.name, q.name))[kq])
-                    X = np.stack([rec.point3D(int(p)).xyz for p in pid])
-                    out = localize(xy, X, q.to_pycolmap(), cfg.max_reprojection_error, cfg.seed + qi)
-                    res.num_inliers = int(out["num_inliers"]) if out is not None else 0
-                    if res.num_inliers >= cfg.min_inliers:
-                        res.localized = True
-                        res.qvec, res.tvec = colmap.rigid_to_qvec_tvec(out["cam_from_world"])
-                res.seconds = time.perf_counter() - tq
-                log.debug(
-                    "%s: %d correspondences, %s",
-                    q.name,
-                    len(kq),
-                    f"{res.num_inliers} inliers" if res.localized else "not localized",
-                )
-                results.append(res)
-    finally:
-        db.close()
+    with sfm.open_database(db_path) as db, FeatureReader(features_path) as features:
+        for qi, q in enumerate(tqdm(queries, desc="localize", unit="query", disable=not progress)):
+            tq = time.perf_counter()
+            kq, pid, counts = query_correspondences(
+                rec, db, image_ids[q.name], db_of_query[q.name], cfg.query_matches == "verified", lookup
+            )
+            qvec, tvec = np.array([1.0, 0.0, 0.0, 0.0]), np.zeros(3)
+            if cfg.fallback == "best_db" and counts and max(counts.values()) > 0:
+                best = max(counts, key=lambda d: (counts[d], -d))
+                qvec, tvec = colmap.rigid_to_qvec_tvec(reference.image(best).cam_from_world())
+            res = QueryResult(q.name, q.condition, False, qvec, tvec, num_correspondences=len(kq))
+            if len(kq) >= cfg.min_matches:
+                xy = colmap.to_colmap_keypoints(features.keypoints((keys or {}).get(q.name, q.name))[kq])
+                X = np.stack([rec.point3D(int(p)).xyz for p in pid])
+                out = localize(xy, X, q.to_pycolmap(), cfg.max_reprojection_error, cfg.seed + qi)
+                res.num_inliers = int(out["num_inliers"]) if out is not None else 0
+                if res.num_inliers >= cfg.min_inliers:
+                    res.localized = True
+                    res.qvec, res.tvec = colmap.rigid_to_qvec_tvec(out["cam_from_world"])
+            res.seconds = time.perf_counter() - tq
+            log.debug(
+                "%s: %d correspondences, %s",
+                q.name,
+                len(kq),
+                f"{res.num_inliers} inliers" if res.localized else "not localized",
+            )
+            results.append(res)
     return results
 
 
@@ -478,18 +465,17 @@ def evaluate_aachen(
     cfg = config or AachenConfig()
     layout = AachenLayout.detect(root)
     dev = resolve_device(device)
-    timings: dict[str, float] = {}
-    t0 = time.perf_counter()
-    reference = load_reference(layout.root)
-    queries = load_queries(layout.root)
-    if not layout.pairs.is_file():
-        raise DataError(f"{layout.pairs}: pair list not found")
-    pairs = read_pair_list(layout.pairs)
-    gt = read_ground_truth(layout.ground_truth) if layout.has_ground_truth() else None
-    db_pairs, query_pairs = split_pairs(
-        pairs, {im.name for im in reference.images.values()}, {q.name for q in queries}, str(layout.pairs)
-    )
-    timings["load"] = time.perf_counter() - t0
+    timer = sfm.PhaseTimer()
+    with timer("load"):
+        reference = load_reference(layout.root)
+        queries = load_queries(layout.root)
+        if not layout.pairs.is_file():
+            raise DataError(f"{layout.pairs}: pair list not found")
+        pairs = read_pair_list(layout.pairs)
+        gt = read_ground_truth(layout.ground_truth) if layout.has_ground_truth() else None
+        db_pairs, query_pairs = split_pairs(
+            pairs, {im.name for im in reference.images.values()}, {q.name for q in queries}, str(layout.pairs)
+        )
     n_day = sum(q.condition == "day" for q in queries)
     announce(
         "eval-aachen",
@@ -501,57 +487,40 @@ def evaluate_aachen(
 
     work = _fresh_dir(Path(workdir))
     db_path = work / "database.db"
-    t0 = time.perf_counter()
     with FeatureReader(features_path) as features:
-        # names relative to images/images_upright, or to whatever folder above/below it was extracted
-        keys = resolve_feature_names(
-            features.names(),
-            [im.name for im in reference.images.values()] + [q.name for q in queries],
-            str(features.path),
-            "reference images and queries",
-            "(extract every image: python -m posfeat extract --images AACHEN)",
-        )
-        ids = build_database(db_path, reference, queries, features, keys)
-        timings["import"] = time.perf_counter() - t0
-        db = pycolmap.Database.open(str(db_path))
-        try:
-            t0 = time.perf_counter()
-            s_db = colmap.match_and_import(
-                db, features, keys, ids, db_pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
+        with timer("import"):
+            # names relative to images/images_upright, or to whatever folder above/below it was extracted
+            keys = resolve_feature_names(
+                features.names(),
+                [im.name for im in reference.images.values()] + [q.name for q in queries],
+                str(features.path),
+                "reference images and queries",
+                "(extract every image: python -m posfeat extract --images AACHEN)",
             )
-            timings["matching_db"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            s_q = colmap.match_and_import(
-                db, features, keys, ids, query_pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
-            )
-            timings["matching_query"] = time.perf_counter() - t0
-        finally:
-            db.close()
-    pairs_path = work / "pairs.txt"
-    colmap.write_pairs_file(pairs_path, s_db.matched_pairs + s_q.matched_pairs)
+            ids = build_database(db_path, reference, queries, features, keys)
+        with sfm.open_database(db_path) as db:
+            with timer("matching_db"):
+                s_db = sfm.match(db, features, keys, ids, db_pairs, cfg.ratio, cfg.mutual, dev, progress)
+            with timer("matching_query"):
+                s_q = sfm.match(db, features, keys, ids, query_pairs, cfg.ratio, cfg.mutual, dev, progress)
     log.info(
         "verifying %d matched pairs (%d empty skipped), %d matches",
         len(s_db.matched_pairs) + len(s_q.matched_pairs),
         s_db.num_empty_pairs + s_q.num_empty_pairs,
         s_db.num_matches + s_q.num_matches,
     )
-    t0 = time.perf_counter()
-    vopts = colmap.two_view_geometry_options(cfg.verification_max_error, cfg.verification_min_inliers, cfg.seed)
-    vopts.ransac.max_num_trials = int(cfg.verification_max_trials)
-    vopts.ransac.min_num_trials = min(int(vopts.ransac.min_num_trials), int(cfg.verification_max_trials))
-    with colmap.colmap_log_level(False):
-        colmap.verify_pairs(db_path, pairs_path, vopts)
-    timings["verification"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    with colmap.colmap_log_level(False):
+    with timer("verification"):
+        vopts = colmap.two_view_geometry_options(cfg.verification_max_error, cfg.verification_min_inliers, cfg.seed)
+        vopts.ransac.max_num_trials = int(cfg.verification_max_trials)
+        vopts.ransac.min_num_trials = min(int(vopts.ransac.min_num_trials), int(cfg.verification_max_trials))
+        sfm.verify(db_path, s_db.matched_pairs + s_q.matched_pairs, vopts, work)
+    with timer("triangulation"), colmap.colmap_log_level(False):
         rec = triangulate_reference(reference, db_path, layout.image_dir, work / "triangulated", cfg.seed)
-    timings["triangulation"] = time.perf_counter() - t0
     log.info("triangulated %d points in %d reference images", rec.num_points3D(), rec.num_reg_images())
-
-    t0 = time.perf_counter()
-    results = localize_queries(queries, query_pairs, ids, rec, reference, db_path, features_path, cfg, progress, keys)
-    timings["localization"] = time.perf_counter() - t0
+    with timer("localization"):
+        results = localize_queries(
+            queries, query_pairs, ids, rec, reference, db_path, features_path, cfg, progress, keys
+        )
 
     metrics = localization_recall(results, gt)
     stats = {
@@ -565,7 +534,7 @@ def evaluate_aachen(
         "mean_correspondences": float(np.mean([r.num_correspondences for r in results])) if results else 0.0,
         "config": asdict(cfg),
     }
-    return AachenResult(results, metrics, {k: round(v, 4) for k, v in timings.items()}, stats)
+    return AachenResult(results, metrics, timer.rounded(), stats)
 
 
 #: the settings of ``python -m posfeat eval-aachen`` (the protocol's defaults).

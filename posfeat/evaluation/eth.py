@@ -57,18 +57,17 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 import pycolmap
 
 from posfeat import colmap, reconstruction
 from posfeat.data.eth import list_scene_images, list_scenes, read_gt_cameras
 from posfeat.data.megadepth import Camera
+from posfeat.evaluation import sfm
 from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import rotation_angle_deg
 from posfeat.io import DataError, FeatureReader, feature_method_name, write_json
@@ -499,80 +498,27 @@ def evaluate_scene(
     dev = resolve_device(device)
     work = fresh_workdir(workdir)
     db_path = work / "database.db"
-    timings: dict[str, float] = {}
+    timer = sfm.PhaseTimer()
     protocol: dict = {"matcher": cfg.matcher_name()}
-    scene_db = scene_dir / SCENE_DATABASE
 
-    t0 = time.perf_counter()
     with FeatureReader(features_path) as features:
-        keys_by_scene_name = resolve_feature_keys(features, scene, names)
-        folder_names = [n[len("images/") :] for n in names]  # relative to the image folder, as COLMAP wants
-        keys = {dn: keys_by_scene_name[n] for dn, n in zip(folder_names, names)}
-        sizes: dict[str, tuple[int, int]] = {}
-        with h5py.File(features.path, "r") as h5:  # image sizes only, not every descriptor set
-            for dn in folder_names:
-                g = h5[keys[dn]]
-                if "image_size" not in g:
-                    raise DataError(f"{features.path}: group {keys[dn]!r} has no image_size (w, h)")
-                w, h = (int(v) for v in np.asarray(g["image_size"][()]).reshape(-1)[:2])
-                sizes[dn] = (w, h)
-        if cfg.use_scene_database and scene_db.is_file():
-            db = colmap.copy_database_without_features(scene_db, db_path)
-            try:
-                ids = _cameras_from_database(db, folder_names, sizes, scene_db)
-            except BaseException:
-                db.close()
-                raise
-            n_db = db.num_images()
-            if not ids:
-                db.close()
-                raise DataError(
-                    f"{scene_db}: none of its {n_db} images is in {scene_dir / 'images'} "
-                    f"(expected names relative to images/, e.g. {folder_names[0]!r})"
-                )
-            if len(ids) < len(folder_names):
-                log.warning(
-                    "%s: %d of the %d images in images/ are not in %s and are left out",
-                    scene,
-                    len(folder_names) - len(ids),
-                    len(folder_names),
-                    scene_db,
-                )
-            if len(ids) < n_db:
-                log.warning(
-                    "%s: %d images of %s are not in images/ and get no features", scene, n_db - len(ids), scene_db
-                )
-            protocol.update(cameras="database.db", camera_priors={"database": len(ids)})
-        else:
-            db = colmap.create_database(db_path)
-            ids = {}
-            sources = {"exif": 0, "guess": 0}
-            for dn in folder_names:
-                cam, src = _camera_for_image(scene_dir / "images" / dn, sizes[dn], cfg)
-                sources[src] += 1
-                ids[dn] = colmap.add_image(db, dn, colmap.add_camera(db, cam))
-            protocol.update(cameras="one per image (EXIF focal prior, else guess)", camera_priors=sources)
-        db_names = [dn for dn in folder_names if dn in ids]
+        with timer("import"):
+            keys_by_scene_name = resolve_feature_keys(features, scene, names)
+            folder_names = [n[len("images/") :] for n in names]  # relative to the image folder, as COLMAP wants
+            keys = {dn: keys_by_scene_name[n] for dn, n in zip(folder_names, names)}
+            sizes = {dn: features.image_size(keys[dn]) for dn in folder_names}
+            db, ids = _scene_database(scene_dir, db_path, folder_names, sizes, cfg, protocol)
+            db_names = [dn for dn in folder_names if dn in ids]
         try:
-            for dn in db_names:
-                colmap.import_keypoints(db, ids[dn], features[keys[dn]]["keypoints"])
-            timings["import"] = time.perf_counter() - t0
-
-            t0 = time.perf_counter()
-            pairs, pinfo = select_pairs(scene_dir, db_names, cfg, lambda n: features[keys[n]]["descriptors"], dev)
-            protocol.update(pinfo)
-            timings["pairs"] = time.perf_counter() - t0
-            announce(
-                f"eval-eth {scene}",
-                dev,
-                feature_method_name(features_path),
-                f"{len(db_names)} images, {len(pairs)} {pinfo.get('pairs', '')} pairs",
-            )
-            t0 = time.perf_counter()
-            ms = colmap.match_and_import(
-                db, features, keys, ids, pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
-            )
-            timings["matching"] = time.perf_counter() - t0
+            with timer("import"):
+                sfm.import_keypoints(db, {dn: ids[dn] for dn in db_names}, features, keys)
+            with timer("pairs"):
+                pairs, pinfo = select_pairs(scene_dir, db_names, cfg, lambda n: features[keys[n]]["descriptors"], dev)
+                protocol.update(pinfo)
+            announce(f"eval-eth {scene}", dev, feature_method_name(features_path),
+                     f"{len(db_names)} images, {len(pairs)} {pinfo.get('pairs', '')} pairs")  # fmt: skip
+            with timer("matching"):
+                ms = sfm.match(db, features, keys, ids, pairs, cfg.ratio, cfg.mutual, dev, progress)
         finally:
             db.close()
     log.info("%s: protocol %s", scene, protocol)
@@ -581,42 +527,105 @@ def evaluate_scene(
     stats.update(num_pairs=ms.num_pairs, num_matched_pairs=ms.num_matched_pairs, num_matches=ms.num_matches)
     stats["protocol"] = protocol
     if not ms.matched_pairs:
-        msg = f"{scene}: no matches in {ms.num_pairs} pairs; nothing to reconstruct"
-        log.warning(msg)
-        return SceneResult(scene, stats, _round(timings), msg)
+        return _stop(scene, stats, timer, f"{scene}: no matches in {ms.num_pairs} pairs; nothing to reconstruct")
 
-    pairs_path = work / "pairs.txt"
-    colmap.write_pairs_file(pairs_path, ms.matched_pairs)
-    t0 = time.perf_counter()
-    vopts = colmap.two_view_geometry_options(
+    with timer("verification"):
+        sfm.verify(db_path, ms.matched_pairs, _verification_options(cfg), work)
+        with sfm.open_database(db_path) as db:
+            vs = colmap.verification_stats(db)
+            report = colmap.verification_report(
+                db, [(ids[a], ids[b]) for a, b in ms.matched_pairs], cfg.verification_min_inliers
+            )
+    stats.update(num_inlier_pairs=vs.num_inlier_pairs, num_inlier_matches=vs.num_inlier_matches)
+    stats["verification"] = report
+    _log_verification(scene, len(db_names), ms, vs, report)
+    if vs.num_inlier_pairs == 0:
+        return _stop(scene, stats, timer, f"{scene}: no pair passed geometric verification; nothing to reconstruct")
+
+    with timer("focal_estimation"), sfm.open_database(db_path) as db:
+        if cfg.focal_init == "two_view":
+            focals = reconstruction.estimate_focals(db, cfg.verification_min_inliers, cfg.focal_factor)
+            reconstruction.apply_focals(db, focals)
+        else:
+            focals = reconstruction.camera_focals(db)
+    protocol["focal_init"] = cfg.focal_init
+    protocol["focal_sources"] = focals.counts()
+    with timer("mapping"):
+        opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed, min_num_matches=cfg.min_num_matches)
+        rec, model_dir, num_models, mrep = reconstruction.reconstruct(
+            db_path, scene_dir / "images", work / "sparse", opts, len(db_names), cfg.mapping_attempts
+        )
+    stats["num_models"] = num_models
+    stats["mapping"] = mrep.to_dict()
+    if rec is None:
+        return _stop(scene, stats, timer, f"{scene}: the mapper found no model (no good initial pair)")
+    stats.update(colmap.reconstruction_stats(rec))
+    if gt is not None:
+        stats.update(pose_accuracy(rec, gt))
+    msg = (
+        f"ok: largest of {num_models} model(s) registers {rec.num_reg_images()}/{len(db_names)} images "
+        f"(mapping attempt {mrep.best_attempt + 1} of {len(mrep.attempts)})"
+    )
+    log.info("%s: %s, %d points", scene, msg, rec.num_points3D())
+    return SceneResult(scene, stats, timer.rounded(), msg, str(model_dir))
+
+
+def _stop(scene: str, stats: dict, timer: sfm.PhaseTimer, msg: str) -> SceneResult:
+    """A scene that ends before a model: its statistics so far and the reason, logged."""
+    log.warning(msg)
+    return SceneResult(scene, stats, timer.rounded(), msg)
+
+
+def _scene_database(scene_dir: Path, db_path: Path, folder_names: list[str], sizes: dict, cfg: ETHConfig,
+                    protocol: dict) -> tuple[pycolmap.Database, dict[str, int]]:  # fmt: skip
+    """The open database with the scene's cameras and images (the release's ``database.db`` when present and
+    ``cfg.use_scene_database``, else one camera per image from EXIF or the guess) → ``(db, {name: id})``."""
+    scene, scene_db = scene_dir.name, scene_dir / SCENE_DATABASE
+    if cfg.use_scene_database and scene_db.is_file():
+        db = colmap.copy_database_without_features(scene_db, db_path)
+        try:
+            ids = _cameras_from_database(db, folder_names, sizes, scene_db)
+            n_db = db.num_images()
+            if not ids:
+                raise DataError(
+                    f"{scene_db}: none of its {n_db} images is in {scene_dir / 'images'} "
+                    f"(expected names relative to images/, e.g. {folder_names[0]!r})"
+                )
+        except BaseException:
+            db.close()
+            raise
+        if len(ids) < len(folder_names):
+            log.warning("%s: %d of the %d images in images/ are not in %s and are left out", scene,
+                        len(folder_names) - len(ids), len(folder_names), scene_db)  # fmt: skip
+        if len(ids) < n_db:
+            log.warning("%s: %d images of %s are not in images/ and get no features", scene, n_db - len(ids), scene_db)
+        protocol.update(cameras="database.db", camera_priors={"database": len(ids)})
+        return db, ids
+    db = colmap.create_database(db_path)
+    ids = {}
+    sources = {"exif": 0, "guess": 0}
+    for dn in folder_names:
+        cam, src = _camera_for_image(scene_dir / "images" / dn, sizes[dn], cfg)
+        sources[src] += 1
+        ids[dn] = colmap.add_image(db, dn, colmap.add_camera(db, cam))
+    protocol.update(cameras="one per image (EXIF focal prior, else guess)", camera_priors=sources)
+    return db, ids
+
+
+def _verification_options(cfg: ETHConfig) -> pycolmap.TwoViewGeometryOptions:
+    """COLMAP's two-view verification settings of ``cfg``."""
+    return colmap.two_view_geometry_options(
         cfg.verification_max_error,
         cfg.verification_min_inliers,
         cfg.seed,
         max_num_trials=cfg.verification_max_num_trials,
         min_inlier_ratio=cfg.verification_min_inlier_ratio,
     )
-    with colmap.colmap_log_level(False):
-        colmap.verify_pairs(db_path, pairs_path, vopts)
-    db = pycolmap.Database.open(str(db_path))
-    try:
-        vs = colmap.verification_stats(db)
-        report = colmap.verification_report(
-            db, [(ids[a], ids[b]) for a, b in ms.matched_pairs], cfg.verification_min_inliers
-        )
-    finally:
-        db.close()
-    timings["verification"] = time.perf_counter() - t0
-    stats.update(num_inlier_pairs=vs.num_inlier_pairs, num_inlier_matches=vs.num_inlier_matches)
-    stats["verification"] = report
-    log.info(
-        "%s: %d images, %d pairs, %d matched, %d verified (%d inlier matches)",
-        scene,
-        len(db_names),
-        ms.num_pairs,
-        ms.num_matched_pairs,
-        vs.num_inlier_pairs,
-        vs.num_inlier_matches,
-    )
+
+
+def _log_verification(scene: str, num_images: int, ms, vs, report: dict) -> None:
+    log.info("%s: %d images, %d pairs, %d matched, %d verified (%d inlier matches)", scene, num_images, ms.num_pairs,
+             ms.num_matched_pairs, vs.num_inlier_pairs, vs.num_inlier_matches)  # fmt: skip
     log.info(
         "%s: verification by configuration %s; inlier ratio of verified pairs %s, of failed pairs %s "
         "(failed pairs' median raw matches %s)",
@@ -626,49 +635,6 @@ def evaluate_scene(
         report["inlier_ratio_failed"],
         report["raw_matches_failed_median"],
     )
-    if vs.num_inlier_pairs == 0:
-        msg = f"{scene}: no pair passed geometric verification; nothing to reconstruct"
-        log.warning(msg)
-        return SceneResult(scene, stats, _round(timings), msg)
-
-    t0 = time.perf_counter()
-    db = pycolmap.Database.open(str(db_path))
-    try:
-        if cfg.focal_init == "two_view":
-            focals = reconstruction.estimate_focals(db, cfg.verification_min_inliers, cfg.focal_factor)
-            reconstruction.apply_focals(db, focals)
-        else:
-            focals = reconstruction.camera_focals(db)
-    finally:
-        db.close()
-    protocol["focal_init"] = cfg.focal_init
-    protocol["focal_sources"] = focals.counts()
-    timings["focal_estimation"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed, min_num_matches=cfg.min_num_matches)
-    rec, model_dir, num_models, mrep = reconstruction.reconstruct(
-        db_path, scene_dir / "images", work / "sparse", opts, len(db_names), cfg.mapping_attempts
-    )
-    timings["mapping"] = time.perf_counter() - t0
-    stats["num_models"] = num_models
-    stats["mapping"] = mrep.to_dict()
-    if rec is None:
-        msg = f"{scene}: the mapper found no model (no good initial pair)"
-        log.warning(msg)
-        return SceneResult(scene, stats, _round(timings), msg)
-    stats.update(colmap.reconstruction_stats(rec))
-    if gt is not None:
-        stats.update(pose_accuracy(rec, gt))
-    msg = (
-        f"ok: largest of {num_models} model(s) registers {rec.num_reg_images()}/{len(db_names)} images "
-        f"(mapping attempt {mrep.best_attempt + 1} of {len(mrep.attempts)})"
-    )
-    log.info("%s: %s, %d points", scene, msg, rec.num_points3D())
-    return SceneResult(scene, stats, _round(timings), msg, str(model_dir))
-
-
-def _round(t: dict[str, float]) -> dict[str, float]:
-    return {k: round(v, 4) for k, v in t.items()}
 
 
 def evaluate_eth(

@@ -5,14 +5,12 @@ from .line2window import (
     draw_jitter,
     epipolar_endpoints,
     line2window_parts,
-    line2window_reference,
     line2window_terms,
     sample_grid_points,
 )
 from .reinforce import (
     KeypointSamples,
     ReinforceLoss,
-    reinforce_dense_reference,
     reinforce_terms,
     sample_keypoints,
 )
@@ -24,9 +22,7 @@ __all__ = [
     "draw_jitter",
     "epipolar_endpoints",
     "line2window_parts",
-    "line2window_reference",
     "line2window_terms",
-    "reinforce_dense_reference",
     "reinforce_terms",
     "sample_grid_points",
     "sample_keypoints",

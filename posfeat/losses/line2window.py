@@ -24,17 +24,18 @@ Two implementations share every step except how similarities are sampled:
   each query's own correlation map (bilinear sampling is linear, padding rules kept);
 * ``impl="reference"`` of :func:`line2window_parts`: the same steps, but ``D``-dim descriptors are sampled
   at the line and window points and dotted with the query (the original's direct formulation);
-* :func:`line2window_reference`: an independent, step-by-step implementation of the specified loss
-  (per-point border intersections in Python, the original's weighting formulas), for tests.
+* ``tests/loss_oracles.py``: an independent, step-by-step implementation of the specified loss
+  (per-point border intersections in Python, the original's weighting formulas), the tests' oracle.
 
 The random draws (grid points, jitter) can be passed in, so both see identical inputs.
 
 API (what the trainer calls)::
 
     loss_fn = Line2WindowLoss(grid_size=16, line_step=100, window_size=0.1, temperature=60, win_cost_thr=0.1)
-    res = loss_fn.terms(fmap1, fmap2, F12, F21, image_size=(W, H), generator=gen)
+    res = loss_fn.terms(fmap1, fmap2, F12, F21, image_size=(W, H), generator=gen)  # or points1=…, jitter1=…
     res["loss"]                       # = num1/den1 + num2/den2, differentiable
     res["num1"], res["den1"], ...     # additive parts: pooled over samples/ranks as Σnum1/Σden1 + Σnum2/Σden2
+    res["sums1"], res["sums2"]        # detached counts and sums that add up over ranks (the trainer's statistics)
     res["stats"]                      # detached scalars: loss, loss_w1, loss_w2, percent_w, percent_valid, …
     loss, stats = loss_fn(fmap1, fmap2, F12, F21, image_size=(W, H), generator=gen)
 
@@ -288,17 +289,28 @@ def weighted_epipolar_cost(
 
 def weighted_cost_parts(
     cost: torch.Tensor, sigma: torch.Tensor, valid: torch.Tensor, thr_px: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Numerator ``Σ m·s·c`` (differentiable), denominator ``Σ m·s + 1e-8·Σ s`` (constant) and mask.
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Numerator ``Σ m·s·c`` (differentiable), denominator ``Σ m·s + 1e-8·Σ s`` (constant), mask and sums.
 
-    Sums over any set of samples add up, so a batch split over processes (or per-sample calls) gives
-    the pooled loss as ``Σ num / Σ den``.
+    ``m``: the cost is finite, below ``thr_px`` and the point valid; ``s = 1/σ`` (a NaN σ counts as 1). A
+    non-finite cost enters neither the numerator nor its gradient. Sums over any set of samples add up, so a
+    batch split over processes (or per-sample calls) gives the pooled loss as ``Σ num / Σ den``; the detached
+    ``sums`` (masked and valid points, points, masked cost, σ) add up the same way, for the statistics.
     """
-    mask = (cost.detach() < thr_px) & valid
-    s = 1.0 / sigma.detach().clamp_min(1e-10)
+    finite = torch.isfinite(cost.detach())
+    clean = torch.nan_to_num(cost, nan=0.0, posinf=0.0, neginf=0.0)
+    mask = (cost.detach() < thr_px) & valid & finite
+    s = 1.0 / torch.nan_to_num(sigma.detach(), nan=1.0).clamp_min(1e-10)
     ms = s * mask
-    num = (ms * torch.where(mask, cost, torch.zeros_like(cost))).sum()
-    return num, (ms.sum() + 1e-8 * s.sum()).detach(), mask
+    num = (ms * torch.where(mask, clean, torch.zeros_like(clean))).sum()
+    sums = {
+        "masked": mask.sum(),
+        "valid": valid.sum(),
+        "points": float(mask.numel()),
+        "masked_cost": (clean.detach() * mask).sum(),
+        "sigma": sigma.detach().sum(),
+    }
+    return num, (ms.sum() + 1e-8 * s.sum()).detach(), mask, sums
 
 
 def line2window_parts(
@@ -331,7 +343,8 @@ def line2window_parts(
         stable_sigma: centred variance for ``σ`` (:func:`window_sigma`); ``False`` = the official formula.
 
     Returns:
-        ``{"loss", "num1", "den1", "num2", "den2", "stats", "corloc1", "corloc2", "mask1", "mask2"}``:
+        ``{"loss", "num1", "den1", "num2", "den2", "stats", "corloc1", "corloc2", "mask1", "mask2", "sums1",
+        "sums2"}`` (``sums*``: :func:`weighted_cost_parts`'s detached sums, which add up over processes):
         ``loss = num1/den1 + num2/den2``; ``num*`` are differentiable sums, ``den*`` constants, so the
         loss of a batch split into parts is ``Σ num1 / Σ den1 + Σ num2 / Σ den2`` (pooled, as the
         original). ``stats`` are detached scalars; ``corloc*`` the predicted correspondences (pixels).
@@ -360,8 +373,8 @@ def line2window_parts(
         d1 = _search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, **kw)
         d2 = _search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, **kw)
         thr = win_cost_thr * min(width, height)
-        num1, den1, mask1 = weighted_cost_parts(d1["cost"], d1["sigma"], d1["valid"], thr)
-        num2, den2, mask2 = weighted_cost_parts(d2["cost"], d2["sigma"], d2["valid"], thr)
+        num1, den1, mask1, sums1 = weighted_cost_parts(d1["cost"], d1["sigma"], d1["valid"], thr)
+        num2, den2, mask2, sums2 = weighted_cost_parts(d2["cost"], d2["sigma"], d2["valid"], thr)
     loss_w1, loss_w2 = num1 / den1, num2 / den2
     loss = loss_w1 + loss_w2
     with torch.no_grad():
@@ -391,6 +404,8 @@ def line2window_parts(
         "corloc2": d2["corloc"].detach(),
         "mask1": mask1,
         "mask2": mask2,
+        "sums1": sums1,
+        "sums2": sums2,
     }
 
 
@@ -399,123 +414,6 @@ def line2window_terms(*args, **kwargs) -> tuple[torch.Tensor, dict[str, torch.Te
     reduced to its loss and statistics."""
     res = line2window_parts(*args, **kwargs)
     return res["loss"], res["stats"]
-
-
-def _reference_endpoints(line: tuple[float, float, float], width: int, height: int) -> tuple[tuple, tuple, bool]:
-    """One line, plain Python: intersections with ``x=0, x=W−1, y=H−1, y=0`` (this order), kept when
-    inside the image; valid iff exactly two; otherwise the ``x=0`` / ``x=W−1`` intersections (finite)."""
-    a, b, c = line
-    w1, h1 = width - 1.0, height - 1.0
-    cands = [
-        (0.0, -c / b) if b != 0 else None,
-        (w1, -(a * w1 + c) / b) if b != 0 else None,
-        (-(b * h1 + c) / a, h1) if a != 0 else None,
-        (-c / a, 0.0) if a != 0 else None,
-    ]
-    inside = [p for p in cands if p is not None and 0.0 <= p[0] <= w1 and 0.0 <= p[1] <= h1]
-    if len(inside) == 2:
-        return inside[0], inside[1], True
-    clamp = lambda v: min(max(v, -1e6), 1e6)  # noqa: E731
-    left = (0.0, clamp(-c / b)) if b != 0 else (0.0, 0.0)
-    right = (w1, clamp(-(a * w1 + c) / b)) if b != 0 else (w1, 0.0)
-    return left, right, False
-
-
-def _reference_direction(fq, ft, pts, Fm, jit, width, height, line_step, window_size, temperature):
-    """One direction of :func:`line2window_reference`: ``(c, σ, valid)`` per point, ``B×n``."""
-    bsz, _, hf, wf = ft.shape
-    n = pts.shape[1]
-    scale = pts.new_tensor([(width - 1) / 2.0, (height - 1) / 2.0])
-    q = F.grid_sample(
-        fq, (pts / scale - 1.0)[:, :, None, :], mode="bilinear", padding_mode="zeros", align_corners=False
-    )
-    q = F.normalize(q[..., 0].transpose(1, 2), dim=-1)  # B×n×D
-    tmap = temperature * F.normalize(ft, dim=1)
-    with torch.no_grad():
-        lines = torch.einsum("bij,bnj->bni", Fm, torch.cat([pts, torch.ones_like(pts[..., :1])], -1))
-        e1 = torch.zeros(bsz, n, 2, dtype=pts.dtype)
-        e2 = torch.zeros(bsz, n, 2, dtype=pts.dtype)
-        valid = torch.zeros(bsz, n, dtype=torch.bool)
-        for bi in range(bsz):
-            for i in range(n):
-                p1, p2, ok = _reference_endpoints(tuple(float(v) for v in lines[bi, i]), width, height)
-                e1[bi, i] = torch.tensor(p1, dtype=pts.dtype)
-                e2[bi, i] = torch.tensor(p2, dtype=pts.dtype)
-                valid[bi, i] = ok
-        e1, e2, valid = e1.to(pts.device), e2.to(pts.device), valid.to(pts.device)
-        t = torch.linspace(0, 1, line_step, dtype=pts.dtype, device=pts.device)
-        e1n, e2n = e1 / scale - 1.0, e2 / scale - 1.0
-        line_pts = e1n[:, :, None, :] + t[None, None, :, None] * (e2n - e1n)[:, :, None, :]  # B×n×L×2
-        line_feat = F.grid_sample(tmap, line_pts, mode="bilinear", padding_mode="border", align_corners=False)
-        prob = torch.softmax(torch.einsum("bnd,bdnl->bnl", q, line_feat), dim=-1)
-        best = prob.argmax(-1)
-        centre = torch.stack([line_pts[bi, torch.arange(n), best[bi]] for bi in range(bsz)]) + jit
-        valid = valid & (centre[..., 0].abs() <= 1) & (centre[..., 1].abs() <= 1)
-        len_h, len_w = int(window_size * hf), int(window_size * wf)
-        ys = torch.linspace(-window_size, window_size, len_h, dtype=pts.dtype, device=pts.device)
-        xs = torch.linspace(-window_size, window_size, len_w, dtype=pts.dtype, device=pts.device)
-        offs = torch.stack([xs.repeat(len_h), ys.repeat_interleave(len_w)], -1)  # y outer loop
-        win = centre[:, :, None, :] + offs  # B×n×K×2
-    win_feat = F.grid_sample(tmap, win, mode="bilinear", padding_mode="zeros", align_corners=False)  # B×D×n×K
-    p = torch.softmax(torch.einsum("bnd,bdnk->bnk", q, win_feat), dim=-1)
-    mu = (p[..., None] * win).sum(2)
-    with torch.no_grad():
-        var = (p[..., None] * win**2).sum(2) - mu**2
-        sigma = var[..., 0].clamp(min=1e-10).sqrt() + var[..., 1].clamp(min=1e-10).sqrt()
-    corr_px = (mu + 1.0) * scale
-    l2 = torch.einsum("bij,bnj->bni", Fm, torch.cat([pts, torch.ones_like(pts[..., :1])], -1))
-    cost = (l2[..., 0] * corr_px[..., 0] + l2[..., 1] * corr_px[..., 1] + l2[..., 2]).abs()
-    cost = cost / l2[..., :2].norm(dim=-1).clamp(min=1e-8)
-    return cost, sigma, valid
-
-
-def line2window_reference(
-    fmap1: torch.Tensor,
-    fmap2: torch.Tensor,
-    F12: torch.Tensor,
-    F21: torch.Tensor,
-    image_size: tuple[int, int],
-    points1: torch.Tensor,
-    points2: torch.Tensor,
-    jitter1: torch.Tensor,
-    jitter2: torch.Tensor,
-    *,
-    line_step: int = 100,
-    window_size: float = 0.1,
-    temperature: float = 60.0,
-    win_cost_thr: float = 0.1,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """A direct, independent implementation of the specified loss, for tests: ``(loss, stats)``.
-
-    It follows the original step by step and shares no helper with :class:`Line2WindowLoss`: border
-    intersections per point in plain Python, ``D``-dim descriptors sampled at every line and window point
-    of ``T·normalize(fmap)`` (``border`` / ``zeros`` padding) and dotted with the query, and the original's
-    weighting ``w = (s/mean s)·m``, ``w ← w/(mean w + 1e-8)``, ``loss = mean(w·c)`` per direction. Slow
-    (a Python loop over points): use small inputs.
-    """
-    width, height = int(image_size[0]), int(image_size[1])
-    thr = win_cost_thr * min(width, height)
-    out, stats = [], {}
-    for k, (fq, ft, pts, Fm, jit) in enumerate(
-        ((fmap1, fmap2, points1, F12, jitter1), (fmap2, fmap1, points2, F21, jitter2)), start=1
-    ):
-        dt = fq.dtype
-        cost, sigma, valid = _reference_direction(
-            fq, ft, pts.to(dt), Fm.to(dt), jit.to(dt), width, height, line_step, window_size, temperature
-        )
-        with torch.no_grad():
-            mask = ((cost < thr) & valid).to(dt)
-            s = 1.0 / sigma.clamp(min=1e-10)
-            w = (s / s.mean()) * mask
-            w = w / (w.mean() + 1e-8)
-        loss_k = (w * torch.where(mask.bool(), cost, torch.zeros_like(cost))).mean()
-        out.append(loss_k)
-        stats[f"loss_w{k}"] = loss_k.detach()
-        stats[f"percent_w{k}"] = mask.mean()
-    loss = out[0] + out[1]
-    stats["loss"] = loss.detach()
-    stats["percent_w"] = (stats.pop("percent_w1") + stats.pop("percent_w2")) / 2
-    return loss, stats
 
 
 class Line2WindowLoss(nn.Module):

@@ -327,7 +327,8 @@ def reinforce_dense_reference(
     bad_reward: float = -0.25,
     kp_penalty: float = 1e-3,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """The original's dense formulation (``B×n×n`` tensors in the autograd graph), for tests: ``(loss, stats)``."""
+    """The original's dense formulation (``B×n×n`` tensors in the autograd graph): ``(loss, stats)``; what
+    ``ReinforceLoss(impl="dense")`` runs, to check and measure the fast formulation against."""
     width, height = int(image_size[0]), int(image_size[1])
     x1, x2 = samples1.xy.float(), samples2.xy.float()
     desc1 = _descriptors(fmap1, x1, (width, height))

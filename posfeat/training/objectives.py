@@ -53,48 +53,25 @@ def _desc_draws(loss_fn, n: int, image_size, seed: int, step: int, first_positio
 
 
 def _desc_objective(loss_fn, outputs, F12, F21, image_size, seed, step, first_position, info):
-    """Stage 1: per-sample draws, then the pooled weighted mean ``Σ m·s·c / Σ m·s`` per direction.
+    """Stage 1: per-sample draws, then :meth:`Line2WindowLoss.terms` on the batch, pooled per direction.
 
-    The denominators (detached in the original too) are all-reduced, so each rank back-propagates
+    The loss's additive parts (``num``, ``den`` and the detached sums of
+    :func:`~posfeat.losses.line2window.weighted_cost_parts`) are all-reduced, so each rank back-propagates
     ``num_r / den_global``: summed over ranks this is exactly the single-process loss.
     """
-    from posfeat.losses.line2window import _search_direction
-
     fmap1, fmap2 = outputs[0].float(), outputs[1].float()
-    width, height = image_size
     device = fmap1.device
     pts1, pts2, jit1, jit2 = _desc_draws(loss_fn, fmap1.shape[0], image_size, seed, step, first_position, device)
-    kw = dict(
-        line_step=loss_fn.line_step,
-        window_size=loss_fn.window_size,
-        temperature=loss_fn.temperature,
-        impl="fast",
-        stable_sigma=loss_fn.stable_sigma,
-    )
-    thr = loss_fn.win_cost_thr * min(width, height)
-    nums, local = [], []
-    with torch.autocast(device_type=device.type, enabled=False):
-        for fq, ft, pts, Fqt, jit in ((fmap1, fmap2, pts1, F12, jit1), (fmap2, fmap1, pts2, F21, jit2)):
-            d = _search_direction(fq, ft, pts, Fqt, (width, height), jit, **kw)
-            cost = torch.nan_to_num(d["cost"], nan=0.0, posinf=0.0, neginf=0.0)  # masked below anyway
-            mask = (d["cost"].detach() < thr) & d["valid"] & torch.isfinite(d["cost"].detach())
-            s = 1.0 / torch.nan_to_num(d["sigma"].detach(), nan=1.0).clamp_min(1e-10)
-            ms = s * mask
-            num = (ms * torch.where(mask, cost, torch.zeros_like(cost))).sum()
-            nums.append(num)
-            local += [
-                ms.sum() + 1e-8 * s.sum(),
-                num.detach(),
-                mask.sum(),
-                d["valid"].sum(),
-                float(mask.numel()),
-                (cost.detach() * mask).sum(),
-                d["sigma"].detach().sum(),
-            ]
+    res = loss_fn.terms(fmap1, fmap2, F12, F21, image_size, points1=pts1, points2=pts2, jitter1=jit1, jitter2=jit2)
+    local = []
+    for k in (1, 2):
+        sums = res[f"sums{k}"]
+        local += [res[f"den{k}"], res[f"num{k}"].detach(), sums["masked"], sums["valid"], sums["points"],
+                  sums["masked_cost"], sums["sigma"]]  # fmt: skip
     sums = torch.stack([torch.as_tensor(v, device=device, dtype=torch.float64) for v in local])
     sums = all_reduce(sums, info)
     (den1, num1, m1, v1, n1, c1, s1), (den2, num2, m2, v2, n2, c2, s2) = sums[:7], sums[7:]
-    objective = (nums[0] / den1.float() + nums[1] / den2.float()) * info.world_size
+    objective = (res["num1"] / den1.float() + res["num2"] / den2.float()) * info.world_size
     loss_w1, loss_w2 = float(num1 / den1), float(num2 / den2)
     stats = {
         "loss_w1": loss_w1,
