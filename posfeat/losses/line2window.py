@@ -370,10 +370,11 @@ def line2window_parts(
         line_step=line_step, window_size=window_size, temperature=temperature, impl=impl, stable_sigma=stable_sigma
     )
     with torch.autocast(device_type=fmap1.device.type, enabled=False):
-        d1 = _search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, **kw)
-        d2 = _search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, **kw)
         thr = win_cost_thr * min(width, height)
+        # direction 1 then 2, each reduced before the next (the order the backward pass accumulates in)
+        d1 = _search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, **kw)
         num1, den1, mask1, sums1 = weighted_cost_parts(d1["cost"], d1["sigma"], d1["valid"], thr)
+        d2 = _search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, **kw)
         num2, den2, mask2, sums2 = weighted_cost_parts(d2["cost"], d2["sigma"], d2["valid"], thr)
     loss_w1, loss_w2 = num1 / den1, num2 / den2
     loss = loss_w1 + loss_w2
