@@ -169,3 +169,22 @@ def test_a_failing_collection_is_skipped_and_counted(strecha_photos, tmp_path):
     assert sorted(p.name for p in (tmp_path / "md").iterdir()) == ["entry", "photos_report.json"]
     skipped = [c for c in summary["per_collection"] if c["skipped"]]
     assert skipped[0]["name"] == "noise" and "overlap" in skipped[0]["skipped"]
+
+
+@pytest.mark.slow
+def test_an_existing_colmap_model_is_used_as_it_is(strecha_photos, tmp_path):
+    """A place given as sparse/ + images/ is undistorted and written without a new reconstruction."""
+    from posfeat.data.megadepth import read_img_cam
+    from posfeat.data.photos import check_photos, reconstruct_collection
+
+    cfg = PhotosConfig()
+    names = check_photos(strecha_photos / "entry", cfg)
+    rec, image_dir, _ = reconstruct_collection(strecha_photos / "entry", names, tmp_path / "work", cfg)
+    place = tmp_path / "raw" / "entry"
+    (place / "sparse" / "0").mkdir(parents=True)
+    rec.write(str(place / "sparse" / "0"))
+    shutil.copytree(image_dir, place / "images")
+    summary = build_training_set(tmp_path / "raw", tmp_path / "md", cfg)
+    (report,) = summary["per_collection"]
+    assert report["from_model"] and report["focal_sources"] == {}
+    assert len(read_img_cam(tmp_path / "md" / "entry" / "dense0" / "aligned" / "img_cam.txt")) == rec.num_reg_images()
