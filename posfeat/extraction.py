@@ -44,7 +44,7 @@ import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -920,7 +920,6 @@ def cli_config(args) -> tuple[ExtractConfig, Path, list[str]]:
     ``--params`` (when given), overridden by every settings flag given; the images of ``--images``, or of the
     benchmark ``--dataset`` under ``--root`` (default: ``datasets.<dataset>`` of ``--params``, relative to
     that file's folder)."""
-    from posfeat.cli import EXTRACT_FLAGS
     from posfeat.data.benchmarks import benchmark_images
     from posfeat.io import read_yaml_mapping
 
@@ -938,8 +937,12 @@ def cli_config(args) -> tuple[ExtractConfig, Path, list[str]]:
         if args.dataset == "hpatches":
             exclude = tuple(((params.get("eval") or {}).get("hpatches") or {}).get("exclude") or ())
         if root is None:
-            root = Path(args.params).parent / str((params.get("datasets") or {}).get(args.dataset, ""))
-    settings.update({k: getattr(args, k) for k in EXTRACT_FLAGS if hasattr(args, k)})
+            named = (params.get("datasets") or {}).get(args.dataset)
+            if not named:
+                raise DataError(f"{args.params}: no datasets.{args.dataset} (give --root DIR)")
+            root = Path(args.params).parent / str(named)
+    # the settings flags are absent from ``args`` unless given (argparse.SUPPRESS)
+    settings.update({f.name: getattr(args, f.name) for f in fields(ExtractConfig) if hasattr(args, f.name)})
     settings["sift_keypoints"] = args.method == "posfeat_sift"
     what = f"{args.params}: extract.{args.dataset}" if args.params else "extract flags"
     cfg = ExtractConfig.from_dict(settings, what=what)

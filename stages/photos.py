@@ -23,16 +23,6 @@ from stages.common import ROOT, load_params, param
 
 OUT_DIR = Path("data/photos")
 METRICS_DIR = Path("metrics/photos")
-SETTINGS = (
-    "max_keypoints",
-    "max_image_size",
-    "max_exhaustive_images",
-    "retrieval_neighbors",
-    "min_covisibility",
-    "min_registered",
-    "mapping_attempts",
-    "num_threads",
-)
 
 
 def main(name: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
@@ -41,7 +31,7 @@ def main(name: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
     base_dir = Path(base_dir)
     source = Path(param(params, f"photos.sources.{name}", str))
     source = source if source.is_absolute() else base_dir / source
-    settings = {k: param(params, f"photos.{k}") for k in SETTINGS if k in params.get("photos", {})}
+    settings = {k: v for k, v in param(params, "photos", dict).items() if k != "sources"}
     cfg = PhotosConfig.from_dict(
         {**settings, "rot_thr": float(param(params, "prepare.rot_thr", float)), "seed": param(params, "seed", int)},
         what="photos",

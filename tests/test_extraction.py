@@ -841,3 +841,26 @@ def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_p
     assert cli_main([*common, "--method", "posfeat", "--max-keypoints", "50", "--out", str(tmp_path / "few.h5")]) == 0
     with FeatureReader(tmp_path / "few.h5") as r:
         assert max(len(r[n]["keypoints"]) for n in r.names()) == 50
+
+
+def test_cli_params_without_the_dataset_root_is_an_error(tmp_path):
+    import yaml
+
+    from posfeat.cli import main as cli_main
+
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"extract": {"eth": {"max_keypoints": 10}}}))
+    with pytest.raises(DataError, match="no datasets.eth"):
+        cli_main(
+            [
+                "extract",
+                "--method",
+                "sift",
+                "--params",
+                str(tmp_path / "params.yaml"),
+                "--dataset",
+                "eth",
+                "--out",
+                str(tmp_path / "x.h5"),
+                "--debug",
+            ]
+        )

@@ -188,3 +188,13 @@ def test_an_existing_colmap_model_is_used_as_it_is(strecha_photos, tmp_path):
     (report,) = summary["per_collection"]
     assert report["from_model"] and report["focal_sources"] == {}
     assert len(read_img_cam(tmp_path / "md" / "entry" / "dense0" / "aligned" / "img_cam.txt")) == rec.num_reg_images()
+
+
+def test_stage_refuses_an_unknown_photos_setting(tmp_path):
+    from posfeat.utils import UnknownSettingError
+    from stages.photos import main
+
+    params = {"seed": 0, "prepare": {"rot_thr": 80.0}, "photos": {"sources": {"own": str(tmp_path)}, "max_keypoint": 5}}
+    with pytest.raises(UnknownSettingError, match="max_keypoint"):
+        main("own", params, base_dir=tmp_path)
+    assert not (tmp_path / "data").exists()

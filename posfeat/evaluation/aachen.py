@@ -500,9 +500,21 @@ def evaluate_aachen(
             ids = build_database(db_path, reference, queries, features, keys)
         with sfm.open_database(db_path) as db:
             with timer("matching_db"):
-                s_db = sfm.match(db, features, keys, ids, db_pairs, cfg.ratio, cfg.mutual, dev, progress)
+                s_db = colmap.match_and_import(
+                    db, features, keys, ids, db_pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
+                )
             with timer("matching_query"):
-                s_q = sfm.match(db, features, keys, ids, query_pairs, cfg.ratio, cfg.mutual, dev, progress)
+                s_q = colmap.match_and_import(
+                    db,
+                    features,
+                    keys,
+                    ids,
+                    query_pairs,
+                    ratio=cfg.ratio,
+                    mutual=cfg.mutual,
+                    device=dev,
+                    progress=progress,
+                )
     log.info(
         "verifying %d matched pairs (%d empty skipped), %d matches",
         len(s_db.matched_pairs) + len(s_q.matched_pairs),

@@ -518,7 +518,9 @@ def evaluate_scene(
             announce(f"eval-eth {scene}", dev, feature_method_name(features_path),
                      f"{len(db_names)} images, {len(pairs)} {pinfo.get('pairs', '')} pairs")  # fmt: skip
             with timer("matching"):
-                ms = sfm.match(db, features, keys, ids, pairs, cfg.ratio, cfg.mutual, dev, progress)
+                ms = colmap.match_and_import(
+                    db, features, keys, ids, pairs, ratio=cfg.ratio, mutual=cfg.mutual, device=dev, progress=progress
+                )
         finally:
             db.close()
     log.info("%s: protocol %s", scene, protocol)

@@ -1,5 +1,5 @@
 """The COLMAP steps the ETH and Aachen evaluations share, written once: open the database, import keypoints,
-match and import, verify, each phase timed.
+verify, each phase timed (matching itself is :func:`posfeat.colmap.match_and_import`).
 
 Both pipelines are short sequences of these calls (:func:`posfeat.evaluation.eth.evaluate_scene`,
 :func:`posfeat.evaluation.aachen.evaluate_aachen`); the reconstruction itself is :mod:`posfeat.reconstruction`
@@ -55,14 +55,6 @@ def import_keypoints(db: pycolmap.Database, ids: Mapping[str, int], features: Fe
     ``keys[name]`` (the feature file's name of the image; the name itself when absent)."""
     for name, image_id in ids.items():
         colmap.import_keypoints(db, image_id, features.keypoints(keys.get(name, name)))
-
-
-def match(db: pycolmap.Database, features: FeatureReader, keys: Mapping[str, str], ids: Mapping[str, int],
-          pairs: Sequence[tuple[str, str]], ratio: float | None, mutual: bool, device, progress: bool
-          ) -> colmap.MatchImportStats:  # fmt: skip
-    """Match ``pairs`` (mutual NN, optional ratio test) and import the raw matches into ``db``."""
-    return colmap.match_and_import(db, features, keys, ids, pairs, ratio=ratio, mutual=mutual, device=device,
-                                   progress=progress)  # fmt: skip
 
 
 def verify(db_path: Path, matched_pairs: Sequence[tuple[str, str]], options: pycolmap.TwoViewGeometryOptions,
