@@ -188,16 +188,3 @@ def convert_official(
         },
     )
     return config
-
-
-def run_cli(args) -> int:
-    """``python -m posfeat convert-official BACKBONE.pth LOCALHEADER.pth --out MODEL.pt``."""
-    import json
-
-    from posfeat.utils import get_logger
-
-    log = get_logger("posfeat")
-    config = convert_official(args.backbone, args.localheader, args.out, keep_global_map=args.keep_global_map)
-    log.info("wrote %s", args.out)
-    print(json.dumps({"out": str(args.out), "config": config}, indent=2))
-    return 0

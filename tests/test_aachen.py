@@ -269,8 +269,8 @@ def test_stage_on_aachen_v1_0_layout(aachen, features, tmp_path):
 def test_cli_rerun_over_old_work_is_deterministic(run, aachen, features, tmp_path, monkeypatch):
     """The CLI writes the submission and metrics; a leftover work folder does not disturb a rerun, and
     the same inputs give the same poses as the first run."""
+    from posfeat.cli import eval_aachen as module
     from posfeat.cli import main
-    from posfeat.evaluation import aachen as module
 
     monkeypatch.setattr(module, "CLI_CONFIG", FAST)
     out = tmp_path / "out"

@@ -533,12 +533,12 @@ def test_stage_without_arguments_rejects_some(monkeypatch, capsys):
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch, tmp_path):
-    import posfeat.extraction as extraction
+    import posfeat.cli.extract as extract
 
     def broken(args):
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr(extraction, "run_cli", broken)
+    monkeypatch.setattr(extract, "run", broken)
     with pytest.raises(ZeroDivisionError):
         cli_main(_bad_extract_args(tmp_path))
     with pytest.raises(KeyError):

@@ -23,12 +23,44 @@ def test_module_help_runs():
 def test_subcommand_arguments():
     p = build_parser()
     a = p.parse_args(["extract", "--method", "sift", "--images", "d", "--out", "f.h5", "--max-keypoints", "100"])
-    assert (a.method, a.images, a.out, a.max_keypoints, a.module) == ("sift", "d", "f.h5", 100, "posfeat.extraction")
+    assert (a.method, a.images, a.out, a.max_keypoints, a.module) == ("sift", "d", "f.h5", 100, "posfeat.cli.extract")
     a = p.parse_args(["eval-hpatches", "--root", "r", "--features", "a=x.h5", "b=y.h5", "--out", "m.json"])
     assert a.features == [("a", "x.h5"), ("b", "y.h5")]
     with pytest.raises(SystemExit):
         p.parse_args(["eval-hpatches", "--root", "r", "--features", "nokey", "--out", "m.json"])
     a = p.parse_args(["eval-aachen", "--root", "r", "--features", "f.h5", "--out", "o"])
-    assert a.module == "posfeat.evaluation.aachen"
+    assert a.module == "posfeat.cli.eval_aachen"
     a = p.parse_args(["eval-eth", "--root", "s", "--features", "f.h5", "--out", "o.json", "--workdir", "w"])
     assert a.workdir == "w"
+
+
+def test_help_needs_no_torch():
+    """``posfeat --help`` builds every subcommand's flags (the extraction's from ExtractConfig) without torch."""
+    code = "import sys; from posfeat.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
+
+
+def test_extract_flags_are_the_config_fields():
+    """Each settings flag of ``extract`` is a field of ExtractConfig: its type, choices and default come from
+    the field; a flag not given stays out of the parsed arguments."""
+    from dataclasses import fields
+
+    from posfeat.extraction import ExtractConfig
+
+    p = build_parser()
+    extract = p._subparsers._group_actions[0].choices["extract"]
+    settings = {a.dest: a for a in extract._actions if a.default == "==SUPPRESS==" and a.dest != "help"}
+    cli_fields = {f.name: f for f in fields(ExtractConfig) if f.metadata.get("cli", True)}
+    assert set(settings) == set(cli_fields)
+    for name, f in cli_fields.items():
+        shown = " ".join(map(str, f.default)) if isinstance(f.default, tuple) else str(f.default)
+        assert f"default: {shown};" in settings[name].help and f"extract.<dataset>.{name}" in settings[name].help
+    a = p.parse_args(["extract", "--method", "posfeat", "--images", "d", "--out", "f.h5", "--scales", "1", "0.5"])
+    assert a.scales == [1.0, 0.5] and not hasattr(a, "threshold") and not hasattr(a, "amp")
+    a = p.parse_args(
+        ["extract", "--method", "posfeat", "--images", "d", "--out", "f", "--no-amp", "--subpixel", "quadratic"]
+    )
+    assert a.amp is False and a.subpixel == "quadratic"
+    with pytest.raises(SystemExit):
+        p.parse_args(["extract", "--method", "posfeat", "--images", "d", "--out", "f", "--threshold-mode", "median"])

@@ -42,7 +42,24 @@ def imported_modules(path: Path) -> set[str]:
                 base = ".".join((*parent, *([node.module] if node.module else [])))
             names.add(base)
             names.update(f"{base}.{a.name}" for a in node.names)
+    names.update(lazy_exports(path))
     return {n for n in names if n.split(".")[0] in PACKAGES}
+
+
+def lazy_exports(path: Path) -> set[str]:
+    """The submodules a package ``__init__`` loads on first use (its ``_EXPORTS`` map: name → submodule)."""
+    if path.name != "__init__.py":
+        return set()
+    package = ".".join(path.relative_to(ROOT).parent.parts)
+    for node in ast.parse(path.read_text(), str(path)).body:
+        target = (
+            node.target
+            if isinstance(node, ast.AnnAssign)
+            else (node.targets[0] if isinstance(node, ast.Assign) else None)
+        )
+        if isinstance(target, ast.Name) and target.id == "_EXPORTS" and isinstance(node.value, ast.Dict):
+            return {f"{package}.{v.value}" for v in node.value.values if isinstance(v, ast.Constant)}
+    return set()
 
 
 def import_closure(module: str) -> set[str]:
@@ -86,6 +103,7 @@ def test_the_closure_sees_lazy_and_relative_imports(tmp_path):
         "posfeat/__init__.py",
     } <= closure
     assert "posfeat/colmap.py" in import_closure("stages.photos")  # imported inside a function
+    assert "posfeat/extraction/dataset.py" in import_closure("stages.extract")  # a package's lazy export
     assert "posfeat/evaluation/eth.py" not in closure
 
 

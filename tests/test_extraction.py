@@ -350,7 +350,7 @@ def test_pyramid_keeps_each_scales_keypoints_and_descriptors():
 
 
 def test_batches_group_equal_sizes_within_the_pixel_budget():
-    from posfeat.extraction import _batches
+    from posfeat.extraction.dataset import _batches
 
     a, b = np.zeros((10, 10, 3), np.uint8), np.zeros((10, 20, 3), np.uint8)
     items = [("1", a), ("2", a), ("3", a), ("4", b), ("5", b), ("6", a)]
@@ -772,15 +772,12 @@ def test_one_pass_gives_both_posfeat_files(tmp_path, scales, pyramid, rotations)
         extract_dataset("sift", root, names, tmp_path / "x.h5", sift_out=tmp_path / "y.h5", progress=False)
 
 
-def test_cli_flag_defaults_are_the_library_defaults():
-    from dataclasses import fields
-
-    from posfeat.cli import BENCHMARKS, EXTRACT_FLAGS
+def test_cli_names_the_library_benchmarks_and_subpixel_modes():
+    from posfeat.cli.extract import BENCHMARKS
     from posfeat.data.benchmarks import BENCHMARKS as LIBRARY_BENCHMARKS
+    from posfeat.extraction import SUBPIXEL_MODES, SUBPIXEL_REFINERS
 
-    defaults = {f.name: f.default for f in fields(ExtractConfig)}
-    assert {k: v[2] for k, v in EXTRACT_FLAGS.items()} == {k: defaults[k] for k in EXTRACT_FLAGS}
-    assert BENCHMARKS == LIBRARY_BENCHMARKS
+    assert BENCHMARKS == LIBRARY_BENCHMARKS and tuple(SUBPIXEL_REFINERS) == SUBPIXEL_MODES
 
 
 def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_path):

@@ -13,7 +13,6 @@ changed ``img_cam.txt`` cannot silently go unnoticed by DVC).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 from pathlib import Path
@@ -80,9 +79,3 @@ def check_metadata_manifest(root: str | os.PathLike, manifest_path: str | os.Pat
             f"rerun `python -m posfeat megadepth-manifest --root {root} --out {manifest_path}`"
         )
     return current
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    manifest = write_metadata_manifest(args.root, args.out)
-    print(f"wrote {args.out}: {len(manifest['files'])} metadata files")
-    return 0

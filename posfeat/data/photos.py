@@ -373,19 +373,3 @@ def build_training_set(root: str | os.PathLike, out: str | os.PathLike, config: 
     if manifest is not None:
         write_metadata_manifest(out, manifest)
     return summary
-
-
-def run_cli(args) -> int:
-    """``python -m posfeat photos --images DIR --out DIR`` (arguments: :mod:`posfeat.cli`)."""
-    import json
-
-    from posfeat.utils import announce, get_logger
-
-    get_logger("posfeat")
-    cfg = PhotosConfig(max_keypoints=args.max_keypoints, max_image_size=args.max_image_size or None,
-                       min_covisibility=args.min_covisibility, rot_thr=args.rot_thr, seed=args.seed,
-                       num_threads=args.num_threads)
-    announce("photos", "cpu", "COLMAP SIFT + incremental mapping", f"photo collections under {args.images}")
-    summary = build_training_set(args.images, args.out, cfg, manifest=args.manifest)
-    print(json.dumps({k: v for k, v in summary.items() if k not in ("config", "per_collection")}, indent=2))
-    return 0

@@ -52,7 +52,7 @@ from posfeat.data.aachen import (
 from posfeat.evaluation import sfm
 from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
-from posfeat.io import DataError, FeatureReader, atomic_path, feature_method_name, fresh_workdir, write_json
+from posfeat.io import DataError, FeatureReader, atomic_path, feature_method_name, fresh_workdir
 from posfeat.utils import announce, config_from_dict, get_logger, resolve_device
 
 log = get_logger(__name__)
@@ -549,10 +549,6 @@ def evaluate_aachen(
     return AachenResult(results, metrics, timer.rounded(), stats)
 
 
-#: the settings of ``python -m posfeat eval-aachen`` (the protocol's defaults).
-CLI_CONFIG = AachenConfig()
-
-
 def format_metrics(metrics: Mapping[str, Mapping]) -> str:
     """A text table of ``{method: metrics}``."""
     keys = [threshold_key(*t) for t in THRESHOLDS]
@@ -564,25 +560,3 @@ def format_metrics(metrics: Mapping[str, Mapping]) -> str:
                 vals = "".join(f"{c[k]:>12.1f}" if k in c else f"{'-':>12}" for k in keys)
                 lines.append(f"{method:<16}{cond:<7}{vals}{c['localized']:>8d}/{c['queries']:<3d}")
     return "\n".join(lines)
-
-
-def run_cli(args) -> int:
-    """``python -m posfeat eval-aachen --root DIR --features F.h5 --out OUTDIR [--method-name NAME]``.
-
-    The name defaults to the method the feature file holds (``sift``, ``posfeat``, ``posfeat_sift``).
-
-    Writes ``OUTDIR/<name>.txt`` (submission), ``OUTDIR/metrics.json`` (``{name: metrics}``) and the
-    work folder ``OUTDIR/<name>_work`` (database, triangulated model).
-    """
-    get_logger("posfeat")
-    out = Path(args.out)
-    name = args.method_name or feature_method_name(args.features)
-    if not name or "/" in name or name.startswith("."):
-        raise SystemExit(f"eval-aachen: --method-name must be a plain name, got {name!r}")
-    result = evaluate_aachen(
-        args.root, args.features, out / f"{name}_work", CLI_CONFIG, device=getattr(args, "device", "auto")
-    )
-    write_submission(out / f"{name}.txt", result.queries)
-    write_json(out / "metrics.json", {name: result.metrics})
-    print(format_metrics({name: result.metrics}))
-    return 0

@@ -70,7 +70,7 @@ from posfeat.data.megadepth import Camera
 from posfeat.evaluation import sfm
 from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import rotation_angle_deg
-from posfeat.io import DataError, FeatureReader, feature_method_name, write_json
+from posfeat.io import DataError, FeatureReader, feature_method_name
 from posfeat.io import fresh_workdir as io_fresh_workdir
 from posfeat.utils import ParamError, announce, config_from_dict, get_logger, resolve_device
 
@@ -700,33 +700,6 @@ def format_table(results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(lines)
 
 
-def run_cli(args) -> int:
-    """``python -m posfeat eval-eth --root DIR --features F.h5 --out STATS.json [--workdir DIR]``.
-
-    Writes ``{scene: statistics}`` to ``--out``; the database and models go to ``--workdir`` (default:
-    ``<out without .json>_work`` beside ``--out``).
-    """
-    get_logger("posfeat")
-    out = Path(args.out)
-    workdir = Path(args.workdir) if getattr(args, "workdir", None) else out.with_name(out.stem + "_work")
-    cfg = ETHConfig(
-        ratio=None if args.ratio is None or args.ratio >= 1.0 else args.ratio,
-        max_exhaustive_images=args.max_exhaustive_images,
-        retrieval_neighbors=args.retrieval_neighbors,
-        pairs_file=args.pairs,
-        use_scene_database=not args.no_database,
-        seed=args.seed,
-        focal_init=args.focal_init,
-        mapping_attempts=args.mapping_attempts,
-        num_threads=args.num_threads,
-    )
-    res = evaluate_scene(args.root, args.features, workdir, cfg, device=getattr(args, "device", "auto"))
-    write_json(out, {res.scene: res.to_dict()})
-    print(format_table({"features": {res.scene: res.stats}}))
-    print(res.message)
-    return 0
-
-
 __all__ = [
     "AUC_THRESHOLDS",
     "ETHConfig",
@@ -744,5 +717,4 @@ __all__ = [
     "evaluate_scene",
     "evaluate_eth",
     "format_table",
-    "run_cli",
 ]

@@ -29,9 +29,9 @@ from tqdm import tqdm
 from posfeat.data.hpatches import D2NET_EXCLUDE, list_sequences, load_sequence
 from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import apply_homography_np
-from posfeat.io import DataError, FeatureReader, check_descriptor_dims, write_json
+from posfeat.io import DataError, FeatureReader, check_descriptor_dims
 from posfeat.matching import match_descriptors
-from posfeat.utils import announce, get_logger, resolve_device
+from posfeat.utils import announce, resolve_device
 
 logger = logging.getLogger(__name__)
 
@@ -232,22 +232,3 @@ def format_table(results: dict) -> str:
             + f" | {r['features_per_image']:.1f} | {r['matches_per_pair']:.1f} |"
         )
     return "\n".join(lines)
-
-
-def run_cli(args) -> int:
-    """``python -m posfeat eval-hpatches …`` (arguments: :mod:`posfeat.cli`)."""
-    get_logger("posfeat")
-    features = dict(args.features)
-    if len(features) != len(args.features):
-        raise SystemExit("eval-hpatches: duplicate method names in --features")
-    exclude = () if args.no_exclude else D2NET_EXCLUDE
-    results = evaluate_hpatches(args.root, features, exclude=exclude, device=args.device)
-    write_json(args.out, results)
-    if args.curves_dir:
-        write_curves(results, args.curves_dir)
-    if args.plot:
-        from posfeat.evaluation.plots import plot_mma_curves
-
-        plot_mma_curves(results, args.plot)
-    print(format_table(results))
-    return 0

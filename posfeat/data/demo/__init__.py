@@ -34,7 +34,7 @@ files depend on the seed and the sizes only, not on the number of worker process
 from posfeat.data.demo.aachen import write_aachen
 from posfeat.data.demo.eth import ETH_SCENE_NAMES, eth_scene_name, write_eth, write_eth_scene
 from posfeat.data.demo.files import IMG_CAM_HEADER, img_cam_line
-from posfeat.data.demo.generate import DEFAULT_SIZES, generate_demo, run_cli, tree_digest
+from posfeat.data.demo.generate import DEFAULT_SIZES, generate_demo, tree_digest
 from posfeat.data.demo.hpatches import write_hpatches, write_hpatches_i, write_hpatches_v
 from posfeat.data.demo.megadepth import MEGADEPTH_SCENE_IDS, megadepth_scene_ids, write_megadepth, write_megadepth_scene
 from posfeat.data.demo.photometry import stylize
@@ -45,7 +45,7 @@ from posfeat.data.demo.world import World, build_world, light_planes, orbit_came
 __all__ = [
     "DEFAULT_SIZES", "ETH_SCENE_NAMES", "EVAL_PHOTOS", "IMG_CAM_HEADER", "MATPLOTLIB_PHOTOS", "MEGADEPTH_SCENE_IDS",
     "TRAIN_PHOTOS", "World", "apply_grain", "build_world", "eth_scene_name", "generate_demo", "img_cam_line",
-    "light_planes", "make_texture", "megadepth_scene_ids", "orbit_camera", "photo_pool", "run_cli", "sky_texture",
+    "light_planes", "make_texture", "megadepth_scene_ids", "orbit_camera", "photo_pool", "sky_texture",
     "stylize", "tree_digest", "value_noise", "write_aachen", "write_eth", "write_eth_scene", "write_hpatches",
     "write_hpatches_i", "write_hpatches_v", "write_megadepth", "write_megadepth_scene",
 ]

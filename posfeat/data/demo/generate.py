@@ -4,7 +4,6 @@ sequence, each on its own random stream), :func:`generate_demo` that renders the
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import multiprocessing
 import os
@@ -139,17 +138,3 @@ def tree_digest(root: str | os.PathLike) -> str:
             h.update(p.relative_to(root).as_posix().encode() + b"\0")
             h.update(hashlib.sha256(p.read_bytes()).digest())
     return h.hexdigest()
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    """``python -m posfeat demo --out DIR --seed N``: render the demo world (default sizes) atomically,
-    with ``DIR/megadepth_metadata.json`` (the MegaDepth metadata manifest)."""
-    from posfeat.data.manifest import write_metadata_manifest
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
-        logger.info("replacing %s", out)
-    with atomic_path(out) as tmp:
-        summary = generate_demo(tmp, seed=args.seed)
-        write_metadata_manifest(tmp / "megadepth", tmp / "megadepth_metadata.json")
-    logger.info("demo world written to %s in %.1f s (%.1f MB)", out, summary["seconds"], summary["bytes"] / 1e6)
-    return 0
