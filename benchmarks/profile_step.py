@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 from posfeat.data.pairs import PairDataset, StepBatchSampler  # noqa: E402
 from posfeat.models import build_model  # noqa: E402
-from posfeat.training import check_stage_config  # noqa: E402
+from posfeat.training import stage_config  # noqa: E402
 from posfeat.training.config import build_loss, make_optimizer  # noqa: E402
 from posfeat.training.conv_backward import use_channels_last_backward  # noqa: E402
 from posfeat.training.distributed import DistInfo  # noqa: E402
@@ -43,22 +43,22 @@ from stages.train_desc import load_stage_index  # noqa: E402
 PHASES = ("data", "network", "loss", "backward", "optimizer")
 
 
-def _batches(params: dict, cfg: dict, steps: int):
+def _batches(params: dict, cfg, steps: int):
     """Collated batches of the trainer's own data order (``StepBatchSampler``), timed one by one."""
     index = load_stage_index(ROOT)
     ds = PairDataset(
         index,
         "train",
-        tuple(cfg["image_size"]),
-        cfg["color_jitter"],
+        cfg.image_size,
+        cfg.color_jitter,
         int(params["seed"]),
-        float(cfg["rotation"]),
-        tuple(cfg["scale"]),
-        float(cfg["grayscale"]),
-        float(cfg["night"]),
-        tuple(cfg["crop"]),
+        float(cfg.rotation),
+        cfg.scale,
+        float(cfg.grayscale),
+        float(cfg.night),
+        cfg.crop,
     )
-    sampler = StepBatchSampler(len(ds), int(cfg["batch_size"]), int(params["seed"]), steps)
+    sampler = StepBatchSampler(len(ds), cfg.batch_size, int(params["seed"]), steps)
     collate = torch.utils.data.default_collate
     for items in sampler:
         t0 = time.perf_counter()
@@ -71,21 +71,21 @@ def profile(
 ) -> dict:
     """Per-phase seconds (mean over the steps after 3 warm-up steps) of stage-1 training steps."""
     params = yaml.safe_load(Path(params_path).read_text())
-    cfg = check_stage_config("desc", dict(params["train_desc"]))
+    cfg = stage_config("desc", dict(params["train_desc"]))
     torch.manual_seed(0)
     model = build_model(dict(params["model"]))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=fmt)
     if conv_backward == "channels_last":  # as the trainer on the CPU (posfeat.training.conv_backward)
         use_channels_last_backward(model.backbone)
-    set_train_modes(model, "desc", bool(cfg["freeze_bn"]))
-    fwd = StageForward(model, "desc", int(cfg["backbone_passes"]))
+    set_train_modes(model, "desc", cfg.freeze_bn)
+    fwd = StageForward(model, "desc", cfg.backbone_passes)
     loss_fn = build_loss("desc", cfg)
     opt = make_optimizer(
         params["optimizer"], [p for p in model.backbone.parameters()], float(params["lr"][params["optimizer"]])
     )
     info = DistInfo()
-    amp = autocast_dtype(bool(cfg["amp"]), torch.device("cpu"))
+    amp = autocast_dtype(cfg.amp, torch.device("cpu"))
     rows = []
     for step, (batch, t_data) in enumerate(_batches(params, cfg, steps + 3)):
         im1 = batch["image1"].contiguous(memory_format=fmt)
@@ -95,7 +95,7 @@ def profile(
             outputs = fwd(im1, im2)
         t1 = time.perf_counter()
         objective, _, _ = compute_objective(
-            "desc", loss_fn, outputs, batch, tuple(cfg["image_size"]), 0, step, 0, int(cfg["batch_size"]), info
+            "desc", loss_fn, outputs, batch, cfg.image_size, 0, step, 0, cfg.batch_size, info
         )
         t2 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
@@ -116,8 +116,8 @@ def profile(
         "amp": str(amp).replace("torch.", "") if amp else None,
         "phases_s": {k: round(float(v), 4) for k, v in zip(PHASES, mean)},
         "phases_share": {k: round(float(v) / total, 3) for k, v in zip(PHASES, mean)},
-        "image_size": list(cfg["image_size"]),
-        "batch_size": int(cfg["batch_size"]),
+        "image_size": list(cfg.image_size),
+        "batch_size": cfg.batch_size,
         "model": params["model"],
     }
 

@@ -4,6 +4,7 @@ autocast, and the centred variance of the window spread (``stable_sigma``)."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import numpy as np
@@ -14,7 +15,7 @@ from posfeat.geometry import fundamental_from_poses
 from posfeat.losses.line2window import Line2WindowLoss, window_offsets, window_sigma
 from posfeat.losses.reinforce import ReinforceLoss
 from posfeat.models import build_model, normalize_image
-from posfeat.training import StageForward, check_stage_config, set_train_modes
+from posfeat.training import StageForward, set_train_modes, stage_config
 
 SMALL = {"encoder": "small", "det_conv1": 8, "det_img": 4, "det_mid": 8}
 
@@ -78,7 +79,7 @@ def test_one_pass_differs_in_train_mode_and_equals_two_passes_with_frozen_bn():
 
 
 def test_stage_config_defaults_are_the_official_ones():
-    cfg = check_stage_config(
+    cfg = stage_config(
         "desc",
         dict(
             image_size=[64, 48],
@@ -97,11 +98,12 @@ def test_stage_config_defaults_are_the_official_ones():
             win_cost_thr=0.1,
         ),
     )
-    assert cfg["backbone_passes"] == 2 and cfg["amp"] is False and cfg["stable_sigma"] is False
+    assert cfg.backbone_passes == 2 and cfg.amp is False and cfg.stable_sigma is False
+    given = dataclasses.asdict(cfg)
     with pytest.raises(ValueError, match="backbone_passes"):
-        check_stage_config("desc", {**cfg, "backbone_passes": 3})
+        stage_config("desc", {**given, "backbone_passes": 3})
     with pytest.raises(ValueError, match="amp"):
-        check_stage_config("desc", {**cfg, "amp": "yes"})
+        stage_config("desc", {**given, "amp": "yes"})
     with pytest.raises(ValueError, match="backbone_passes"):
         StageForward(build_model(SMALL), "desc", backbone_passes=0)
 

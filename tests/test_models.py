@@ -16,7 +16,7 @@ from posfeat.models import (
     pretrained_weights_path,
     save_checkpoint,
 )
-from posfeat.models.posfeat import DEFAULT_CONFIG
+from posfeat.models import DEFAULT_CONFIG
 
 SMALL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
 

@@ -5,16 +5,25 @@ from __future__ import annotations
 import pytest
 from training_setup import tiny_cfg
 
-from posfeat.training import check_stage_config
+from posfeat.training import stage_config
 
 
 def test_stage_config_is_checked():
     with pytest.raises(ValueError, match="lacks"):
-        check_stage_config("desc", {"image_size": [64, 64]})
+        stage_config("desc", {"image_size": [64, 64]})
     with pytest.raises(ValueError, match="multiples of 16"):
-        check_stage_config("desc", tiny_cfg("desc", image_size=[100, 96]))
+        stage_config("desc", tiny_cfg("desc", image_size=[100, 96]))
     with pytest.raises(ValueError, match="stage"):
-        check_stage_config("detector", tiny_cfg("desc"))
+        stage_config("detector", tiny_cfg("desc"))
+    with pytest.raises(ValueError, match=r"unknown settings \['lr_gama'\]"):
+        stage_config("desc", {**tiny_cfg("desc"), "lr_gama": 0.5})
+    with pytest.raises(ValueError, match="train_kp.kp_penalty"):
+        stage_config("kp", {**tiny_cfg("kp"), "kp_penalty": "small"})
+    cfg = stage_config("desc", tiny_cfg("desc", epochs=3, log_every=7))
+    assert stage_config("desc", cfg) is cfg
+    again = stage_config("desc", {**tiny_cfg("desc"), "epochs": 5, "log_every": 2, "checkpoint_every": 9})
+    assert again.fingerprinted() == cfg.fingerprinted() and "epochs" not in cfg.fingerprinted()
+    assert stage_config("desc", tiny_cfg("desc", grid_size=8)).fingerprinted() != cfg.fingerprinted()
 
 
 def test_autocast_dtype_per_device(monkeypatch, caplog):

@@ -65,7 +65,9 @@ def _parse_camera_fields(fields: list[str], where: str) -> tuple[str, str, int, 
 
 def make_camera(model: str, width: int, height: int, params: np.ndarray, camera_id: int = 1) -> pycolmap.Camera:
     """A ``pycolmap.Camera`` from a parsed intrinsics line."""
-    return pycolmap.Camera(camera_id=camera_id, model=model, width=int(width), height=int(height), params=np.asarray(params, float))
+    return pycolmap.Camera(
+        camera_id=camera_id, model=model, width=int(width), height=int(height), params=np.asarray(params, float)
+    )
 
 
 # ------------------------------------------------------------------------------------------ queries
@@ -256,7 +258,9 @@ class AachenLayout:
             raise DataError(f"{root}: Aachen root not found")
         if (root / "3D-models" / "aachen_v_1_1").is_dir():
             layout = cls(root, "1.1")
-        elif any((d / "aachen_cvpr2018_db.nvm").is_file() for d in (root / "3D-models", root / "3D-models" / "aachen_v_1")):
+        elif any(
+            (d / "aachen_cvpr2018_db.nvm").is_file() for d in (root / "3D-models", root / "3D-models" / "aachen_v_1")
+        ):
             layout = cls(root, "1.0")
         else:
             raise DataError(
@@ -297,7 +301,10 @@ class AachenLayout:
         if self.version == "1.1":
             cands = {
                 "day": [q / "day_time_queries_with_intrinsics.txt"],
-                "night": [q / "night_time_queries_with_intrinsics_v1_1.txt", q / "night_time_queries_with_intrinsics.txt"],
+                "night": [
+                    q / "night_time_queries_with_intrinsics_v1_1.txt",
+                    q / "night_time_queries_with_intrinsics.txt",
+                ],
             }
         else:
             cands = {
@@ -334,7 +341,9 @@ def load_queries(root: str | os.PathLike, check_images: bool = True) -> list[Que
     layout = AachenLayout.detect(root)
     lists = layout.query_lists
     if not lists:
-        raise DataError(f"{layout.root / 'queries'}: expected *_time_queries_with_intrinsics*.txt query lists, found none")
+        raise DataError(
+            f"{layout.root / 'queries'}: expected *_time_queries_with_intrinsics*.txt query lists, found none"
+        )
     image_dir = layout.image_dir if check_images else None
     out: list[QueryCamera] = []
     for cond in ("day", "night"):
@@ -396,7 +405,10 @@ def _load_reference_model(layout: AachenLayout) -> pycolmap.Reconstruction:
     d = layout.model_dir
     if layout.version == "1.1":
         if _model_files_present(d) is None:
-            raise DataError(f"{d}: expected a COLMAP model ({', '.join(MODEL_FILES)} as .bin or .txt), found {sorted(p.name for p in d.iterdir())}")
+            raise DataError(
+                f"{d}: expected a COLMAP model ({', '.join(MODEL_FILES)} as .bin or .txt), "
+                f"found {sorted(p.name for p in d.iterdir())}"
+            )
         try:
             rec = pycolmap.Reconstruction(str(d))
         except Exception as e:  # pycolmap raises ValueError/RuntimeError on corrupt files

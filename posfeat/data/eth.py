@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from posfeat.data.images import list_images
-from posfeat.data.megadepth import Camera, IMG_CAM_FIELDS, iter_records, parse_camera_line
+from posfeat.data.megadepth import IMG_CAM_FIELDS, Camera, iter_records, parse_camera_line
 from posfeat.io import DataError
 
 GT_CAMERAS = "gt_cameras.txt"
@@ -50,7 +50,7 @@ def read_gt_cameras(scene_dir: str | os.PathLike, check_images: bool = True) -> 
     for lineno, fields in iter_records(path, f"{GT_CAMERAS}: {IMG_CAM_FIELDS}"):
         where = f"{path}:{lineno}"
         cam = parse_camera_line(fields, where)
-        name = cam.name[len("images/"):] if cam.name.startswith("images/") else cam.name
+        name = cam.name[len("images/") :] if cam.name.startswith("images/") else cam.name
         if not name or "/" in name:
             raise DataError(f"{where}: expected an image file name (x.jpg or images/x.jpg), found {cam.name!r}")
         if name in seen:

@@ -1,4 +1,5 @@
-"""HPatches sequences (docs/paper-scale.md#dataset-layouts): ``<root>/<i_|v_name>/{1..6}.<ext>`` and ``H_1_k`` (k = 2..6).
+"""HPatches sequences (docs/paper-scale.md#dataset-layouts): ``<root>/<i_|v_name>/{1..6}.<ext>`` and ``H_1_k``
+(k = 2..6).
 
 ``H_1_k`` is a 3×3 text matrix mapping pixels of image 1 to image k. ``i_*`` sequences change the
 illumination (identity homographies), ``v_*`` sequences change the viewpoint. The D2-Net protocol
@@ -90,11 +91,11 @@ def list_sequences(root: str | os.PathLike, exclude=D2NET_EXCLUDE) -> list[str]:
 
 
 def _find_image(seq_dir: Path, index: int) -> Path:
-    cands = sorted(
-        p for p in seq_dir.glob(f"{index}.*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    cands = sorted(p for p in seq_dir.glob(f"{index}.*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not cands:
-        raise DataError(f"{seq_dir}: expected image {index}.<ext> (ext one of {', '.join(IMAGE_EXTENSIONS)}), found none")
+        raise DataError(
+            f"{seq_dir}: expected image {index}.<ext> (ext one of {', '.join(IMAGE_EXTENSIONS)}), found none"
+        )
     if len(cands) > 1:
         raise DataError(f"{seq_dir}: expected one image {index}.<ext>, found {len(cands)}: {[p.name for p in cands]}")
     return cands[0]

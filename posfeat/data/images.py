@@ -33,14 +33,14 @@ def _pnm_header(data: bytes) -> tuple[str, list[int], int] | None:
     values: list[int] = []
     i = 2
     while len(values) < want:
-        while i < len(data) and (data[i:i + 1].isspace() or data[i:i + 1] == b"#"):
-            if data[i:i + 1] == b"#":
-                while i < len(data) and data[i:i + 1] not in (b"\n", b"\r"):
+        while i < len(data) and (data[i : i + 1].isspace() or data[i : i + 1] == b"#"):
+            if data[i : i + 1] == b"#":
+                while i < len(data) and data[i : i + 1] not in (b"\n", b"\r"):
                     i += 1
             else:
                 i += 1
         j = i
-        while j < len(data) and data[j:j + 1].isdigit():
+        while j < len(data) and data[j : j + 1].isdigit():
             j += 1
         if j == i:
             raise ValueError(f"header field {len(values) + 1} is not a number")
@@ -60,8 +60,10 @@ def check_image_file(path: Path) -> None:
             tail = f.read()
             eoi, sos = tail.rfind(b"\xff\xd9"), tail.rfind(b"\xff\xda")
             if eoi < 0 or eoi < sos:
-                raise DataError(f"{path}: truncated JPEG ({size} bytes, no end-of-image marker FFD9 after the "
-                                f"image data); the file was cut short, re-copy it")
+                raise DataError(
+                    f"{path}: truncated JPEG ({size} bytes, no end-of-image marker FFD9 after the "
+                    f"image data); the file was cut short, re-copy it"
+                )
             return
         try:
             pnm = _pnm_header(head)

@@ -77,8 +77,9 @@ def resize_image(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ view augmentation
-def view_augmentation(K: np.ndarray, size: tuple[int, int], angle_deg: float, scale: float
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def view_augmentation(
+    K: np.ndarray, size: tuple[int, int], angle_deg: float, scale: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The exact image warp of rotating a camera about its optical axis and zooming about the image centre.
 
     A camera ``P = K [R | t]`` rotated by ``Rz(angle)`` about its optical axis and zoomed by ``scale``
@@ -102,8 +103,9 @@ def view_augmentation(K: np.ndarray, size: tuple[int, int], angle_deg: float, sc
 def warp_image(img: np.ndarray, Hw: np.ndarray) -> np.ndarray:
     """``img`` (H×W×3 uint8) warped by the pixel homography ``Hw`` (old → new), same size, black outside."""
     h, w = img.shape[:2]
-    return cv2.warpPerspective(img, Hw, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                               borderValue=(0, 0, 0))
+    return cv2.warpPerspective(
+        img, Hw, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0)
+    )
 
 
 # ----------------------------------------------------------------------------------- colour jitter
@@ -123,10 +125,12 @@ def color_jitter(
         raise ValueError(f"hue jitter must lie in [0, 0.5], got {h}")
     order = torch.randperm(4, generator=generator).tolist()
     u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
-    factors = [max(0.0, 1 - b) + u[0] * (1 + b - max(0.0, 1 - b)),
-               max(0.0, 1 - c) + u[1] * (1 + c - max(0.0, 1 - c)),
-               max(0.0, 1 - s) + u[2] * (1 + s - max(0.0, 1 - s)),
-               -h + u[3] * 2 * h]
+    factors = [
+        max(0.0, 1 - b) + u[0] * (1 + b - max(0.0, 1 - b)),
+        max(0.0, 1 - c) + u[1] * (1 + c - max(0.0, 1 - c)),
+        max(0.0, 1 - s) + u[2] * (1 + s - max(0.0, 1 - s)),
+        -h + u[3] * 2 * h,
+    ]
     for op in order:
         if op == 0 and b > 0:
             img = TF.adjust_brightness(img, factors[0])
@@ -261,8 +265,9 @@ class PairDataset(Dataset):
         return len(self.pairs)
 
     # ------------------------------------------------------------------------------------------
-    def _load(self, key: str, factor: float = 1.0, where: tuple[float, float] = (0.5, 0.5)
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _load(
+        self, key: str, factor: float = 1.0, where: tuple[float, float] = (0.5, 0.5)
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Image ``key`` at the training size with its camera. ``factor > 1``: the image is resized to
         ``factor ×`` the training size (at most its own resolution) and the training-size window at relative
         position ``where`` (0 = left/top, 1 = right/bottom) is cut out; ``K`` follows the resize and the cut."""
@@ -281,7 +286,7 @@ class PairDataset(Dataset):
         img = resize_image(img, (Ws, Hs))
         if (Ws, Hs) != (W, H):
             x0, y0 = int(round(where[0] * (Ws - W))), int(round(where[1] * (Hs - H)))
-            img = np.ascontiguousarray(img[y0:y0 + H, x0:x0 + W])
+            img = np.ascontiguousarray(img[y0 : y0 + H, x0 : x0 + W])
             K = K.copy()
             K[0, 2] -= x0
             K[1, 2] -= y0
@@ -319,9 +324,17 @@ class PairDataset(Dataset):
             ims.append(x)
         f32 = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.float32)  # noqa: E731
         return {
-            "image1": ims[0], "image2": ims[1],
-            "F12": f32(F12), "F21": f32(F21), "K1": f32(K1), "K2": f32(K2), "R": f32(R), "t": f32(t),
-            "name1": k1, "name2": k2, "pair_index": idx,
+            "image1": ims[0],
+            "image2": ims[1],
+            "F12": f32(F12),
+            "F21": f32(F21),
+            "K1": f32(K1),
+            "K2": f32(K2),
+            "R": f32(R),
+            "t": f32(t),
+            "name1": k1,
+            "name2": k2,
+            "pair_index": idx,
         }
 
     def __getitem__(self, item: int | tuple[int, int]) -> dict:
@@ -340,14 +353,22 @@ class PairDataset(Dataset):
                 skipped += 1
                 self.num_skipped += 1
                 new = int(np.random.default_rng(derive_seed(sample_seed, attempt, 0xBAD)).integers(len(self.pairs)))
-                logger.warning("skipping %s pair %d (%s); using pair %d instead [%d skipped so far here]",
-                               self.split, idx, e, new, self.num_skipped)
+                logger.warning(
+                    "skipping %s pair %d (%s); using pair %d instead [%d skipped so far here]",
+                    self.split,
+                    idx,
+                    e,
+                    new,
+                    self.num_skipped,
+                )
                 idx = new
                 continue
             sample["skipped"] = skipped
             return sample
-        raise DataError(f"{MAX_REPLACEMENTS + 1} unusable {self.split} pairs in a row under {self.root}: "
-                        "check the dataset root and the prepared index")
+        raise DataError(
+            f"{MAX_REPLACEMENTS + 1} unusable {self.split} pairs in a row under {self.root}: "
+            "check the dataset root and the prepared index"
+        )
 
 
 # ---------------------------------------------------------------------------------- data order
@@ -387,8 +408,16 @@ class StepBatchSampler(Sampler):
     batch_size / world_size``), so the union over ranks is exactly the single-process batch.
     """
 
-    def __init__(self, num_pairs: int, batch_size: int, seed: int, num_steps: int, start_step: int = 0,
-                 rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        num_pairs: int,
+        batch_size: int,
+        seed: int,
+        num_steps: int,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         if batch_size % world_size:
             raise ValueError(f"batch size {batch_size} is not divisible by the world size {world_size}")
         self.num_pairs, self.batch_size, self.seed = num_pairs, batch_size, seed
@@ -402,4 +431,4 @@ class StepBatchSampler(Sampler):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start_step, self.num_steps):
             items = global_batch(self.num_pairs, self.batch_size, step, self.seed)
-            yield items[self.rank * self.local:(self.rank + 1) * self.local]
+            yield items[self.rank * self.local : (self.rank + 1) * self.local]

@@ -102,8 +102,10 @@ def find_collections(root: str | os.PathLike) -> dict[str, Path]:
         return {root.name: root}
     found = {p.name: p for p in sorted(root.iterdir()) if p.is_dir() and _is_collection(p)}
     if not found:
-        raise DataError(f"{root}: no photos (expected .jpg/.png files, one folder per place, or a COLMAP "
-                        "model: sparse/ with images/)")
+        raise DataError(
+            f"{root}: no photos (expected .jpg/.png files, one folder per place, or a COLMAP "
+            "model: sparse/ with images/)"
+        )
     return found
 
 
@@ -132,8 +134,10 @@ def check_photos(folder: Path, cfg: PhotosConfig) -> list[str]:
         if cv2.imread(str(folder / n), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
             raise DataError(f"{folder / n}: not a readable image (remove it or replace it with a JPEG/PNG)")
     if len(names) < cfg.min_images:
-        raise DataError(f"{folder}: {len(names)} photos; a collection needs at least {cfg.min_images} photos of "
-                        "one place, from overlapping viewpoints")
+        raise DataError(
+            f"{folder}: {len(names)} photos; a collection needs at least {cfg.min_images} photos of "
+            "one place, from overlapping viewpoints"
+        )
     return names
 
 
@@ -184,8 +188,15 @@ def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: Phot
     matching.num_threads = int(cfg.num_threads)
     verification = colmap.two_view_geometry_options(seed=cfg.seed)
     with colmap.colmap_log_level(False):
-        pycolmap.extract_features(db_path, image_dir, names, camera_mode=pycolmap.CameraMode.PER_IMAGE,
-                                  reader_options=reader, extraction_options=extraction, device=pycolmap.Device.cpu)
+        pycolmap.extract_features(
+            db_path,
+            image_dir,
+            names,
+            camera_mode=pycolmap.CameraMode.PER_IMAGE,
+            reader_options=reader,
+            extraction_options=extraction,
+            device=pycolmap.Device.cpu,
+        )
         if len(names) <= cfg.max_exhaustive_images:
             pycolmap.match_exhaustive(db_path, matching, verification_options=verification, device=pycolmap.Device.cpu)
         else:  # photos named in capture order: each with its neighbours, plus quadratic steps for loops
@@ -197,13 +208,20 @@ def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: Phot
         # EXIF focal lengths can be wrong (crops, resized copies, a phone's misreported lens): map again with
         # them treated as guesses, self-calibrated from the verified pairs, and keep the better model
         again, focals2 = _map(db_path, image_dir, work / "sparse_no_exif", len(names), cfg, drop_priors=True)
-        logger.info("%s: %d/%d photos registered with the EXIF focal lengths, %d without them", folder.name,
-                    rec.num_reg_images(), len(names), 0 if again is None else again.num_reg_images())
+        logger.info(
+            "%s: %d/%d photos registered with the EXIF focal lengths, %d without them",
+            folder.name,
+            rec.num_reg_images(),
+            len(names),
+            0 if again is None else again.num_reg_images(),
+        )
         if again is not None and again.num_reg_images() > rec.num_reg_images():
             rec, focals = again, focals2
     if rec is None:
-        raise DataError(f"{folder}: no reconstruction (no pair of photos to start from); the photos need to "
-                        "overlap: several views of the same place from nearby viewpoints")
+        raise DataError(
+            f"{folder}: no reconstruction (no pair of photos to start from); the photos need to "
+            "overlap: several views of the same place from nearby viewpoints"
+        )
     return rec, image_dir, focals.counts()
 
 
@@ -291,14 +309,17 @@ def write_scene(rec, image_dir: Path, scene_dir: Path, cfg: PhotosConfig) -> int
     lines = camera_lines(rec)
     pairs = covisible_pairs(rec, cfg.min_covisibility, cfg.rot_thr)
     if not pairs:
-        raise DataError(f"{scene_dir.name}: the model has no pair sharing {cfg.min_covisibility:.0%} of its 3D points "
-                        f"within {cfg.rot_thr:g}°; the photos need more overlap")
+        raise DataError(
+            f"{scene_dir.name}: the model has no pair sharing {cfg.min_covisibility:.0%} of its 3D points "
+            f"within {cfg.rot_thr:g}°; the photos need more overlap"
+        )
     for line in lines:
         name = line.split(" ", 1)[0]
         (aligned / "images" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(image_dir / name, aligned / "images" / name)
-    (aligned / "img_cam.txt").write_text("# name w h fx fy cx cy R(3x3 row-major, world->camera) t\n"
-                                          + "\n".join(lines) + "\n")
+    (aligned / "img_cam.txt").write_text(
+        "# name w h fx fy cx cy R(3x3 row-major, world->camera) t\n" + "\n".join(lines) + "\n"
+    )
     (aligned / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
     return len(pairs)
 
@@ -325,8 +346,10 @@ def build_collection(name: str, folder: Path, out_scene: Path, work: Path, cfg: 
         rec, image_dir, report.focal_sources = reconstruct_collection(folder, names, work, cfg)
     report.num_registered = rec.num_reg_images()
     if report.num_registered < max(2, cfg.min_registered * report.num_images):
-        raise DataError(f"{folder}: only {report.num_registered} of {report.num_images} photos registered (at least "
-                        f"{cfg.min_registered:.0%} needed); the photos need more overlap")
+        raise DataError(
+            f"{folder}: only {report.num_registered} of {report.num_images} photos registered (at least "
+            f"{cfg.min_registered:.0%} needed); the photos need more overlap"
+        )
     pinhole, undistorted = undistort(rec, image_dir, work / "undistort")
     report.num_points3D = pinhole.num_points3D()
     report.num_pairs = write_scene(pinhole, undistorted, out_scene, cfg)
@@ -334,8 +357,13 @@ def build_collection(name: str, folder: Path, out_scene: Path, work: Path, cfg: 
     return report
 
 
-def build_training_set(root: str | os.PathLike, out: str | os.PathLike, config: PhotosConfig | None = None,
-                       work: str | os.PathLike | None = None, manifest: str | os.PathLike | None = None) -> dict:
+def build_training_set(
+    root: str | os.PathLike,
+    out: str | os.PathLike,
+    config: PhotosConfig | None = None,
+    work: str | os.PathLike | None = None,
+    manifest: str | os.PathLike | None = None,
+) -> dict:
     """Every collection under ``root`` as a scene of the MegaDepth-layout folder ``out``.
 
     Collections that fail are logged and counted (``skipped``); ``out`` is written atomically, and only
@@ -355,8 +383,15 @@ def build_training_set(root: str | os.PathLike, out: str | os.PathLike, config: 
             try:
                 reports.append(build_collection(name, folder, tmp / name, Path(scratch) / name, cfg))
                 r = reports[-1]
-                logger.info("%s: %d/%d photos registered, %d points, %d pairs (%.0f s)", name, r.num_registered,
-                            r.num_images, r.num_points3D, r.num_pairs, r.seconds)
+                logger.info(
+                    "%s: %d/%d photos registered, %d points, %d pairs (%.0f s)",
+                    name,
+                    r.num_registered,
+                    r.num_images,
+                    r.num_points3D,
+                    r.num_pairs,
+                    r.seconds,
+                )
             except DataError as e:
                 shutil.rmtree(tmp / name, ignore_errors=True)
                 reports.append(CollectionReport(name, str(folder), skipped=str(e)))
@@ -365,10 +400,16 @@ def build_training_set(root: str | os.PathLike, out: str | os.PathLike, config: 
         if not done:
             reasons = "; ".join(r.skipped for r in reports)
             raise DataError(f"{root}: no collection became a training scene ({reasons})")
-        summary = {"root": str(root), "collections": len(reports), "scenes": len(done),
-                   "skipped": len(reports) - len(done), "images": sum(r.num_registered for r in done),
-                   "pairs": sum(r.num_pairs for r in done), "config": asdict(cfg),
-                   "per_collection": [asdict(r) for r in reports]}
+        summary = {
+            "root": str(root),
+            "collections": len(reports),
+            "scenes": len(done),
+            "skipped": len(reports) - len(done),
+            "images": sum(r.num_registered for r in done),
+            "pairs": sum(r.num_pairs for r in done),
+            "config": asdict(cfg),
+            "per_collection": [asdict(r) for r in reports],
+        }
         write_json(tmp / "photos_report.json", summary)
     if manifest is not None:
         write_metadata_manifest(out, manifest)

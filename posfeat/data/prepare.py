@@ -168,9 +168,18 @@ def prepare_megadepth(
     log.info(
         "megadepth: %d scenes kept, %d dropped (banned %s, without pairs %s); pairs %d listed, %d capped, "
         "%d rotated > %g deg, %d kept (%d train / %d val), %d images",
-        report["scenes_kept"], report["scenes_dropped"], scenes_banned, scenes_empty, counts["pairs_total"],
-        counts["pairs_dropped_cap"], counts["pairs_dropped_rotation"], rot_thr, counts["pairs_kept"],
-        len(train), len(val), len(images),
+        report["scenes_kept"],
+        report["scenes_dropped"],
+        scenes_banned,
+        scenes_empty,
+        counts["pairs_total"],
+        counts["pairs_dropped_cap"],
+        counts["pairs_dropped_rotation"],
+        rot_thr,
+        counts["pairs_kept"],
+        len(train),
+        len(val),
+        len(images),
     )
     return index, report
 

@@ -215,8 +215,11 @@ def render(planes: list[Plane], cam: Camera, max_levels: int = 8) -> tuple[np.nd
             # ROI pixel (i, j) → image pixel (x0 + c0 + i, y0 + r0 + j) → level-l texture coordinates
             M = np.diag([s, s, 1.0]) @ Hinv @ np.array([[1.0, 0, x0 + c0], [0, 1.0, y0 + r0], [0, 0, 1.0]])
             warped = cv2.warpPerspective(
-                pyr[level], M, (int(c1 - c0), int(r1 - r0)),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE,
+                pyr[level],
+                M,
+                (int(c1 - c0), int(r1 - r0)),
+                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                borderMode=cv2.BORDER_REPLICATE,
             )
             acc[r0:r1, c0:c1] += warped.astype(np.float32) * wl[r0:r1, c0:c1, None].astype(np.float32)
         img_roi = image[y0:y1, x0:x1]
@@ -241,7 +244,9 @@ def project(cam: Camera, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return uv[:, :2] / uv[:, 2:3], Xc[:, 2]
 
 
-def visible_in(cam: Camera, inv_depth: np.ndarray, X: np.ndarray, rel_tol: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def visible_in(
+    cam: Camera, inv_depth: np.ndarray, X: np.ndarray, rel_tol: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     """Which world points ``X`` are seen (not occluded, inside the image) by ``cam`` with z-buffer ``inv_depth``.
 
     Returns the boolean mask and the projected pixels. A point is seen when its depth agrees with the

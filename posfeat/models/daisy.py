@@ -73,7 +73,7 @@ def _bilinear_stride2(x: torch.Tensor, u: float, v: float, rows: int, cols: int)
     fu, fv = u - ku, v - kv
 
     def take(r: int, c: int) -> torch.Tensor:
-        return x[..., r: r + 2 * rows - 1: 2, c: c + 2 * cols - 1: 2]
+        return x[..., r : r + 2 * rows - 1 : 2, c : c + 2 * cols - 1 : 2]
 
     top = take(kv, ku) * (1 - fu) + take(kv, ku + 1) * fu
     bottom = take(kv + 1, ku) * (1 - fu) + take(kv + 1, ku + 1) * fu
@@ -89,18 +89,28 @@ class DaisyEncoder(nn.Module):
         rings, histograms, orientations: DAISY's layout (3, 8, 8: 200 dimensions).
     """
 
-    def __init__(self, desc_dim: int | None = None, radius: float = 15.0, rings: int = 3, histograms: int = 8,
-                 orientations: int = 8):
+    def __init__(
+        self,
+        desc_dim: int | None = None,
+        radius: float = 15.0,
+        rings: int = 3,
+        histograms: int = 8,
+        orientations: int = 8,
+    ):
         super().__init__()
         if not (radius > 0 and rings >= 1 and histograms >= 1 and orientations >= 2):
-            raise ValueError(f"DaisyEncoder needs radius > 0, rings >= 1, histograms >= 1, orientations >= 2; got "
-                             f"{radius}, {rings}, {histograms}, {orientations}")
+            raise ValueError(
+                f"DaisyEncoder needs radius > 0, rings >= 1, histograms >= 1, orientations >= 2; got "
+                f"{radius}, {rings}, {histograms}, {orientations}"
+            )
         self.radius, self.rings, self.histograms, self.orientations = float(radius), rings, histograms, orientations
         self.daisy_dim = (rings * histograms + 1) * orientations
         self.desc_dim = int(desc_dim or self.daisy_dim)
         self.stem_channels = orientations
         self.kappa = orientations / math.pi
-        angles = torch.tensor([2 * math.pi * o / orientations - math.pi for o in range(orientations)], dtype=torch.float64)
+        angles = torch.tensor(
+            [2 * math.pi * o / orientations - math.pi for o in range(orientations)], dtype=torch.float64
+        )
         self.register_buffer("bin_cos", angles.cos().float(), persistent=False)
         self.register_buffer("bin_sin", angles.sin().float(), persistent=False)
         sigmas = [radius * (i + 1) / (2 * rings) for i in range(rings)]
@@ -109,8 +119,10 @@ class DaisyEncoder(nn.Module):
         offsets = [(0.0, 0.0)]
         for i in range(rings):
             r = radius * (i + 1) / rings
-            offsets += [(r * math.cos(2 * math.pi * j / histograms), r * math.sin(2 * math.pi * j / histograms))
-                        for j in range(histograms)]
+            offsets += [
+                (r * math.cos(2 * math.pi * j / histograms), r * math.sin(2 * math.pi * j / histograms))
+                for j in range(histograms)
+            ]
         self.register_buffer("offsets", torch.tensor(offsets, dtype=torch.float32), persistent=False)
         w = torch.zeros(2, 3, 3, 3)
         for c, g in enumerate(LUMA):
@@ -141,9 +153,9 @@ class DaisyEncoder(nn.Module):
         up, from the 2×2 average's 1/4 px² per axis), or ``None`` when the width repeats."""
         done, kernels = 0.25, []  # variance in full-resolution px² per axis
         for sigma in self.sigmas:
-            if sigma ** 2 > done + 1e-9:
-                kernels.append(gaussian_kernel1d(math.sqrt(sigma ** 2 - done) / 2))
-                done = sigma ** 2
+            if sigma**2 > done + 1e-9:
+                kernels.append(gaussian_kernel1d(math.sqrt(sigma**2 - done) / 2))
+                done = sigma**2
             else:
                 kernels.append(None)
         return kernels
@@ -178,8 +190,11 @@ class DaisyEncoder(nn.Module):
         parts = []
         for level, smooth in enumerate(self.pooled_maps(hist)):
             padded = F.pad(smooth, (pad, pad, pad, pad), mode="replicate")
-            pts = self.offsets[:1] if level == 0 else self.offsets[1 + (level - 1) * self.histograms:
-                                                                   1 + level * self.histograms]
+            pts = (
+                self.offsets[:1]
+                if level == 0
+                else self.offsets[1 + (level - 1) * self.histograms : 1 + level * self.histograms]
+            )
             for dx, dy in pts.tolist():
                 parts.append(_bilinear_stride2(padded, 0.5 + dx / 2 + pad, 0.5 + dy / 2 + pad, hf, wf))
         d = torch.cat(parts, dim=1)

@@ -3,35 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
 import torch
 import torch.nn as nn
 
 from ..io import DataError, atomic_path
+from .config import ModelConfig, resolve_config
 from .daisy import DaisyEncoder
 from .detector import KeypointDet
-from .resunet import DECODER_BLOCKS, ENCODERS, ResUNet
-
-#: encoders of :class:`PoSFeat`: the ResUNet's (``small``, ``resnet18/34/50``) and ``daisy``
-#: (:class:`~posfeat.models.daisy.DaisyEncoder`, a learnable DAISY: no decoder, no ImageNet weights)
-MODEL_ENCODERS = (*ENCODERS, "daisy")
-
-#: configuration keys of :func:`build_model` and their defaults (the paper's model)
-DEFAULT_CONFIG: dict[str, Any] = {
-    "encoder": "resnet50",  # resnet18/34/50 | small (a light CPU ResNet) | daisy (a learnable DAISY, no CNN)
-    "pretrained": False,
-    "desc_dim": 128,
-    "global_map": False,   # build the unused CAPS coarse head (docs/method.md#networks)
-    "decoder": None,       # U-Net decoder widths [up3, up2]; None = the encoder's (resnet: 512, 256 as the paper)
-    "decoder_block": "conv",  # conv (the paper's decoder blocks) | light (conv before upsampling, separable iconv)
-    "det_conv1": None,     # detector conv1 width at H/4; None = its input channels (paper)
-    "det_img": 64,         # detector image-branch width (paper)
-    "det_mid": 128,        # detector conv2 width at full resolution (paper)
-    "input_norm": "imagenet",  # imagenet (the paper: ImageNet statistics only) | standardize (each image's
-                               # channels to zero mean, unit variance first: blind to gain, offset, colour cast)
-}
-INPUT_NORMS = ("imagenet", "standardize")
+from .resunet import ResUNet
 
 
 def standardize_channels(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
@@ -45,15 +25,21 @@ def standardize_channels(x: torch.Tensor, eps: float = 1e-2) -> torch.Tensor:
 class PoSFeat(nn.Module):
     """``backbone`` (:class:`ResUNet`) + ``detector`` (:class:`KeypointDet`); ``config`` rebuilds it."""
 
-    def __init__(self, config: dict | None = None):
+    def __init__(self, config: dict | ModelConfig | None = None):
         super().__init__()
         cfg = resolve_config(config or {})
         self.config = cfg
         if cfg["encoder"] == "daisy":
             self.backbone: nn.Module = DaisyEncoder(int(cfg["desc_dim"]))
         else:
-            self.backbone = ResUNet(cfg["encoder"], bool(cfg["pretrained"]), int(cfg["desc_dim"]),
-                                    bool(cfg["global_map"]), cfg["decoder"], cfg["decoder_block"])
+            self.backbone = ResUNet(
+                cfg["encoder"],
+                bool(cfg["pretrained"]),
+                int(cfg["desc_dim"]),
+                bool(cfg["global_map"]),
+                cfg["decoder"],
+                cfg["decoder_block"],
+            )
         in_channels = self.backbone.desc_dim + self.backbone.stem_channels
         self.detector = KeypointDet(in_channels, 1, cfg["det_conv1"], int(cfg["det_img"]), int(cfg["det_mid"]))
 
@@ -78,34 +64,8 @@ class PoSFeat(nn.Module):
         return feats
 
 
-def resolve_config(config: dict) -> dict:
-    """Fill defaults; unknown keys or a bad encoder are a ``ValueError`` naming them."""
-    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
-    if unknown:
-        raise ValueError(f"unknown model config key(s) {unknown}; allowed keys: {sorted(DEFAULT_CONFIG)}")
-    cfg = {**DEFAULT_CONFIG, **config}
-    if cfg["encoder"] not in MODEL_ENCODERS:
-        raise ValueError(f"model config: unknown encoder {cfg['encoder']!r}; expected one of {list(MODEL_ENCODERS)}")
-    if cfg["encoder"] == "daisy":
-        extra = [f"{k}: {cfg[k]!r}" for k in ("pretrained", "global_map", "decoder") if cfg[k]]
-        extra += [f"decoder_block: {cfg['decoder_block']!r}"] if cfg["decoder_block"] != "conv" else []
-        if extra:
-            raise ValueError(f"model config: the daisy encoder has no ImageNet weights, coarse head or decoder; got "
-                             f"{', '.join(extra)} (set pretrained and global_map to false, decoder to null)")
-    if cfg["input_norm"] not in INPUT_NORMS:
-        raise ValueError(f"model config: input_norm must be one of {list(INPUT_NORMS)}, got {cfg['input_norm']!r}")
-    if cfg["decoder_block"] not in DECODER_BLOCKS:
-        raise ValueError(f"model config: decoder_block must be one of {list(DECODER_BLOCKS)}, got {cfg['decoder_block']!r}")
-    dec = cfg["decoder"]
-    if dec is not None:
-        if not (isinstance(dec, (list, tuple)) and len(dec) == 2 and all(isinstance(v, int) and v > 0 for v in dec)):
-            raise ValueError(f"model config: decoder must be null or two positive widths [up3, up2], got {dec!r}")
-        cfg["decoder"] = [int(dec[0]), int(dec[1])]
-    return cfg
-
-
-def build_model(config: dict) -> PoSFeat:
-    """Build :class:`PoSFeat` from a config dict with keys of :data:`DEFAULT_CONFIG` (missing → default)."""
+def build_model(config: dict | ModelConfig) -> PoSFeat:
+    """Build :class:`PoSFeat` from a :class:`ModelConfig` or a dict of its fields (missing → default)."""
     return PoSFeat(config)
 
 
@@ -139,7 +99,7 @@ def _strip_prefix(state: dict, path) -> dict:
     for k, v in state.items():
         for prefix in ("module.", "_orig_mod."):
             while k.startswith(prefix):
-                k = k[len(prefix):]
+                k = k[len(prefix) :]
         out[k] = v
     return out
 

@@ -60,7 +60,9 @@ def check_image_batch(x: torch.Tensor, multiple: int, network: str, hint: str = 
 def pretrained_weights_path(encoder: str) -> Path:
     """Where torchvision's hub cache keeps the ImageNet weights of ``encoder`` (never downloaded here)."""
     if encoder not in _TORCHVISION_WEIGHTS:
-        raise ValueError(f"no ImageNet weights exist for encoder {encoder!r}; choose one of {sorted(_TORCHVISION_WEIGHTS)}")
+        raise ValueError(
+            f"no ImageNet weights exist for encoder {encoder!r}; choose one of {sorted(_TORCHVISION_WEIGHTS)}"
+        )
     url = _TORCHVISION_WEIGHTS[encoder].url
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
@@ -172,8 +174,15 @@ class ResUNet(nn.Module):
             upsamples, each ``iconv`` is depthwise-separable: a CPU-efficient decoder).
     """
 
-    def __init__(self, encoder: str = "resnet50", pretrained: bool = False, desc_dim: int = 128, global_map: bool = False,
-                 decoder: tuple[int, int] | None = None, decoder_block: str = "conv"):
+    def __init__(
+        self,
+        encoder: str = "resnet50",
+        pretrained: bool = False,
+        desc_dim: int = 128,
+        global_map: bool = False,
+        decoder: tuple[int, int] | None = None,
+        decoder_block: str = "conv",
+    ):
         super().__init__()
         if encoder not in _ENCODERS:
             raise ValueError(f"unknown encoder {encoder!r}; expected one of {list(_ENCODERS)}")

@@ -25,7 +25,7 @@ Distributed training
     and writes files.
 
 The package, one concept a module (in the order a run meets them)
-    :mod:`~posfeat.training.config`        the stage configuration: keys, defaults, types, optimiser, loss
+    :mod:`~posfeat.training.config`        the stage configurations (dataclasses), the optimiser and the loss
     :mod:`~posfeat.training.fingerprints`  digests of index, stage-1 model and training code; the fingerprint
     :mod:`~posfeat.training.distributed`   rank, world size, process group, all-reduce
     :mod:`~posfeat.training.rng`           global RNG states into and out of a checkpoint
@@ -40,21 +40,11 @@ The package, one concept a module (in the order a run meets them)
 """
 
 from posfeat.training.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_NAME
-from posfeat.training.config import (
-    COMMON_KEYS,
-    KEY_TYPES,
-    NOT_FINGERPRINTED,
-    OPTIONAL,
-    STAGE_KEYS,
-    STAGES,
-    build_loss,
-    check_stage_config,
-    make_optimizer,
-)
+from posfeat.training.config import STAGES, DescConfig, KpConfig, StageConfig, build_loss, make_optimizer, stage_config
 from posfeat.training.distributed import DistInfo, init_distributed
 from posfeat.training.fingerprints import TRAINING_CODE, code_digest, fingerprint
 from posfeat.training.forward import StageForward, set_train_modes, trainable_module
-from posfeat.training.loop import TrainingInterrupted, train
+from posfeat.training.loop import RunSpec, TrainingInterrupted, train
 from posfeat.training.objectives import compute_objective, sample_generator
 from posfeat.training.rng import rng_state, set_rng_state
 from posfeat.training.visualizer import Visualizer
@@ -62,21 +52,20 @@ from posfeat.training.visualizer import Visualizer
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_NAME",
-    "COMMON_KEYS",
-    "KEY_TYPES",
-    "NOT_FINGERPRINTED",
-    "OPTIONAL",
     "STAGES",
-    "STAGE_KEYS",
     "TRAINING_CODE",
+    "DescConfig",
     "DistInfo",
+    "KpConfig",
+    "RunSpec",
+    "StageConfig",
     "StageForward",
     "TrainingInterrupted",
     "Visualizer",
     "build_loss",
-    "check_stage_config",
     "code_digest",
     "compute_objective",
+    "stage_config",
     "fingerprint",
     "init_distributed",
     "make_optimizer",

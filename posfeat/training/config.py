@@ -1,135 +1,152 @@
-"""The stage configuration: its keys, defaults and types, the check, and what it builds (optimiser, loss).
+"""The stage configuration: :class:`DescConfig` (params.yaml ``train_desc``) and :class:`KpConfig`
+(``train_kp``), both a :class:`StageConfig`; the optimiser and the loss they build.
 
-A stage configuration is ``params.yaml``'s ``train_desc`` / ``train_kp``. :func:`check_stage_config`
-validates it where it is read (a wrong key or type is a :class:`~posfeat.utils.ParamError` naming
-``train_<stage>.<key>``) and fills in :data:`OPTIONAL`; :func:`make_optimizer` and :func:`build_loss` turn it
-into the objects of a run.
+:func:`stage_config` reads a stage's mapping where it is read: a missing, unknown or mistyped key is a
+:class:`~posfeat.utils.ParamError` naming ``train_<stage>.<key>``. A field whose metadata says
+``trajectory: False`` does not change the training trajectory, so it may differ between a run and its resume
+(:meth:`StageConfig.fingerprinted` leaves it out).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Mapping
 
 import torch
 import torch.nn as nn
 
-from posfeat.utils import ParamError, check_params
+from posfeat.utils import ParamError, config_from_dict
 
 STAGES = ("desc", "kp")
 
-COMMON_KEYS = (
-    "image_size",
-    "batch_size",
-    "epochs",
-    "steps_per_epoch",
-    "lr_decay_step",
-    "lr_gamma",
-    "log_every",
-    "vis_every",
-    "checkpoint_every",
-)
-STAGE_KEYS = {
-    "desc": ("grid_size", "line_step", "window_size", "temperature", "win_cost_thr"),
-    "kp": ("grid_size", "temperature", "reward_thr", "good_reward", "bad_reward", "kp_penalty"),
-}
-#: optional keys and their defaults
-OPTIONAL = {
-    "color_jitter": None,  # (brightness, contrast, saturation, hue) or None
-    "rotation": 0.0,  # degrees: second image's in-plane camera rotation, uniform in ±rotation
-    "scale": (1.0, 1.0),  # (min, max): second image's zoom, log-uniform (exact view augmentation)
-    "crop": (1.0, 1.0),  # (min, max) resolution factor, log-uniform: each pair is resized to factor × image_size
-    # (at most its own size) and one image_size window at a random relative position is
-    # cut from both images (K exact); (1, 1) = the whole image resized (the paper)
-    "grayscale": 0.0,  # probability that a training image is turned grey (after the colour jitter)
-    "night": 0.0,  # probability that a training image gets a night look (dim, tinted, noisy)
-    "num_workers": 0,
-    "amp": False,  # opt-in autocast (posfeat.utils.autocast_dtype): CUDA bf16 where supported, else
-    # fp16 + GradScaler; a CPU bf16 where native; off = float32, as the official code
-    "freeze_bn": False,  # BatchNorm of the trained backbone in eval mode (running statistics)
-    "backbone_passes": 2,  # stage 1: 2 = backbone on image 1, then on image 2 (the official code's
-    # BatchNorm batches and running-average updates); 1 = one pass over both
-    "stable_sigma": False,  # stage 1: centred variance for the loss's σ (off = the official formula)
-    "vis_pairs": 4,  # fixed validation pairs drawn for the visualisations
-    "vis_keypoints": 512,  # keypoints per image in the match visualisation
-    "metrics_window": 20,  # final metrics average the last N steps
-}
-#: keys that do not change the trajectory (so they may change between a run and its resume)
-NOT_FINGERPRINTED = {
-    "log_every",
-    "vis_every",
-    "checkpoint_every",
-    "num_workers",
-    "epochs",
-    "vis_pairs",
-    "vis_keypoints",
-    "metrics_window",
-}
-#: the type of every configuration key, checked where the configuration is read (a wrong type is a ParamError
-#: naming ``train_<stage>.<key>``, never a late ``int()`` failure)
-KEY_TYPES: dict[str, Any] = {
-    "image_size": tuple[int, int],
-    "color_jitter": list[float] | None,
-    "amp": bool,
-    "freeze_bn": bool,
-    "lr_gamma": float,
-    "window_size": float,
-    "temperature": float,
-    "win_cost_thr": float,
-    "reward_thr": float,
-    "good_reward": float,
-    "bad_reward": float,
-    "kp_penalty": float,
-    "optimizer": str,
-    "lr": float,
-    "rotation": float,
-    "scale": tuple[float, float],
-    "crop": tuple[float, float],
-    "grayscale": float,
-    "night": float,
-    "backbone_passes": int,
-    "stable_sigma": bool,
-    **{
-        k: int
-        for k in (
-            "batch_size",
-            "epochs",
-            "steps_per_epoch",
-            "lr_decay_step",
-            "log_every",
-            "vis_every",
-            "checkpoint_every",
-            "grid_size",
-            "line_step",
-            "num_workers",
-            "vis_pairs",
-            "vis_keypoints",
-            "metrics_window",
+
+def _run_only(default: Any) -> Any:
+    """A field that does not change the trajectory (logging, checkpoints, workers, the run's length)."""
+    return field(default=default, metadata={"trajectory": False})
+
+
+@dataclass(kw_only=True)
+class StageConfig:
+    """Settings both stages share. Units and the paper's values: conf/config.yaml."""
+
+    image_size: tuple[int, int]  # px, W H (multiples of 16)
+    batch_size: int  # pairs per global step
+    epochs: int = field(metadata={"trajectory": False})  # steps = epochs × steps_per_epoch
+    steps_per_epoch: int
+    lr_decay_step: int  # epochs between learning-rate decays (StepLR)
+    lr_gamma: float
+    log_every: int = field(metadata={"trajectory": False})
+    vis_every: int = field(metadata={"trajectory": False})
+    checkpoint_every: int = field(metadata={"trajectory": False})
+    grid_size: int  # px, one query (stage 1) or one sampled keypoint (stage 2) per cell
+    temperature: float  # softmax temperature of the descriptor similarities
+    color_jitter: list[float] | None = None  # (brightness, contrast, saturation, hue) or None
+    rotation: float = 0.0  # degrees: second image's in-plane camera rotation, uniform in ±rotation
+    scale: tuple[float, float] = (1.0, 1.0)  # (min, max): second image's zoom, log-uniform
+    crop: tuple[float, float] = (1.0, 1.0)  # (min, max) resolution factor before one image_size window is cut
+    grayscale: float = 0.0  # probability that a training image is turned grey (after the colour jitter)
+    night: float = 0.0  # probability that a training image gets a night look (dim, tinted, noisy)
+    num_workers: int = _run_only(0)
+    amp: bool = False  # autocast (posfeat.utils.autocast_dtype); off = float32, as the official code
+    freeze_bn: bool = False  # BatchNorm of the trained backbone in eval mode (running statistics)
+    backbone_passes: int = 2  # stage 1: 2 = image 1 then image 2 (the official BatchNorm batches); 1 = one pass
+    stable_sigma: bool = False  # stage 1: centred variance for the loss's σ (off = the official formula)
+    vis_pairs: int = _run_only(4)  # fixed validation pairs drawn for the visualisations
+    vis_keypoints: int = _run_only(512)  # keypoints per image in the match visualisation
+    metrics_window: int = _run_only(20)  # final metrics average the last N steps
+
+    def __post_init__(self) -> None:
+        self.image_size = tuple(int(v) for v in self.image_size)
+        self.scale, self.crop = tuple(self.scale), tuple(self.crop)
+        w, h = self.image_size
+        if w % 16 or h % 16:
+            raise ValueError(f"image_size must be multiples of 16, got {w}x{h}")
+        for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every"):
+            if getattr(self, k) < 1:
+                raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.checkpoint_every < 1:
+            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
+        if self.backbone_passes not in (1, 2):
+            raise ValueError(f"backbone_passes must be 1 or 2, got {self.backbone_passes!r}")
+
+    @property
+    def total_steps(self) -> int:
+        """Epochs × steps per epoch."""
+        return self.epochs * self.steps_per_epoch
+
+    def fingerprinted(self) -> dict[str, Any]:
+        """The settings that determine the trajectory (for the checkpoint fingerprint)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata.get("trajectory", True)}
+
+
+@dataclass(kw_only=True)
+class DescConfig(StageConfig):
+    """Stage 1, the descriptor: the line-to-window loss's settings (docs/method.md#stage-1-line-to-window-loss)."""
+
+    line_step: int  # points searched along each epipolar line
+    window_size: float  # half-size of the soft-argmax window, normalised units
+    win_cost_thr: float  # a query enters the loss when its epipolar cost < this × min(W, H) px
+
+    def loss(self) -> nn.Module:
+        """:class:`~posfeat.losses.line2window.Line2WindowLoss` with these settings."""
+        from posfeat.losses.line2window import Line2WindowLoss
+
+        return Line2WindowLoss(
+            grid_size=self.grid_size,
+            line_step=self.line_step,
+            window_size=float(self.window_size),
+            temperature=float(self.temperature),
+            win_cost_thr=float(self.win_cost_thr),
+            stable_sigma=self.stable_sigma,
         )
-    },
-}
 
 
-def check_stage_config(stage: str, cfg: dict) -> dict:
-    """Validate a stage configuration; returns it with optional keys filled in."""
+@dataclass(kw_only=True)
+class KpConfig(StageConfig):
+    """Stage 2, the detector: the REINFORCE reward's settings (docs/method.md#stage-2-reinforce-loss)."""
+
+    reward_thr: float  # px: a match within this epipolar distance is rewarded
+    good_reward: float
+    bad_reward: float
+    kp_penalty: float  # cost of each sampled keypoint
+
+    def loss(self) -> nn.Module:
+        """:class:`~posfeat.losses.reinforce.ReinforceLoss` with these settings."""
+        from posfeat.losses.reinforce import ReinforceLoss
+
+        return ReinforceLoss(
+            grid_size=self.grid_size,
+            temperature=float(self.temperature),
+            reward_thr=float(self.reward_thr),
+            good_reward=float(self.good_reward),
+            bad_reward=float(self.bad_reward),
+            kp_penalty=float(self.kp_penalty),
+        )
+
+
+STAGE_CONFIGS: dict[str, type[StageConfig]] = {"desc": DescConfig, "kp": KpConfig}
+
+
+def stage_config(stage: str, cfg: Mapping[str, Any] | StageConfig) -> StageConfig:
+    """The configuration of ``stage`` from params.yaml's ``train_<stage>`` mapping (a config passes through)."""
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    missing = [k for k in COMMON_KEYS + STAGE_KEYS[stage] if k not in cfg]
+    cls = STAGE_CONFIGS[stage]
+    if isinstance(cfg, StageConfig):
+        if not isinstance(cfg, cls):
+            raise ValueError(f"stage {stage!r} needs a {cls.__name__}, got a {type(cfg).__name__}")
+        return cfg
+    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
+    missing = [k for k in required if k not in cfg]
     if missing:
         raise ParamError(f"train_{stage} configuration lacks {missing}")
-    out = {**OPTIONAL, **cfg}
-    check_params(out, KEY_TYPES, f"train_{stage}")
-    w, h = (int(v) for v in out["image_size"])
-    if w % 16 or h % 16:
-        raise ParamError(f"train_{stage}.image_size must be multiples of 16, got {w}x{h}")
-    for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every", "checkpoint_every"):
-        if int(out[k]) < 1:
-            raise ParamError(f"train_{stage}.{k} must be >= 1, got {out[k]}")
-    if out["backbone_passes"] not in (1, 2):
-        raise ParamError(f"train_{stage}.backbone_passes must be 1 or 2, got {out['backbone_passes']!r}")
-    for k in ("amp", "freeze_bn", "stable_sigma"):
-        if not isinstance(out[k], bool):
-            raise ParamError(f"train_{stage}.{k} must be true or false, got {out[k]!r}")
-    return out
+    return config_from_dict(cls, cfg, f"train_{stage}")
+
+
+def build_loss(stage: str, cfg: Mapping[str, Any] | StageConfig) -> nn.Module:
+    """The loss module of ``stage`` with the settings of ``cfg``."""
+    return stage_config(stage, cfg).loss()
 
 
 #: the optimizers a training stage can use
@@ -154,28 +171,3 @@ def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.0, weight_decay=0.0)
     raise ValueError(f"optimizer must be 'adam' or 'sgd', got {name!r}")
-
-
-def build_loss(stage: str, cfg: dict) -> nn.Module:
-    """The stage's loss module from its configuration."""
-    if stage == "desc":
-        from posfeat.losses.line2window import Line2WindowLoss
-
-        return Line2WindowLoss(
-            grid_size=int(cfg["grid_size"]),
-            line_step=int(cfg["line_step"]),
-            window_size=float(cfg["window_size"]),
-            temperature=float(cfg["temperature"]),
-            win_cost_thr=float(cfg["win_cost_thr"]),
-            stable_sigma=bool(cfg.get("stable_sigma", False)),
-        )
-    from posfeat.losses.reinforce import ReinforceLoss
-
-    return ReinforceLoss(
-        grid_size=int(cfg["grid_size"]),
-        temperature=float(cfg["temperature"]),
-        reward_thr=float(cfg["reward_thr"]),
-        good_reward=float(cfg["good_reward"]),
-        bad_reward=float(cfg["bad_reward"]),
-        kp_penalty=float(cfg["kp_penalty"]),
-    )

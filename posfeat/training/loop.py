@@ -34,7 +34,7 @@ from posfeat.training.checkpoint import (
     save_training_state,
     training_state,
 )
-from posfeat.training.config import NOT_FINGERPRINTED, build_loss, check_stage_config
+from posfeat.training.config import StageConfig, stage_config
 from posfeat.training.conv_backward import use_channels_last_backward
 from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
 from posfeat.training.forward import StageForward, set_train_modes, trainable_module
@@ -51,10 +51,28 @@ class TrainingInterrupted(RuntimeError):
     """Raised by :func:`train` when ``stop_after`` steps have run (simulates a killed run)."""
 
 
+@dataclass
+class RunSpec:
+    """What one training run is asked to do: the stage, its data and settings, where it starts and writes."""
+
+    stage: str
+    index: str | os.PathLike | dict
+    cfg: StageConfig
+    out_model: Path
+    ckpt_dir: Path
+    live_dir: Path | None
+    metrics_path: Path | None
+    model_config: dict | None
+    init_checkpoint: str | os.PathLike | None
+    optimizer: str
+    lr: float
+    seed: int
+
+
 def train(
     stage: str,
     index: str | os.PathLike | dict,
-    cfg: dict,
+    cfg: dict | StageConfig,
     *,
     out_model: str | os.PathLike,
     ckpt_dir: str | os.PathLike,
@@ -75,9 +93,8 @@ def train(
         stage: ``"desc"`` (backbone, line-to-window loss; the detector is not run) or ``"kp"`` (detector,
             REINFORCE; the backbone from ``init_checkpoint`` is frozen and run under ``no_grad``).
         index: the prepared pair index (path or dict; see :mod:`posfeat.data.pairs`).
-        cfg: the stage configuration (``params.yaml``'s ``train_desc`` / ``train_kp``; see
-            :data:`~posfeat.training.config.COMMON_KEYS`, :data:`~posfeat.training.config.STAGE_KEYS`,
-            :data:`~posfeat.training.config.OPTIONAL`).
+        cfg: the stage configuration: a :class:`~posfeat.training.config.DescConfig` /
+            :class:`~posfeat.training.config.KpConfig`, or params.yaml's ``train_desc`` / ``train_kp`` mapping.
         out_model: final checkpoint (:func:`posfeat.models.save_checkpoint` format).
         ckpt_dir: where ``last.pt`` (the resumable state) lives.
         live_dir: DVCLive directory (``None``: no logs).
@@ -90,31 +107,27 @@ def train(
         stop_after: raise :class:`TrainingInterrupted` after this many steps of *this* call (tests).
         progress: show a tqdm bar (rank 0).
     """
-    cfg = check_stage_config(stage, cfg)
+    spec = RunSpec(
+        stage,
+        index,
+        stage_config(stage, cfg),
+        Path(out_model),
+        Path(ckpt_dir),
+        None if live_dir is None else Path(live_dir),
+        None if metrics_path is None else Path(metrics_path),
+        model_config,
+        init_checkpoint,
+        optimizer,
+        float(lr),
+        int(seed),
+    )
     dev = resolve_device(device)
     info = init_distributed(dev)
     try:
         if info.enabled and dev.type == "cuda":
             dev = torch.device("cuda", info.local_rank)
             torch.cuda.set_device(dev)
-        return _train(
-            stage,
-            index,
-            cfg,
-            dev,
-            info,
-            Path(out_model),
-            Path(ckpt_dir),
-            None if live_dir is None else Path(live_dir),
-            None if metrics_path is None else Path(metrics_path),
-            model_config,
-            init_checkpoint,
-            optimizer,
-            float(lr),
-            int(seed),
-            stop_after,
-            progress,
-        )
+        return _train(spec, dev, info, stop_after, progress)
     finally:
         if info.owner:
             dist.destroy_process_group()
@@ -125,7 +138,7 @@ class _Run:
     """The objects of one run that every step uses."""
 
     stage: str
-    cfg: dict
+    cfg: StageConfig
     dev: torch.device
     info: DistInfo
     seed: int
@@ -142,65 +155,49 @@ class _Run:
     @property
     def size(self) -> tuple[int, int]:
         """Training image size ``(W, H)``."""
-        w, h = (int(v) for v in self.cfg["image_size"])
-        return w, h
+        return self.cfg.image_size
 
     @property
     def batch_size(self) -> int:
         """The global batch size."""
-        return int(self.cfg["batch_size"])
+        return self.cfg.batch_size
 
-    def due(self, key: str, step: int) -> bool:
-        """Whether ``step`` is a multiple of ``cfg[key]`` or the last step."""
-        return step % int(self.cfg[key]) == 0 or step == self.total_steps
+    def due(self, every: int, step: int) -> bool:
+        """Whether ``step`` is a multiple of ``every`` or the last step."""
+        return step % every == 0 or step == self.total_steps
 
     @property
     def total_steps(self) -> int:
         """Epochs × steps per epoch."""
-        return int(self.cfg["epochs"]) * int(self.cfg["steps_per_epoch"])
+        return self.cfg.total_steps
 
 
-def _train(
-    stage,
-    index,
-    cfg,
-    dev,
-    info,
-    out_model,
-    ckpt_dir,
-    live_dir,
-    metrics_path,
-    model_config,
-    init_checkpoint,
-    optimizer,
-    lr,
-    seed,
-    stop_after,
-    progress,
-) -> dict:
+def _train(spec: RunSpec, dev: torch.device, info: DistInfo, stop_after: int | None, progress: bool) -> dict:
     """:func:`train` after the configuration check and the distributed setup."""
-    bsz = int(cfg["batch_size"])
-    if bsz % info.world_size:
-        raise ValueError(f"train_{stage}.batch_size {bsz} is not divisible by the {info.world_size} processes")
-    index_digest = fingerprints.index_digest(index)
-    train_set, val_set = _datasets(index, cfg, seed)
+    cfg, stage, seed = spec.cfg, spec.stage, spec.seed
+    if cfg.batch_size % info.world_size:
+        raise ValueError(
+            f"train_{stage}.batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes"
+        )
+    index_digest = fingerprints.index_digest(spec.index)
+    train_set, val_set = _datasets(spec.index, cfg, seed)
     seed_everything(seed)
-    model, init_digest = _build_model(stage, model_config, init_checkpoint, dev, info)
-    run = _optimisation(stage, cfg, dev, info, seed, model, optimizer, lr)
+    model, init_digest = _build_model(stage, spec.model_config, spec.init_checkpoint, dev, info)
+    run = _optimisation(stage, cfg, dev, info, seed, model, spec.optimizer, spec.lr)
     run.fp = fingerprints.fingerprint(
         stage=stage,
-        cfg={k: v for k, v in cfg.items() if k not in NOT_FINGERPRINTED},
+        cfg=cfg.fingerprinted(),
         model=dict(model.config),
-        optimizer=optimizer,
-        lr=lr,
+        optimizer=spec.optimizer,
+        lr=spec.lr,
         seed=seed,
         index=index_digest,
         init=init_digest,
         format=CHECKPOINT_FORMAT,
         code=fingerprints.code_digest(),
     )
-    run.ckpt_path = ckpt_dir / CHECKPOINT_NAME
-    history = History(int(cfg["metrics_window"]), int(cfg["log_every"]), run.total_steps)
+    run.ckpt_path = spec.ckpt_dir / CHECKPOINT_NAME
+    history = History(cfg.metrics_window, cfg.log_every, run.total_steps)
     start = _resume(run, history)
     if info.is_main:
         announce(
@@ -208,40 +205,38 @@ def _train(
             dev,
             model,
             f"{len(train_set)} training pairs ({len(val_set)} for validation)",
-            f"{start} -> {run.total_steps}, batch {bsz} on {info.world_size} process(es)",
+            f"{start} -> {run.total_steps}, batch {cfg.batch_size} on {info.world_size} process(es)",
         )
     fwd = _wrap_forward(run)
-    sampler = StepBatchSampler(len(train_set), bsz, seed, run.total_steps, start, info.rank, info.world_size)
+    sampler = StepBatchSampler(len(train_set), cfg.batch_size, seed, run.total_steps, start, info.rank, info.world_size)
     loader = DataLoader(
         train_set,
         batch_sampler=sampler,
-        num_workers=int(cfg["num_workers"]),
+        num_workers=cfg.num_workers,
         pin_memory=dev.type == "cuda",
         persistent_workers=False,
     )
-    visualizer = (
-        Visualizer(val_set, stage, int(cfg["vis_pairs"]), int(cfg["vis_keypoints"]), seed) if info.is_main else None
-    )
-    log = LiveLogger(live_dir, info.is_main, history.rows, start)
+    visualizer = Visualizer(val_set, stage, cfg.vis_pairs, cfg.vis_keypoints, seed) if info.is_main else None
+    log = LiveLogger(spec.live_dir, info.is_main, history.rows, start)
     step, last_val = _run_steps(run, fwd, loader, history, log, visualizer, start, stop_after, progress)
-    return _finish(run, history, step, last_val, log, out_model, metrics_path)
+    return _finish(run, history, step, last_val, log, spec.out_model, spec.metrics_path)
 
 
-def _datasets(index, cfg: dict, seed: int) -> tuple[PairDataset, PairDataset]:
+def _datasets(index, cfg: StageConfig, seed: int) -> tuple[PairDataset, PairDataset]:
     """The training pairs (jitter and view augmentation) and the validation pairs (the training pairs when
     the index has none); a :class:`DataError` when there is nothing to train on."""
-    size = tuple(int(v) for v in cfg["image_size"])
+    size = cfg.image_size
     train_set = PairDataset(
         index,
         "train",
         size,
-        cfg["color_jitter"],
+        cfg.color_jitter,
         seed,
-        float(cfg["rotation"]),
-        tuple(cfg["scale"]),
-        float(cfg["grayscale"]),
-        float(cfg["night"]),
-        tuple(cfg["crop"]),
+        float(cfg.rotation),
+        cfg.scale,
+        float(cfg.grayscale),
+        float(cfg.night),
+        cfg.crop,
     )
     if len(train_set) == 0:
         raise DataError(f"{index if not isinstance(index, dict) else 'index'}: no training pairs")
@@ -274,12 +269,12 @@ def _build_model(stage: str, model_config, init_checkpoint, dev: torch.device, i
     return model, init_digest
 
 
-def _optimisation(stage, cfg, dev, info, seed, model, optimizer: str, lr: float) -> _Run:
+def _optimisation(stage, cfg: StageConfig, dev, info, seed, model, optimizer: str, lr: float) -> _Run:
     """Loss, optimiser over the trained module, step scheduler and AMP settings, gathered into a :class:`_Run`."""
-    loss_fn = build_loss(stage, cfg)
+    loss_fn = cfg.loss()
     opt = config.make_optimizer(optimizer, [p for p in trainable_module(model, stage).parameters()], lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=int(cfg["lr_decay_step"]), gamma=float(cfg["lr_gamma"]))
-    amp_dtype = autocast_dtype(bool(cfg["amp"]), dev)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_step, gamma=float(cfg.lr_gamma))
+    amp_dtype = autocast_dtype(cfg.amp, dev)
     use_amp = amp_dtype is not None
     scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
     return _Run(stage, cfg, dev, info, seed, model, loss_fn, opt, sched, scaler, use_amp, amp_dtype)
@@ -302,7 +297,7 @@ def _resume(run: _Run, history: History) -> int:
 
 def _wrap_forward(run: _Run) -> nn.Module:
     """The stage forward pass, wrapped in ``DistributedDataParallel`` when there are several processes."""
-    fwd: nn.Module = StageForward(run.model, run.stage, int(run.cfg["backbone_passes"]))
+    fwd: nn.Module = StageForward(run.model, run.stage, run.cfg.backbone_passes)
     if run.info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -336,7 +331,7 @@ def _run_steps(
         loss, stats, lr_now = _train_step(run, fwd, batch, step, history)
         step += 1
         ran += 1
-        if step % int(run.cfg["steps_per_epoch"]) == 0:
+        if step % run.cfg.steps_per_epoch == 0:
             run.sched.step()
         if run.dev.type == "cuda":
             torch.cuda.synchronize(run.dev)
@@ -345,9 +340,9 @@ def _run_steps(
             log.metrics(row)
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.3f}")
-        if visualizer is not None and run.due("vis_every", step):
+        if visualizer is not None and run.due(run.cfg.vis_every, step):
             last_val = _visualize(run, visualizer, log, step, history)
-        if run.due("checkpoint_every", step) and run.info.is_main:
+        if run.due(run.cfg.checkpoint_every, step) and run.info.is_main:
             save_training_state(
                 run.ckpt_path,
                 training_state(run.fp, run.stage, step, run.model, run.opt, run.sched, run.scaler, history),
@@ -364,7 +359,7 @@ def _run_steps(
 
 def _train_step(run: _Run, fwd, batch: dict, step: int, history: History) -> tuple[float, dict, float]:
     """One update on this rank's slice of global batch ``step`` → ``(loss, stats, learning rate used)``."""
-    set_train_modes(run.model, run.stage, bool(run.cfg["freeze_bn"]))
+    set_train_modes(run.model, run.stage, run.cfg.freeze_bn)
     im1 = batch["image1"].to(run.dev, non_blocking=True)
     im2 = batch["image2"].to(run.dev, non_blocking=True)
     with torch.autocast(device_type=run.dev.type, dtype=run.amp_dtype, enabled=run.use_amp):

@@ -1,6 +1,7 @@
 """The demo world: a rendered, piecewise-planar world with exact ground truth.
 
-:func:`generate_demo` writes four datasets in exactly the real datasets' on-disk formats (docs/paper-scale.md#dataset-layouts):
+:func:`generate_demo` writes four datasets in exactly the real datasets' on-disk formats
+(docs/paper-scale.md#dataset-layouts):
 
 * ``megadepth/<scene_id>/dense0/aligned/{images/*.jpg, img_cam.txt, pairs.txt}`` (CAPS layout; some scene
   ids are IMC-banned ids, and one scene in four has cameras all around it, so some overlapping pairs have a
@@ -38,14 +39,47 @@ from posfeat.data.demo.generate import DEFAULT_SIZES, generate_demo, tree_digest
 from posfeat.data.demo.hpatches import write_hpatches, write_hpatches_i, write_hpatches_v
 from posfeat.data.demo.megadepth import MEGADEPTH_SCENE_IDS, megadepth_scene_ids, write_megadepth, write_megadepth_scene
 from posfeat.data.demo.photometry import stylize
-from posfeat.data.demo.textures import (EVAL_PHOTOS, MATPLOTLIB_PHOTOS, TRAIN_PHOTOS, apply_grain, make_texture,
-                                        photo_pool, sky_texture, value_noise)
+from posfeat.data.demo.textures import (
+    EVAL_PHOTOS,
+    MATPLOTLIB_PHOTOS,
+    TRAIN_PHOTOS,
+    apply_grain,
+    make_texture,
+    photo_pool,
+    sky_texture,
+    value_noise,
+)
 from posfeat.data.demo.world import World, build_world, light_planes, orbit_camera
 
 __all__ = [
-    "DEFAULT_SIZES", "ETH_SCENE_NAMES", "EVAL_PHOTOS", "IMG_CAM_HEADER", "MATPLOTLIB_PHOTOS", "MEGADEPTH_SCENE_IDS",
-    "TRAIN_PHOTOS", "World", "apply_grain", "build_world", "eth_scene_name", "generate_demo", "img_cam_line",
-    "light_planes", "make_texture", "megadepth_scene_ids", "orbit_camera", "photo_pool", "sky_texture",
-    "stylize", "tree_digest", "value_noise", "write_aachen", "write_eth", "write_eth_scene", "write_hpatches",
-    "write_hpatches_i", "write_hpatches_v", "write_megadepth", "write_megadepth_scene",
+    "DEFAULT_SIZES",
+    "ETH_SCENE_NAMES",
+    "EVAL_PHOTOS",
+    "IMG_CAM_HEADER",
+    "MATPLOTLIB_PHOTOS",
+    "MEGADEPTH_SCENE_IDS",
+    "TRAIN_PHOTOS",
+    "World",
+    "apply_grain",
+    "build_world",
+    "eth_scene_name",
+    "generate_demo",
+    "img_cam_line",
+    "light_planes",
+    "make_texture",
+    "megadepth_scene_ids",
+    "orbit_camera",
+    "photo_pool",
+    "sky_texture",
+    "stylize",
+    "tree_digest",
+    "value_noise",
+    "write_aachen",
+    "write_eth",
+    "write_eth_scene",
+    "write_hpatches",
+    "write_hpatches_i",
+    "write_hpatches_v",
+    "write_megadepth",
+    "write_megadepth_scene",
 ]

@@ -30,8 +30,14 @@ def _intrinsics_line(name: str, cam: Camera) -> str:
     return f"{name} SIMPLE_RADIAL {cam.width} {cam.height} " + " ".join(fmt_number(v) for v in _colmap_params(cam))
 
 
-def _write_aachen_model(path: Path, names: list[str], cams: list[Camera], depths: list[np.ndarray], rng: np.random.Generator,
-                        points_per_image: int = 60) -> int:
+def _write_aachen_model(
+    path: Path,
+    names: list[str],
+    cams: list[Camera],
+    depths: list[np.ndarray],
+    rng: np.random.Generator,
+    points_per_image: int = 60,
+) -> int:
     """The reference model with pycolmap: cameras, posed images and ground-truth 3D points with tracks.
 
     Points are surface points sampled in each db image and observed (unoccluded) in at least two db images;
@@ -59,8 +65,9 @@ def _write_aachen_model(path: Path, names: list[str], cams: list[Camera], depths
             tracks.append((X[p], track))
     rec = pycolmap.Reconstruction()
     for i, (name, cam) in enumerate(zip(names, cams)):
-        camera = pycolmap.Camera(model="SIMPLE_RADIAL", width=cam.width, height=cam.height,
-                                 params=_colmap_params(cam), camera_id=i + 1)
+        camera = pycolmap.Camera(
+            model="SIMPLE_RADIAL", width=cam.width, height=cam.height, params=_colmap_params(cam), camera_id=i + 1
+        )
         rec.add_camera_with_trivial_rig(camera)
         kps = np.array(obs[i], float).reshape(-1, 2)
         image = pycolmap.Image(name=name, keypoints=kps, camera_id=i + 1, image_id=i + 1)
@@ -77,12 +84,23 @@ def _write_aachen_model(path: Path, names: list[str], cams: list[Camera], depths
     return len(tracks)
 
 
-def write_aachen(root: Path, seed: int, n_db: int, n_day: int, n_night: int, size=(640, 480), jpeg_quality: int = 92,
-                 pairs_per_query: int = 10, db_neighbours: int = 5, style: str = "classic") -> dict:
+def write_aachen(
+    root: Path,
+    seed: int,
+    n_db: int,
+    n_day: int,
+    n_night: int,
+    size=(640, 480),
+    jpeg_quality: int = 92,
+    pairs_per_query: int = 10,
+    db_neighbours: int = 5,
+    style: str = "classic",
+) -> dict:
     """Aachen Day-Night v1.1 layout with ground-truth query poses (``queries/ground_truth_queries.txt``)."""
     rng = item_rng(seed, "aachen", 0)
-    world = build_world(rng, photo_pool("eval", style), n_objects=(5, 7), n_buildings=(3, 4),
-                        texture_scale=size[0] / 640.0, style=style)
+    world = build_world(
+        rng, photo_pool("eval", style), n_objects=(5, 7), n_buildings=(3, 4), texture_scale=size[0] / 640.0, style=style
+    )
     up = root / "images" / "images_upright"
     db_names, db_cams, db_depths = _write_db_images(up, world, rng, n_db, size, jpeg_quality)
     queries = _write_queries(up, world, rng, db_cams, n_day, n_night, size, jpeg_quality)
@@ -91,11 +109,18 @@ def write_aachen(root: Path, seed: int, n_db: int, n_day: int, n_night: int, siz
     model = root / "3D-models" / "aachen_v_1_1"
     n_points = _write_aachen_model(model, db_names, db_cams, db_depths, rng)
     (model / "database_intrinsics_v1_1.txt").write_text(
-        "\n".join(_intrinsics_line(n, c) for n, c in zip(db_names, db_cams)) + "\n")
+        "\n".join(_intrinsics_line(n, c) for n, c in zip(db_names, db_cams)) + "\n"
+    )
     _write_query_lists(root / "queries", queries)
     (root / "others").mkdir(parents=True, exist_ok=True)
     (root / "others" / "image_pairs_to_match_v1_1.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
-    return {"db_images": n_db, "day_queries": n_day, "night_queries": n_night, "pairs": len(pairs), "points3D": n_points}
+    return {
+        "db_images": n_db,
+        "day_queries": n_day,
+        "night_queries": n_night,
+        "pairs": len(pairs),
+        "points3D": n_points,
+    }
 
 
 def _write_db_images(up: Path, world, rng: np.random.Generator, n_db: int, size, jpeg_quality: int):
@@ -104,8 +129,9 @@ def _write_db_images(up: Path, world, rng: np.random.Generator, n_db: int, size,
     az0 = rng.uniform(0, 2 * np.pi)
     for i in range(n_db):
         az = az0 + 2 * np.pi * i / n_db + rng.normal(0, 0.05)
-        cam = orbit_camera(rng, world, az, rng.uniform(8.0, 15.0), rng.uniform(1.4, 4.0), size, f_range=(0.75, 1.0),
-                           roll_std=2.0)
+        cam = orbit_camera(
+            rng, world, az, rng.uniform(8.0, 15.0), rng.uniform(1.4, 4.0), size, f_range=(0.75, 1.0), roll_std=2.0
+        )
         name = f"db/{1000 + i}.jpg"
         image, inv_depth = render_checked(world, cam, f"aachen/{name}")
         write_image(up / name, stylize(image, rng, "day"), jpeg_quality)
@@ -115,8 +141,9 @@ def _write_db_images(up: Path, world, rng: np.random.Generator, n_db: int, size,
     return db_names, db_cams, db_depths
 
 
-def _write_queries(up: Path, world, rng: np.random.Generator, db_cams: list[Camera], n_day: int, n_night: int, size,
-                   jpeg_quality: int) -> list[tuple[str, Camera, np.ndarray, bool]]:
+def _write_queries(
+    up: Path, world, rng: np.random.Generator, db_cams: list[Camera], n_day: int, n_night: int, size, jpeg_quality: int
+) -> list[tuple[str, Camera, np.ndarray, bool]]:
     """Day then night query images near (not at) a database camera, with perturbed position and orientation
     → ``(name, camera, inverse depth, night)`` per query."""
     queries = []
@@ -139,8 +166,9 @@ def _write_queries(up: Path, world, rng: np.random.Generator, db_cams: list[Came
     return queries
 
 
-def _query_pairs(queries, db_names: list[str], db_cams: list[Camera], db_depths: list[np.ndarray],
-                 pairs_per_query: int) -> list[tuple[str, str]]:
+def _query_pairs(
+    queries, db_names: list[str], db_cams: list[Camera], db_depths: list[np.ndarray], pairs_per_query: int
+) -> list[tuple[str, str]]:
     """Each query with its (up to) ``pairs_per_query`` most co-visible database images."""
     pairs: list[tuple[str, str]] = []
     for name, cam, inv_depth, _ in queries:
@@ -151,8 +179,9 @@ def _query_pairs(queries, db_names: list[str], db_cams: list[Camera], db_depths:
     return pairs
 
 
-def _db_pairs(db_names: list[str], db_cams: list[Camera], db_depths: list[np.ndarray],
-              db_neighbours: int) -> list[tuple[str, str]]:
+def _db_pairs(
+    db_names: list[str], db_cams: list[Camera], db_depths: list[np.ndarray], db_neighbours: int
+) -> list[tuple[str, str]]:
     """Database pairs among each image's ``db_neighbours`` most co-visible ones (both ways above 5 %), once each."""
     n_db = len(db_names)
     cov_db = covisibility_matrix(db_cams, db_depths)
@@ -172,9 +201,11 @@ def _write_query_lists(qdir: Path, queries) -> None:
     """The day and night query lists (with intrinsics) and the ground-truth poses ``name qw qx qy qz tx ty tz``."""
     qdir.mkdir(parents=True, exist_ok=True)
     (qdir / "day_time_queries_with_intrinsics.txt").write_text(
-        "".join(_intrinsics_line(n, c) + "\n" for n, c, _, night in queries if not night))
+        "".join(_intrinsics_line(n, c) + "\n" for n, c, _, night in queries if not night)
+    )
     (qdir / "night_time_queries_with_intrinsics_v1_1.txt").write_text(
-        "".join(_intrinsics_line(n, c) + "\n" for n, c, _, night in queries if night))
+        "".join(_intrinsics_line(n, c) + "\n" for n, c, _, night in queries if night)
+    )
     gt = []
     for n, c, _, _ in queries:
         q = rotmat_to_qvec(c.R)

@@ -33,4 +33,7 @@ def img_cam_line(name: str, cam: Camera) -> str:
     return f"{name} {cam.width} {cam.height} " + " ".join(fmt_number(v) for v in vals)
 
 
-IMG_CAM_HEADER = "# name w h fx fy cx cy R11 R12 R13 R21 R22 R23 R31 R32 R33 t1 t2 t3 (world->camera, pixel (0,0) = centre of the top-left pixel)"
+IMG_CAM_HEADER = (
+    "# name w h fx fy cx cy R11 R12 R13 R21 R22 R23 R31 R32 R33 t1 t2 t3 "
+    "(world->camera, pixel (0,0) = centre of the top-left pixel)"
+)

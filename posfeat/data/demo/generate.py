@@ -13,12 +13,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from posfeat.data.demo.textures import check_style
 from posfeat.data.demo.aachen import write_aachen
 from posfeat.data.demo.eth import write_eth_scene
 from posfeat.data.demo.hpatches import write_hpatches_i, write_hpatches_v
 from posfeat.data.demo.megadepth import write_megadepth_scene
-from posfeat.io import atomic_path
+from posfeat.data.demo.textures import check_style
 from posfeat.utils import get_logger
 
 logger = get_logger(__name__)
@@ -56,19 +55,41 @@ def _demo_tasks(cfg: dict) -> list[tuple[str, int]]:
 def _run_task(out: Path, seed: int, cfg: dict, kind: str, index: int):
     """Render one work item of :func:`_demo_tasks` (each has its own random stream: the order is free)."""
     if kind == "megadepth":
-        return write_megadepth_scene(out / "megadepth", seed, index, cfg["megadepth_images"], tuple(cfg["megadepth_size"]),
-                                     cfg["min_covisibility"], cfg["jpeg_quality"], style=cfg["textures"])
+        return write_megadepth_scene(
+            out / "megadepth",
+            seed,
+            index,
+            cfg["megadepth_images"],
+            tuple(cfg["megadepth_size"]),
+            cfg["min_covisibility"],
+            cfg["jpeg_quality"],
+            style=cfg["textures"],
+        )
     if kind == "hpatches_i":
         return write_hpatches_i(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]), style=cfg["textures"])
     if kind == "hpatches_v":
         return write_hpatches_v(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]), style=cfg["textures"])
     if kind == "eth":
-        return write_eth_scene(out / "eth", seed, index, cfg["eth_images"], tuple(cfg["eth_size"]), cfg["jpeg_quality"],
-                               style=cfg["textures"])
+        return write_eth_scene(
+            out / "eth",
+            seed,
+            index,
+            cfg["eth_images"],
+            tuple(cfg["eth_size"]),
+            cfg["jpeg_quality"],
+            style=cfg["textures"],
+        )
     if kind == "aachen":
-        return write_aachen(out / "aachen", seed, cfg["aachen_db_images"], cfg["aachen_day_queries"],
-                            cfg["aachen_night_queries"], tuple(cfg["aachen_size"]), cfg["jpeg_quality"],
-                            style=cfg["textures"])
+        return write_aachen(
+            out / "aachen",
+            seed,
+            cfg["aachen_db_images"],
+            cfg["aachen_day_queries"],
+            cfg["aachen_night_queries"],
+            tuple(cfg["aachen_size"]),
+            cfg["jpeg_quality"],
+            style=cfg["textures"],
+        )
     raise ValueError(f"unknown demo task {kind!r}")
 
 
@@ -119,8 +140,9 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
                     bar.update()
     summary = {"seed": int(seed), "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
     summary["megadepth"] = {"scenes": dict(results[("megadepth", k)] for k in range(cfg["megadepth_scenes"]))}
-    summary["hpatches"] = {kind: [results[(f"hpatches_{kind}", s)] for s in range(cfg["hpatches_sequences"])]
-                           for kind in ("i", "v")}
+    summary["hpatches"] = {
+        kind: [results[(f"hpatches_{kind}", s)] for s in range(cfg["hpatches_sequences"])] for kind in ("i", "v")
+    }
     summary["eth"] = dict(results[("eth", k)] for k in range(cfg["eth_scenes"]))
     summary["aachen"] = results[("aachen", 0)]
     summary["workers"] = workers

@@ -41,7 +41,9 @@ def _hpatches_v_cameras(rng, plane: Plane, size, max_tries: int = 200) -> list[C
             view = -n * np.cos(angle) + axis * np.sin(angle)
             dist = rng.uniform(2.2, 3.2) * (rng.uniform(0.75, 1.3) if k else 1.0)
             target = centre + rng.normal(0, 0.15, 3) * (ex + ey)
-            roll = rng.normal(0, 4.0) + (rng.choice([-1, 1]) * rng.uniform(0, 25) * (k / 5) if rng.random() < 0.4 else 0.0)
+            roll = rng.normal(0, 4.0) + (
+                rng.choice([-1, 1]) * rng.uniform(0, 25) * (k / 5) if rng.random() < 0.4 else 0.0
+            )
             R, t = look_at(target + dist * view, target, roll, up=-ey)
             K = intrinsics(rng.uniform(0.8, 1.0) * W, W, H)
             cam = Camera(K, R, t, W, H)
@@ -78,8 +80,9 @@ def write_hpatches_v(root: Path, seed: int, s: int, size=(480, 352), style: str 
     W, _ = size
     rng = item_rng(seed, "hpatches_v", s)
     ts = W / 480.0  # texture resolution follows the image size (small sequences for tests are fast)
-    tex, _ = make_texture(rng, int(round(1200 * ts)), int(round(1600 * ts)), photo_pool("eval", style),
-                          photo_density=1.3, style=style)
+    tex, _ = make_texture(
+        rng, int(round(1200 * ts)), int(round(1600 * ts)), photo_pool("eval", style), photo_density=1.3, style=style
+    )
     plane = rect_plane(np.zeros(3), (1, 0, 0), (0, -1, 0), 8.0, 6.0, tex, two_sided=False, name="v_plane")
     # normal = u x v = (1,0,0)x(0,-1,0) = -z: seen unmirrored from +z
     cams = _hpatches_v_cameras(rng, plane, size)
@@ -98,6 +101,12 @@ def write_hpatches_v(root: Path, seed: int, s: int, size=(480, 352), style: str 
 def write_hpatches(root: Path, seed: int, n_sequences: int, size=(480, 352)) -> dict:
     """``n_sequences`` ``i_*`` and ``n_sequences`` ``v_*`` sequences (6 PPM images and 5 ``H_1_k`` each)."""
     return {
-        "i": [write_hpatches_i(root, seed, s, size) for s in tqdm(range(n_sequences), desc="demo hpatches i_", leave=False)],
-        "v": [write_hpatches_v(root, seed, s, size) for s in tqdm(range(n_sequences), desc="demo hpatches v_", leave=False)],
+        "i": [
+            write_hpatches_i(root, seed, s, size)
+            for s in tqdm(range(n_sequences), desc="demo hpatches i_", leave=False)
+        ],
+        "v": [
+            write_hpatches_v(root, seed, s, size)
+            for s in tqdm(range(n_sequences), desc="demo hpatches v_", leave=False)
+        ],
     }

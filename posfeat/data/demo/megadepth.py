@@ -16,14 +16,26 @@ from posfeat.data.demo.textures import photo_pool
 from posfeat.data.demo.world import build_world, covisibility_matrix, item_rng, orbit_camera, render_checked
 from posfeat.data.render import Camera
 
-
 #: MegaDepth scene ids in order of use; every other one is an IMC-banned id.
 MEGADEPTH_SCENE_IDS: tuple[str, ...] = (
-    "0008", "0015", "0021", "0036", "0063", "0117", "0204", "0348", "0024", "0377", "1589", "0402",
+    "0008",
+    "0015",
+    "0021",
+    "0036",
+    "0063",
+    "0117",
+    "0204",
+    "0348",
+    "0024",
+    "0377",
+    "1589",
+    "0402",
 )
 
 
-def _pairs_by_covisibility(cams: list[Camera], depths: list[np.ndarray], thr: float) -> tuple[np.ndarray, list[tuple[int, int]]]:
+def _pairs_by_covisibility(
+    cams: list[Camera], depths: list[np.ndarray], thr: float
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
     """Co-visibility matrix (row: fraction of image i seen in image j) and the pairs with both directions ≥ thr."""
     n = len(cams)
     cov = covisibility_matrix(cams, depths)
@@ -43,8 +55,16 @@ def megadepth_scene_ids(n: int) -> list[str]:
     return ids
 
 
-def write_megadepth_scene(root: Path, seed: int, k: int, n_images: int, size=(640, 480), min_covisibility: float = 0.1,
-                          jpeg_quality: int = 92, style: str = "classic") -> tuple[str, dict]:
+def write_megadepth_scene(
+    root: Path,
+    seed: int,
+    k: int,
+    n_images: int,
+    size=(640, 480),
+    min_covisibility: float = 0.1,
+    jpeg_quality: int = 92,
+    style: str = "classic",
+) -> tuple[str, dict]:
     """Scene ``k`` of the MegaDepth (CAPS) layout → ``(scene_id, summary)``.
 
     Scene ``k`` with ``k % 4 == 1`` has cameras all around the cluster (pairs above 80° exist).
@@ -77,8 +97,15 @@ def write_megadepth_scene(root: Path, seed: int, k: int, n_images: int, size=(64
     return scene_id, {"images": n_images, "pairs": len(pairs), "pairs_over_80deg": int(np.sum(np.array(rot) > 80))}
 
 
-def write_megadepth(root: Path, seed: int, n_scenes: int, n_images: int, size=(640, 480), min_covisibility: float = 0.1,
-                    jpeg_quality: int = 92) -> dict:
+def write_megadepth(
+    root: Path,
+    seed: int,
+    n_scenes: int,
+    n_images: int,
+    size=(640, 480),
+    min_covisibility: float = 0.1,
+    jpeg_quality: int = 92,
+) -> dict:
     """MegaDepth (CAPS) layout: ``n_scenes`` scenes of :func:`write_megadepth_scene`, one after the other."""
     scenes = {}
     for k in tqdm(range(n_scenes), desc="demo megadepth", leave=False):

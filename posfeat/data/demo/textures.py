@@ -17,10 +17,17 @@ import string
 import cv2
 import numpy as np
 
-
 #: scikit-image sample photographs (shipped with the package, no download) used by TRAINING scenes.
 TRAIN_PHOTOS: tuple[str, ...] = (
-    "astronaut", "coffee", "chelsea", "camera", "brick", "grass", "clock", "page", "hubble_deep_field",
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "camera",
+    "brick",
+    "grass",
+    "clock",
+    "page",
+    "hubble_deep_field",
 )
 #: photographs added to the training pool by the ``photographic`` style (from matplotlib's sample data)
 EXTRA_TRAIN_PHOTOS: tuple[str, ...] = ("grace_hopper", "jacksboro_fault_dem")
@@ -34,8 +41,16 @@ MATPLOTLIB_PHOTOS = {"grace_hopper": "grace_hopper.jpg", "jacksboro_fault_dem": 
 
 #: photographs used by EVALUATION scenes (HPatches, Aachen, ETH); disjoint from :data:`TRAIN_PHOTOS`.
 EVAL_PHOTOS: tuple[str, ...] = (
-    "rocket", "gravel", "coins", "text", "moon", "immunohistochemistry", "retina", "cell",
-    "stereo_motorcycle", "logo",
+    "rocket",
+    "gravel",
+    "coins",
+    "text",
+    "moon",
+    "immunohistochemistry",
+    "retina",
+    "cell",
+    "stereo_motorcycle",
+    "logo",
 )
 
 
@@ -61,7 +76,9 @@ def photo_pool(split: str, style: str = "classic") -> tuple[tuple[str, np.ndarra
     import skimage.data
 
     check_style(style)
-    names = {"train": TRAIN_PHOTOS + (EXTRA_TRAIN_PHOTOS if style == "photographic" else ()), "eval": EVAL_PHOTOS}[split]
+    names = {"train": TRAIN_PHOTOS + (EXTRA_TRAIN_PHOTOS if style == "photographic" else ()), "eval": EVAL_PHOTOS}[
+        split
+    ]
     out = []
     for name in names:
         if name in MATPLOTLIB_PHOTOS:
@@ -85,7 +102,9 @@ def _matplotlib_photo(name: str) -> np.ndarray:
     path = cbook.get_sample_data(MATPLOTLIB_PHOTOS[name], asfileobj=False)
     if str(path).endswith(".npz"):
         z = np.load(path)["elevation"].astype(np.float64)
-        rgb = LightSource(azdeg=315, altdeg=40).shade(z, cmap=colormaps["gist_earth"], vert_exag=0.05, blend_mode="soft")
+        rgb = LightSource(azdeg=315, altdeg=40).shade(
+            z, cmap=colormaps["gist_earth"], vert_exag=0.05, blend_mode="soft"
+        )
         return _to_rgb_uint8(rgb[:, :, :3])
     return _to_rgb_uint8(cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
 
@@ -152,7 +171,9 @@ def _draw_shapes(canvas: np.ndarray, rng: np.random.Generator, n: int, scale: fl
         s = max(4, int(scale * rng.uniform(0.2, 1.0)))
         col = _random_colour(rng)
         if kind == 0:
-            cv2.rectangle(canvas, (x, y), (x + s, y + int(s * rng.uniform(0.3, 1.5))), col, -1 if rng.random() < 0.7 else 2)
+            cv2.rectangle(
+                canvas, (x, y), (x + s, y + int(s * rng.uniform(0.3, 1.5))), col, -1 if rng.random() < 0.7 else 2
+            )
         elif kind == 1:
             cv2.circle(canvas, (x, y), s // 2, col, -1 if rng.random() < 0.7 else 2, lineType=cv2.LINE_AA)
         elif kind == 2:
@@ -168,12 +189,22 @@ def _draw_shapes(canvas: np.ndarray, rng: np.random.Generator, n: int, scale: fl
             for i in range(n_c):
                 for j in range(n_c):
                     c = col if (i + j) % 2 == 0 else col2
-                    cv2.rectangle(canvas, (x + i * cell, y + j * cell), (x + (i + 1) * cell - 1, y + (j + 1) * cell - 1), c, -1)
+                    cv2.rectangle(
+                        canvas, (x + i * cell, y + j * cell), (x + (i + 1) * cell - 1, y + (j + 1) * cell - 1), c, -1
+                    )
         else:
             text = "".join(rng.choice(list(chars), size=int(rng.integers(2, 7))))
             fs = max(0.4, s / 40.0)
-            cv2.putText(canvas, text, (x, y), fonts[int(rng.integers(0, len(fonts)))], fs, col,
-                        max(1, int(fs * 1.5)), lineType=cv2.LINE_AA)
+            cv2.putText(
+                canvas,
+                text,
+                (x, y),
+                fonts[int(rng.integers(0, len(fonts)))],
+                fs,
+                col,
+                max(1, int(fs * 1.5)),
+                lineType=cv2.LINE_AA,
+            )
 
 
 def _photo_layer(rng: np.random.Generator, h: int, w: int, photo: np.ndarray, px_scale: float) -> np.ndarray:
@@ -184,9 +215,15 @@ def _photo_layer(rng: np.random.Generator, h: int, w: int, photo: np.ndarray, px
     ph, pw = img.shape[:2]
     angle = rng.uniform(-20, 20) if rng.random() < 0.5 else 0.0
     A = cv2.getRotationMatrix2D(((pw - 1) / 2, (ph - 1) / 2), angle, px_scale)
-    A[:, 2] += np.array([(w - 1) / 2, (h - 1) / 2]) - np.array([(pw - 1) / 2, (ph - 1) / 2]) + rng.uniform(-0.5, 0.5, 2) * (w, h)
+    A[:, 2] += (
+        np.array([(w - 1) / 2, (h - 1) / 2])
+        - np.array([(pw - 1) / 2, (ph - 1) / 2])
+        + rng.uniform(-0.5, 0.5, 2) * (w, h)
+    )
     flags = cv2.INTER_AREA if px_scale < 1 else cv2.INTER_CUBIC
-    return cv2.warpAffine(np.ascontiguousarray(img), A, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101).astype(np.float32)
+    return cv2.warpAffine(np.ascontiguousarray(img), A, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101).astype(
+        np.float32
+    )
 
 
 def _soft_mask(rng: np.random.Generator, h: int, w: int, cells: int = 3) -> np.ndarray:
@@ -214,12 +251,12 @@ def _draw_facade(canvas: np.ndarray, rng: np.random.Generator, photos) -> None:
             x0, y0 = int(i * cw + (cw - fw) / 2), int(j * ch + (ch - fh) / 2)
             x1, y1 = int(x0 + fw), int(y0 + fh)
             f = max(1, int(frame))
-            canvas[y0 - f:y1 + f, x0 - f:x1 + f] *= frame_col * 1.1
+            canvas[y0 - f : y1 + f, x0 - f : x1 + f] *= frame_col * 1.1
             pane = canvas[y0:y1, x0:x1]
             pane[:] = pane * 0.25 + refl[y0:y1, x0:x1]
             if rng.random() < 0.5:  # a sill: a bright ledge with a shadow below
-                canvas[y1 + f:y1 + 2 * f + 1, x0 - 2 * f:x1 + 2 * f] *= 1.3
-                canvas[y1 + 2 * f + 1:y1 + 4 * f + 1, x0 - 2 * f:x1 + 2 * f] *= 0.6
+                canvas[y1 + f : y1 + 2 * f + 1, x0 - 2 * f : x1 + 2 * f] *= 1.3
+                canvas[y1 + 2 * f + 1 : y1 + 4 * f + 1, x0 - 2 * f : x1 + 2 * f] *= 0.6
 
 
 def check_style(style: str) -> str:
@@ -230,8 +267,15 @@ def check_style(style: str) -> str:
 
 
 def make_texture(
-    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float | None = None,
-    grain: float | None = None, facade: bool = False, style: str = "classic",
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    photos,
+    photo_density: float = 1.0,
+    shape_density: float | None = None,
+    grain: float | None = None,
+    facade: bool = False,
+    style: str = "classic",
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """A texture in the demo world's ``style`` (:func:`classic_texture` or :func:`photographic_texture`).
 
@@ -239,14 +283,34 @@ def make_texture(
     and 0.2); ``facade`` (windows) only applies to the photographic style.
     """
     if check_style(style) == "classic":
-        return classic_texture(rng, h, w, photos, photo_density, 1.0 if shape_density is None else shape_density,
-                               0.35 if grain is None else grain)
-    return photographic_texture(rng, h, w, photos, photo_density, 0.03 if shape_density is None else shape_density,
-                                0.2 if grain is None else grain, facade)
+        return classic_texture(
+            rng,
+            h,
+            w,
+            photos,
+            photo_density,
+            1.0 if shape_density is None else shape_density,
+            0.35 if grain is None else grain,
+        )
+    return photographic_texture(
+        rng,
+        h,
+        w,
+        photos,
+        photo_density,
+        0.03 if shape_density is None else shape_density,
+        0.2 if grain is None else grain,
+        facade,
+    )
 
 
 def classic_texture(
-    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float = 1.0,
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    photos,
+    photo_density: float = 1.0,
+    shape_density: float = 1.0,
     grain: float = 0.35,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """A rich synthetic texture: colour noise base, a mosaic of hard-edged photo crops, shapes and text.
@@ -278,8 +342,14 @@ def classic_texture(
 
 
 def photographic_texture(
-    rng: np.random.Generator, h: int, w: int, photos, photo_density: float = 1.0, shape_density: float = 0.03,
-    grain: float = 0.2, facade: bool = False,
+    rng: np.random.Generator,
+    h: int,
+    w: int,
+    photos,
+    photo_density: float = 1.0,
+    shape_density: float = 0.03,
+    grain: float = 0.2,
+    facade: bool = False,
 ) -> tuple[np.ndarray, tuple[str, ...]]:
     """A photographic surface: real photographs blended with soft masks, with shading and a little detail.
 
@@ -322,8 +392,9 @@ def photographic_texture(
     return apply_grain(canvas, rng, grain), tuple(sorted(used))
 
 
-def apply_grain(canvas: np.ndarray, rng: np.random.Generator, amplitude: float = 0.35,
-                cell_px: tuple[float, ...] = (5.0, 17.0)) -> np.ndarray:
+def apply_grain(
+    canvas: np.ndarray, rng: np.random.Generator, amplitude: float = 0.35, cell_px: tuple[float, ...] = (5.0, 17.0)
+) -> np.ndarray:
     """Multiply ``canvas`` (uint8 RGB) by a unique fine-grained luminance noise ``1 + amplitude * (n - 0.5)``.
 
     Photo crops, glyphs and flat shapes recur across a world; without a unique grain, SIFT's ratio test keeps

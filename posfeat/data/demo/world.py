@@ -14,7 +14,6 @@ import numpy as np
 from posfeat.data.demo.textures import make_texture, sky_texture
 from posfeat.data.render import Camera, Plane, covisibility, intrinsics, look_at, rect_plane, render
 
-
 DATASET_CODES = {"megadepth": 1, "hpatches_i": 2, "hpatches_v": 3, "eth": 4, "aachen": 5}
 
 
@@ -33,7 +32,9 @@ class World:
     sources: set[str] = field(default_factory=set)
 
 
-def _face(center, normal, size_w: float, size_h: float, texture: np.ndarray, name: str, two_sided=False, sources=()) -> Plane:
+def _face(
+    center, normal, size_w: float, size_h: float, texture: np.ndarray, name: str, two_sided=False, sources=()
+) -> Plane:
     """A rectangle facing ``normal`` (toward the viewer), texture upright and unmirrored for that viewer."""
     n = np.asarray(normal, float)
     n /= np.linalg.norm(n)
@@ -44,8 +45,9 @@ def _face(center, normal, size_w: float, size_h: float, texture: np.ndarray, nam
         u = np.cross(ez, n)
         u /= np.linalg.norm(u)
         v = -ez
-    return rect_plane(np.asarray(center, float), u, v, size_w, size_h, texture, two_sided=two_sided, name=name,
-                      sources=tuple(sources))
+    return rect_plane(
+        np.asarray(center, float), u, v, size_w, size_h, texture, two_sided=two_sided, name=name, sources=tuple(sources)
+    )
 
 
 def _tex_size(size_m: float, ppm: float, max_px: int = 2048) -> int:
@@ -53,8 +55,18 @@ def _tex_size(size_m: float, ppm: float, max_px: int = 2048) -> int:
     return int(np.clip(round(size_m * ppm), 32, max_px))
 
 
-def _box_faces(rng, photos, center_xy, size, yaw: float, ppm: float, name: str, top: bool = True,
-               facade: bool = False, style: str = "classic") -> list[Plane]:
+def _box_faces(
+    rng,
+    photos,
+    center_xy,
+    size,
+    yaw: float,
+    ppm: float,
+    name: str,
+    top: bool = True,
+    facade: bool = False,
+    style: str = "classic",
+) -> list[Plane]:
     """The 4 side faces (and the top) of a box standing on the ground, outward-facing, single-sided;
     ``facade``: the side faces have windows."""
     sx, sy, sz = size
@@ -72,8 +84,16 @@ def _box_faces(rng, photos, center_xy, size, yaw: float, ppm: float, name: str, 
     return faces
 
 
-def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (3, 6), n_buildings: tuple[int, int] = (2, 4),
-                half_size: float = 45.0, height: float = 30.0, texture_scale: float = 1.0, style: str = "classic") -> World:
+def build_world(
+    rng: np.random.Generator,
+    photos,
+    n_objects: tuple[int, int] = (3, 6),
+    n_buildings: tuple[int, int] = (2, 4),
+    half_size: float = 45.0,
+    height: float = 30.0,
+    texture_scale: float = 1.0,
+    style: str = "classic",
+) -> World:
     """A plaza: textured ground, enclosing walls and sky (every ray hits something), buildings, boxes.
 
     World frame: metres, z up, ground at z = 0, the object cluster around the origin (radius ~5 m).
@@ -95,9 +115,12 @@ def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (
             cx, cy = -L + tile * (i + 0.5), -L + tile * (j + 0.5)
             planes.append(_face((cx, cy, 0.0), (0, 0, 1), tile, tile, tex, f"ground{i}{j}", sources=src))
     # enclosing walls (inward-facing) and the sky
-    for k, (n, p) in enumerate([((1, 0, 0), (-L, 0)), ((-1, 0, 0), (L, 0)), ((0, 1, 0), (0, -L)), ((0, -1, 0), (0, L))]):
-        tex, src = make_texture(rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos,
-                                style=style)
+    for k, (n, p) in enumerate(
+        [((1, 0, 0), (-L, 0)), ((-1, 0, 0), (L, 0)), ((0, 1, 0), (0, -L)), ((0, -1, 0), (0, L))]
+    ):
+        tex, src = make_texture(
+            rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos, style=style
+        )
         planes.append(_face((p[0], p[1], height / 2), n, 2 * L, height, tex, f"wall{k}", sources=src))
     planes.append(_face((0, 0, height), (0, 0, -1), 2 * L, 2 * L, sky_texture(rng, 256, 256), "sky"))
     # buildings around the plaza, facing the centre
@@ -106,15 +129,32 @@ def build_world(rng: np.random.Generator, photos, n_objects: tuple[int, int] = (
     for b, ang in enumerate(angles):
         w, d, h = rng.uniform(10, 20), rng.uniform(6, 10), rng.uniform(8, 16)
         r = 20.0 + d / 2
-        planes += _box_faces(rng, photos, (r * np.cos(ang), r * np.sin(ang)), (d, w, h), ang, 28.0 * texture_scale, f"building{b}",
-                             facade=True, style=style)
+        planes += _box_faces(
+            rng,
+            photos,
+            (r * np.cos(ang), r * np.sin(ang)),
+            (d, w, h),
+            ang,
+            28.0 * texture_scale,
+            f"building{b}",
+            facade=True,
+            style=style,
+        )
     # the object cluster
     no = int(rng.integers(n_objects[0], n_objects[1] + 1))
     for o in range(no):
         rad, ang = rng.uniform(0, 4.0), rng.uniform(0, 2 * np.pi)
         size = (rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.5))
-        planes += _box_faces(rng, photos, (rad * np.cos(ang), rad * np.sin(ang)), size, rng.uniform(0, np.pi), 90.0 * texture_scale,
-                            f"box{o}", style=style)
+        planes += _box_faces(
+            rng,
+            photos,
+            (rad * np.cos(ang), rad * np.sin(ang)),
+            size,
+            rng.uniform(0, np.pi),
+            90.0 * texture_scale,
+            f"box{o}",
+            style=style,
+        )
     if style == "photographic":
         light_planes(rng, planes)
     sources = set().union(*[set(p.sources) for p in planes])
@@ -139,8 +179,17 @@ def light_planes(rng: np.random.Generator, planes: list[Plane], skip: tuple[str,
         p._pyramid = None
 
 
-def orbit_camera(rng: np.random.Generator, world: World, azimuth: float, radius: float, height: float,
-                 size: tuple[int, int], f_range=(0.7, 1.05), roll_std: float = 5.0, target_jitter: float = 2.5) -> Camera:
+def orbit_camera(
+    rng: np.random.Generator,
+    world: World,
+    azimuth: float,
+    radius: float,
+    height: float,
+    size: tuple[int, int],
+    f_range=(0.7, 1.05),
+    roll_std: float = 5.0,
+    target_jitter: float = 2.5,
+) -> Camera:
     """A camera at ``(radius, azimuth, height)`` around the cluster, looking at a jittered cluster point."""
     W, H = size
     C = world.center[:2] + radius * np.array([np.cos(azimuth), np.sin(azimuth)])
