@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from posfeat.geometry import fundamental_from_poses
-from posfeat.losses.line2window import Line2WindowLoss, window_offsets, window_sigma
+from posfeat.losses.epipolar_search import window_offsets, window_sigma
+from posfeat.losses.line2window import Line2WindowLoss
 from posfeat.losses.reinforce import ReinforceLoss
 from posfeat.models import build_model, normalize_image
 from posfeat.training import StageForward, set_train_modes, stage_config

@@ -11,21 +11,10 @@ import torch.nn.functional as F
 from loss_oracles import _reference_endpoints, line2window_reference
 
 from posfeat.geometry import fundamental_from_poses
-from posfeat.losses.line2window import (
-    Line2WindowLoss,
-    draw_jitter,
-    epipolar_endpoints,
-    line2window_parts,
-    sample_grid_points,
-    window_offsets,
-)
-from posfeat.losses.reinforce import (
-    KeypointSamples,
-    ReinforceLoss,
-    reinforce_dense_reference,
-    reinforce_terms,
-    sample_keypoints,
-)
+from posfeat.losses.epipolar_search import draw_jitter, epipolar_endpoints, sample_grid_points, window_offsets
+from posfeat.losses.keypoint_sampling import KeypointSamples, sample_keypoints
+from posfeat.losses.line2window import Line2WindowLoss, line2window_parts
+from posfeat.losses.reinforce import ReinforceLoss, reinforce_dense_reference, reinforce_terms
 
 # pure translations along x / y with identical cameras: horizontal (a = 0) / vertical (b = 0) epipolar lines
 F_HORIZONTAL = torch.tensor([[0.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)

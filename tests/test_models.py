@@ -8,6 +8,7 @@ import torchvision
 
 from posfeat.io import DataError
 from posfeat.models import (
+    DEFAULT_CONFIG,
     KeypointDet,
     ResUNet,
     build_model,
@@ -16,7 +17,6 @@ from posfeat.models import (
     pretrained_weights_path,
     save_checkpoint,
 )
-from posfeat.models import DEFAULT_CONFIG
 
 SMALL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}
 

@@ -21,7 +21,7 @@ def _outputs(stage, batch, seed=0):
 
 def test_desc_objective_pools_over_the_batch_like_the_loss(index):
     """Per-sample draws, pooled reduction == Line2WindowLoss on the whole batch with the same draws."""
-    from posfeat.losses.line2window import draw_jitter, sample_grid_points
+    from posfeat.losses.epipolar_search import draw_jitter, sample_grid_points
 
     batch = _batch(index, 3)
     cfg = tiny_cfg("desc")

@@ -37,7 +37,7 @@ def sample_generator(seed: int, step: int, position: int, device: torch.device) 
 def _desc_draws(loss_fn, n: int, image_size, seed: int, step: int, first_position: int, device: torch.device):
     """Stage 1's random draws for ``n`` samples: grid points and window jitter of both images, per sample from
     its own generator, in the draw order of ``Line2WindowLoss.forward`` with B = 1 → ``(pts1, pts2, jit1, jit2)``."""
-    from posfeat.losses.line2window import draw_jitter, sample_grid_points
+    from posfeat.losses.epipolar_search import draw_jitter, sample_grid_points
 
     width, height = image_size
     draws = [[], [], [], []]
