@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
@@ -111,9 +112,8 @@ def prepare_megadepth(
     if not folders:
         raise DataError(f"{root}: expected MegaDepth scene folders <scene_id>/dense*/aligned, found none")
 
-    images: dict[str, dict] = {}
-    train: list[list[str]] = []
-    val: list[list[str]] = []
+    out = _Index(images={}, train=[], val=[])
+    images, train, val = out.images, out.train, out.val
     counts = dict(pairs_total=0, pairs_dropped_cap=0, pairs_dropped_rotation=0, pairs_kept=0)
     scenes_all = sorted({f.scene_id for f in folders})
     scenes_banned = sorted(s for s in scenes_all if s in banned)
@@ -121,29 +121,8 @@ def prepare_megadepth(
 
     todo = [f for f in folders if f.scene_id not in banned]
     for folder in tqdm(todo, desc="prepare megadepth", unit="folder", disable=len(todo) < 20):
-        cams, pairs = load_scene(folder, check_images=check_images)
-        counts["pairs_total"] += len(pairs)
-        rng = folder_rng(seed, folder.key)
-        if len(pairs) > max_pairs_per_scene:
-            keep = np.sort(rng.choice(len(pairs), size=max_pairs_per_scene, replace=False))
-            counts["pairs_dropped_cap"] += len(pairs) - max_pairs_per_scene
-            pairs = [pairs[i] for i in keep]
-        angles = pair_rotations_deg(cams, pairs)
-        kept = [pair for pair, angle in zip(pairs, angles) if angle <= rot_thr]
-        counts["pairs_dropped_rotation"] += len(pairs) - len(kept)
-        counts["pairs_kept"] += len(kept)
-        pairs_per_scene[folder.scene_id] = pairs_per_scene.get(folder.scene_id, 0) + len(kept)
-
-        n_val = num_val_pairs(len(kept), val_fraction)
-        is_val = np.zeros(len(kept), bool)
-        if n_val:
-            is_val[rng.permutation(len(kept))[:n_val]] = True
-        for (a, b), v in zip(kept, is_val):
-            ka, kb = image_key(folder, a), image_key(folder, b)
-            (val if v else train).append([ka, kb])
-            images.setdefault(ka, cams[a].to_dict())
-            images.setdefault(kb, cams[b].to_dict())
-        log.debug("%s: %d pairs kept (%d val)", folder.key, len(kept), n_val)
+        kept = _add_folder(folder, check_images, max_pairs_per_scene, rot_thr, val_fraction, seed, out, counts)
+        pairs_per_scene[folder.scene_id] = pairs_per_scene.get(folder.scene_id, 0) + kept
 
     scenes_empty = sorted(s for s, n in pairs_per_scene.items() if n == 0)
     scenes_kept = sorted(s for s, n in pairs_per_scene.items() if n > 0)
@@ -165,6 +144,57 @@ def prepare_megadepth(
         "pairs_val": len(val),
         "images": len(images),
     }
+    _log_report(report, scenes_banned, scenes_empty, rot_thr)
+    return index, report
+
+
+@dataclass
+class _Index:
+    """The pair index being built: image name → camera, training and validation pairs."""
+
+    images: dict[str, dict]
+    train: list[list[str]]
+    val: list[list[str]]
+
+
+def _add_folder(
+    folder: SceneDir,
+    check_images: bool,
+    max_pairs: int,
+    rot_thr: float,
+    val_fraction: float,
+    seed: int,
+    out: _Index,
+    counts: dict[str, int],
+) -> int:
+    """Cap, filter and split one dense folder's pairs into ``out`` (counting into ``counts``); returns the
+    number of pairs kept."""
+    cams, pairs = load_scene(folder, check_images=check_images)
+    counts["pairs_total"] += len(pairs)
+    rng = folder_rng(seed, folder.key)
+    if len(pairs) > max_pairs:
+        keep = np.sort(rng.choice(len(pairs), size=max_pairs, replace=False))
+        counts["pairs_dropped_cap"] += len(pairs) - max_pairs
+        pairs = [pairs[i] for i in keep]
+    angles = pair_rotations_deg(cams, pairs)
+    kept = [pair for pair, angle in zip(pairs, angles) if angle <= rot_thr]
+    counts["pairs_dropped_rotation"] += len(pairs) - len(kept)
+    counts["pairs_kept"] += len(kept)
+    n_val = num_val_pairs(len(kept), val_fraction)
+    is_val = np.zeros(len(kept), bool)
+    if n_val:
+        is_val[rng.permutation(len(kept))[:n_val]] = True
+    for (a, b), v in zip(kept, is_val):
+        ka, kb = image_key(folder, a), image_key(folder, b)
+        (out.val if v else out.train).append([ka, kb])
+        out.images.setdefault(ka, cams[a].to_dict())
+        out.images.setdefault(kb, cams[b].to_dict())
+    log.debug("%s: %d pairs kept (%d val)", folder.key, len(kept), n_val)
+    return len(kept)
+
+
+def _log_report(report: dict, scenes_banned: list[str], scenes_empty: list[str], rot_thr: float) -> None:
+    """One log line of what :func:`prepare_megadepth` kept and dropped."""
     log.info(
         "megadepth: %d scenes kept, %d dropped (banned %s, without pairs %s); pairs %d listed, %d capped, "
         "%d rotated > %g deg, %d kept (%d train / %d val), %d images",
@@ -172,16 +202,15 @@ def prepare_megadepth(
         report["scenes_dropped"],
         scenes_banned,
         scenes_empty,
-        counts["pairs_total"],
-        counts["pairs_dropped_cap"],
-        counts["pairs_dropped_rotation"],
+        report["pairs_total"],
+        report["pairs_dropped_cap"],
+        report["pairs_dropped_rotation"],
         rot_thr,
-        counts["pairs_kept"],
-        len(train),
-        len(val),
-        len(images),
+        report["pairs_kept"],
+        report["pairs_train"],
+        report["pairs_val"],
+        report["images"],
     )
-    return index, report
 
 
 def read_index(path: str | os.PathLike) -> dict:
