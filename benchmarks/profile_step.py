@@ -29,7 +29,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from posfeat.data.pairs import PairDataset, StepBatchSampler  # noqa: E402
+from posfeat.data.batch_order import StepBatchSampler  # noqa: E402
+from posfeat.data.pairs import PairDataset  # noqa: E402
 from posfeat.models import build_model  # noqa: E402
 from posfeat.training import stage_config  # noqa: E402
 from posfeat.training.config import build_loss, make_optimizer  # noqa: E402

@@ -11,11 +11,10 @@ import pytest
 import torch
 from training_setup import SIZE, index  # noqa: F401 (a fixture)
 
+from posfeat.data.batch_order import StepBatchSampler, global_batch
 from posfeat.data.pairs import (
     PairDataset,
-    StepBatchSampler,
     color_jitter,
-    global_batch,
     night_look,
     scale_intrinsics,
     view_augmentation,

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posfeat.data.pairs import PairDataset, global_batch
+from posfeat.data.batch_order import global_batch
+from posfeat.data.pairs import PairDataset
 from posfeat.data.prepare import prepare_megadepth
 
 #: a narrow detector head so that stage 2 is cheap on a CPU

@@ -174,7 +174,7 @@ def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: Phot
     EXIF focal length, incremental mapping restarted while photos are left out)."""
     import pycolmap
 
-    from posfeat import colmap
+    from posfeat import colmap, colmap_verification
 
     image_dir = work / "images"
     _downscaled_copy(folder, names, image_dir, cfg.max_image_size)
@@ -186,7 +186,7 @@ def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: Phot
     extraction.num_threads = int(cfg.num_threads)
     matching = pycolmap.FeatureMatchingOptions()
     matching.num_threads = int(cfg.num_threads)
-    verification = colmap.two_view_geometry_options(seed=cfg.seed)
+    verification = colmap_verification.two_view_geometry_options(seed=cfg.seed)
     with colmap.colmap_log_level(False):
         pycolmap.extract_features(
             db_path,

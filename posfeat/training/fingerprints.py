@@ -22,6 +22,7 @@ TRAINING_CODE = (
     "training",
     "geometry.py",
     "data/__init__.py",
+    "data/batch_order.py",
     "data/images.py",
     "data/pairs.py",
     "models",

@@ -22,7 +22,8 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posfeat.data.pairs import PairDataset, StepBatchSampler
+from posfeat.data.batch_order import StepBatchSampler
+from posfeat.data.pairs import PairDataset
 from posfeat.io import DataError
 from posfeat.models import build_model, load_checkpoint, save_checkpoint
 from posfeat.training import config, fingerprints

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from posfeat.data.pairs import derive_seed
+from posfeat.data.batch_order import derive_seed
 from posfeat.training.distributed import DistInfo, all_reduce
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from posfeat.data.pairs import PairDataset, derive_seed
+from posfeat.data.batch_order import derive_seed
+from posfeat.data.pairs import PairDataset
 from posfeat.models import normalize_image
 
 
