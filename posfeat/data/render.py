@@ -158,6 +158,69 @@ def _screen_roi(plane: Plane, cam: Camera) -> tuple[int, int, int, int] | None:
     return x0, y0, x1, y1
 
 
+def _texture_coords(plane: Plane, Hinv: np.ndarray, roi: tuple[int, int, int, int]):
+    """Texture coordinates ``(a, b)`` and inverse depth ``w`` of the pixels of ``roi`` (image → plane by
+    ``Hinv``), and which of them see the texture in front of the near plane."""
+    x0, y0, x1, y1 = roi
+    xs = np.arange(x0, x1, dtype=np.float64)[None, :]
+    ys = np.arange(y0, y1, dtype=np.float64)[:, None]
+    u = Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]
+    v = Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]
+    w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]  # = 1 / depth
+    th, tw = plane.texture.shape[:2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = u / w
+        b = v / w
+        valid = (w > 0) & (w <= 1.0 / NEAR) & (a >= 0) & (a <= tw - 1) & (b >= 0) & (b <= th - 1)
+    return a, b, w, valid
+
+
+def _sample_mipmapped(
+    plane: Plane,
+    Hinv: np.ndarray,
+    roi: tuple[int, int, int, int],
+    a: np.ndarray,
+    b: np.ndarray,
+    w: np.ndarray,
+    valid: np.ndarray,
+    max_levels: int,
+) -> np.ndarray:
+    """The texture seen by the pixels of ``roi``: trilinear over the mip level of each pixel's footprint."""
+    x0, y0, x1, y1 = roi
+    # texture footprint of one image pixel → mip level (trilinear weights)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dax = (Hinv[0, 0] - a * Hinv[2, 0]) / w
+        dbx = (Hinv[1, 0] - b * Hinv[2, 0]) / w
+        day = (Hinv[0, 1] - a * Hinv[2, 1]) / w
+        dby = (Hinv[1, 1] - b * Hinv[2, 1]) / w
+        rho2 = np.maximum(dax * dax + dbx * dbx, day * day + dby * dby)
+    pyr = plane.pyramid(max_levels)
+    lam = np.where(valid, 0.5 * np.log2(np.maximum(rho2, 1e-12)), 0.0)
+    lam = np.clip(lam, 0.0, len(pyr) - 1.0)
+    lo = int(np.floor(lam[valid].min()))
+    hi = int(np.ceil(lam[valid].max()))
+    acc = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
+    for level in range(lo, hi + 1):
+        wl = np.clip(1.0 - np.abs(lam - level), 0.0, 1.0) * valid
+        rows = np.flatnonzero(wl.any(axis=1))
+        cols = np.flatnonzero(wl.any(axis=0))
+        if len(rows) == 0:
+            continue
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        s = 0.5**level
+        # ROI pixel (i, j) → image pixel (x0 + c0 + i, y0 + r0 + j) → level-l texture coordinates
+        M = np.diag([s, s, 1.0]) @ Hinv @ np.array([[1.0, 0, x0 + c0], [0, 1.0, y0 + r0], [0, 0, 1.0]])
+        warped = cv2.warpPerspective(
+            pyr[level],
+            M,
+            (int(c1 - c0), int(r1 - r0)),
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        acc[r0:r1, c0:c1] += warped.astype(np.float32) * wl[r0:r1, c0:c1, None].astype(np.float32)
+    return acc
+
+
 def render(planes: list[Plane], cam: Camera, max_levels: int = 8) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``planes`` seen by ``cam``.
 
@@ -178,50 +241,11 @@ def render(planes: list[Plane], cam: Camera, max_levels: int = 8) -> tuple[np.nd
             continue
         x0, y0, x1, y1 = roi
         Hinv = np.linalg.inv(plane_homography(plane, cam))
-        xs = np.arange(x0, x1, dtype=np.float64)[None, :]
-        ys = np.arange(y0, y1, dtype=np.float64)[:, None]
-        u = Hinv[0, 0] * xs + Hinv[0, 1] * ys + Hinv[0, 2]
-        v = Hinv[1, 0] * xs + Hinv[1, 1] * ys + Hinv[1, 2]
-        w = Hinv[2, 0] * xs + Hinv[2, 1] * ys + Hinv[2, 2]  # = 1 / depth
-        th, tw = plane.texture.shape[:2]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            a = u / w
-            b = v / w
-            valid = (w > 0) & (w <= 1.0 / NEAR) & (a >= 0) & (a <= tw - 1) & (b >= 0) & (b <= th - 1)
+        a, b, w, valid = _texture_coords(plane, Hinv, roi)
         valid &= w > zbuf[y0:y1, x0:x1]
         if not valid.any():
             continue
-        # texture footprint of one image pixel → mip level (trilinear weights)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            dax = (Hinv[0, 0] - a * Hinv[2, 0]) / w
-            dbx = (Hinv[1, 0] - b * Hinv[2, 0]) / w
-            day = (Hinv[0, 1] - a * Hinv[2, 1]) / w
-            dby = (Hinv[1, 1] - b * Hinv[2, 1]) / w
-            rho2 = np.maximum(dax * dax + dbx * dbx, day * day + dby * dby)
-        pyr = plane.pyramid(max_levels)
-        lam = np.where(valid, 0.5 * np.log2(np.maximum(rho2, 1e-12)), 0.0)
-        lam = np.clip(lam, 0.0, len(pyr) - 1.0)
-        lo = int(np.floor(lam[valid].min()))
-        hi = int(np.ceil(lam[valid].max()))
-        acc = np.zeros((y1 - y0, x1 - x0, 3), np.float32)
-        for level in range(lo, hi + 1):
-            wl = np.clip(1.0 - np.abs(lam - level), 0.0, 1.0) * valid
-            rows = np.flatnonzero(wl.any(axis=1))
-            cols = np.flatnonzero(wl.any(axis=0))
-            if len(rows) == 0:
-                continue
-            r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-            s = 0.5**level
-            # ROI pixel (i, j) → image pixel (x0 + c0 + i, y0 + r0 + j) → level-l texture coordinates
-            M = np.diag([s, s, 1.0]) @ Hinv @ np.array([[1.0, 0, x0 + c0], [0, 1.0, y0 + r0], [0, 0, 1.0]])
-            warped = cv2.warpPerspective(
-                pyr[level],
-                M,
-                (int(c1 - c0), int(r1 - r0)),
-                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                borderMode=cv2.BORDER_REPLICATE,
-            )
-            acc[r0:r1, c0:c1] += warped.astype(np.float32) * wl[r0:r1, c0:c1, None].astype(np.float32)
+        acc = _sample_mipmapped(plane, Hinv, roi, a, b, w, valid, max_levels)
         img_roi = image[y0:y1, x0:x1]
         img_roi[valid] = acc[valid]
         zbuf[y0:y1, x0:x1][valid] = w[valid]

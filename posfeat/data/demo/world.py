@@ -84,6 +84,74 @@ def _box_faces(
     return faces
 
 
+def _plaza(rng: np.random.Generator, photos, L: float, height: float, texture_scale: float, style: str) -> list[Plane]:
+    """The ground (3×3 tiles, the central one at a higher resolution), the four inward-facing walls and the sky."""
+    planes: list[Plane] = []
+    tile = 2 * L / 3
+    for i in range(3):
+        for j in range(3):
+            ppm = (48.0 if (i, j) == (1, 1) else 14.0) * texture_scale
+            n_px = _tex_size(tile, ppm, max_px=1536)
+            tex, src = make_texture(rng, n_px, n_px, photos, style=style)
+            cx, cy = -L + tile * (i + 0.5), -L + tile * (j + 0.5)
+            planes.append(_face((cx, cy, 0.0), (0, 0, 1), tile, tile, tex, f"ground{i}{j}", sources=src))
+    for k, (n, p) in enumerate(
+        [((1, 0, 0), (-L, 0)), ((-1, 0, 0), (L, 0)), ((0, 1, 0), (0, -L)), ((0, -1, 0), (0, L))]
+    ):
+        tex, src = make_texture(
+            rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos, style=style
+        )
+        planes.append(_face((p[0], p[1], height / 2), n, 2 * L, height, tex, f"wall{k}", sources=src))
+    planes.append(_face((0, 0, height), (0, 0, -1), 2 * L, 2 * L, sky_texture(rng, 256, 256), "sky"))
+    return planes
+
+
+def _buildings(
+    rng: np.random.Generator, photos, n_buildings: tuple[int, int], texture_scale: float, style: str
+) -> list[Plane]:
+    """Buildings around the plaza, 20 m or more from the origin, facing the centre."""
+    planes: list[Plane] = []
+    nb = int(rng.integers(n_buildings[0], n_buildings[1] + 1))
+    angles = rng.permutation(4)[:nb] * (np.pi / 2) + rng.uniform(-0.25, 0.25, size=nb) + rng.uniform(0, 2 * np.pi)
+    for b, ang in enumerate(angles):
+        w, d, h = rng.uniform(10, 20), rng.uniform(6, 10), rng.uniform(8, 16)
+        r = 20.0 + d / 2
+        planes += _box_faces(
+            rng,
+            photos,
+            (r * np.cos(ang), r * np.sin(ang)),
+            (d, w, h),
+            ang,
+            28.0 * texture_scale,
+            f"building{b}",
+            facade=True,
+            style=style,
+        )
+    return planes
+
+
+def _objects(
+    rng: np.random.Generator, photos, n_objects: tuple[int, int], texture_scale: float, style: str
+) -> list[Plane]:
+    """The cluster of boxes within 4 m of the origin."""
+    planes: list[Plane] = []
+    no = int(rng.integers(n_objects[0], n_objects[1] + 1))
+    for o in range(no):
+        rad, ang = rng.uniform(0, 4.0), rng.uniform(0, 2 * np.pi)
+        size = (rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.5))
+        planes += _box_faces(
+            rng,
+            photos,
+            (rad * np.cos(ang), rad * np.sin(ang)),
+            size,
+            rng.uniform(0, np.pi),
+            90.0 * texture_scale,
+            f"box{o}",
+            style=style,
+        )
+    return planes
+
+
 def build_world(
     rng: np.random.Generator,
     photos,
@@ -103,58 +171,9 @@ def build_world(
     ``style`` (:data:`~posfeat.data.demo.textures.STYLES`): ``classic`` textures, or ``photographic`` ones
     with windows on the buildings and a baked sun and sky light (:func:`light_planes`).
     """
-    planes: list[Plane] = []
-    L = half_size
-    tile = 2 * L / 3
-    # ground: 3x3 tiles, the central one (where cameras stand and look) at a higher resolution
-    for i in range(3):
-        for j in range(3):
-            ppm = (48.0 if (i, j) == (1, 1) else 14.0) * texture_scale
-            n_px = _tex_size(tile, ppm, max_px=1536)
-            tex, src = make_texture(rng, n_px, n_px, photos, style=style)
-            cx, cy = -L + tile * (i + 0.5), -L + tile * (j + 0.5)
-            planes.append(_face((cx, cy, 0.0), (0, 0, 1), tile, tile, tex, f"ground{i}{j}", sources=src))
-    # enclosing walls (inward-facing) and the sky
-    for k, (n, p) in enumerate(
-        [((1, 0, 0), (-L, 0)), ((-1, 0, 0), (L, 0)), ((0, 1, 0), (0, -L)), ((0, -1, 0), (0, L))]
-    ):
-        tex, src = make_texture(
-            rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos, style=style
-        )
-        planes.append(_face((p[0], p[1], height / 2), n, 2 * L, height, tex, f"wall{k}", sources=src))
-    planes.append(_face((0, 0, height), (0, 0, -1), 2 * L, 2 * L, sky_texture(rng, 256, 256), "sky"))
-    # buildings around the plaza, facing the centre
-    nb = int(rng.integers(n_buildings[0], n_buildings[1] + 1))
-    angles = rng.permutation(4)[:nb] * (np.pi / 2) + rng.uniform(-0.25, 0.25, size=nb) + rng.uniform(0, 2 * np.pi)
-    for b, ang in enumerate(angles):
-        w, d, h = rng.uniform(10, 20), rng.uniform(6, 10), rng.uniform(8, 16)
-        r = 20.0 + d / 2
-        planes += _box_faces(
-            rng,
-            photos,
-            (r * np.cos(ang), r * np.sin(ang)),
-            (d, w, h),
-            ang,
-            28.0 * texture_scale,
-            f"building{b}",
-            facade=True,
-            style=style,
-        )
-    # the object cluster
-    no = int(rng.integers(n_objects[0], n_objects[1] + 1))
-    for o in range(no):
-        rad, ang = rng.uniform(0, 4.0), rng.uniform(0, 2 * np.pi)
-        size = (rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.0), rng.uniform(0.8, 3.5))
-        planes += _box_faces(
-            rng,
-            photos,
-            (rad * np.cos(ang), rad * np.sin(ang)),
-            size,
-            rng.uniform(0, np.pi),
-            90.0 * texture_scale,
-            f"box{o}",
-            style=style,
-        )
+    planes = _plaza(rng, photos, half_size, height, texture_scale, style)
+    planes += _buildings(rng, photos, n_buildings, texture_scale, style)
+    planes += _objects(rng, photos, n_objects, texture_scale, style)
     if style == "photographic":
         light_planes(rng, planes)
     sources = set().union(*[set(p.sources) for p in planes])
