@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
 from posfeat.data.aachen import AachenLayout  # noqa: E402
 from posfeat.data.images import list_images  # noqa: E402
-from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen, format_metrics  # noqa: E402
+from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen  # noqa: E402
+from posfeat.evaluation.aachen_results import format_metrics  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset  # noqa: E402
 
 #: the test fixture's small Aachen set (tests/conftest.py SMALL_DEMO)

@@ -1,6 +1,7 @@
-"""COLMAP I/O in one place, through pycolmap (4.x): databases, feature/match import, verification, poses.
+"""COLMAP I/O through pycolmap (4.x): databases, keypoint/match import, cameras, poses, models.
 
-Everything the ETH and Aachen evaluations do with COLMAP goes through this module:
+Everything the ETH and Aachen evaluations write to or read from a COLMAP database goes through this module
+(matching into it is :mod:`posfeat.colmap_matching`, two-view verification :mod:`posfeat.colmap_verification`):
 
 * a database is created with :func:`create_database`; cameras and images are added with
   :func:`add_camera` / :func:`add_image`. pycolmap 4 stores images inside *frames* of *rigs*: every
@@ -10,29 +11,23 @@ Everything the ETH and Aachen evaluations do with COLMAP goes through this modul
   pixel at (0, 0); COLMAP puts it at (0.5, 0.5), so **0.5 is added on import** and subtracted by
   :func:`from_colmap_keypoints`. Camera matrices given in our convention are shifted the same way
   (:func:`camera_from_K`);
-* matches are written with :func:`import_matches` (pycolmap orders the pair and swaps columns); empty
-  pairs are skipped and counted;
-* two-view geometric verification runs in pycolmap (:func:`verify_pairs`), and
-  :func:`verification_stats` reads back the number of verified pairs and inlier matches;
-* pose helpers convert between ``pycolmap.Rigid3d`` (cam_from_world) and R/t or qvec (w, x, y, z)/t.
+* matches are written with :func:`import_matches` (pycolmap orders the pair and swaps columns) and read
+  back, raw or verified, with :func:`read_matches` / :func:`read_inlier_matches`;
+* pose helpers convert between ``pycolmap.Rigid3d`` (cam_from_world) and R/t or qvec (w, x, y, z)/t;
+* model helpers give the ETH benchmark's statistics, the largest model and the mapper's options.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections import OrderedDict
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pycolmap
-import torch
-from tqdm import tqdm
 
-from posfeat.io import DataError, FeatureReader, check_descriptor_dims
-from posfeat.matching import match_descriptors
+from posfeat.io import DataError
 from posfeat.utils import get_logger
 
 log = get_logger(__name__)
@@ -228,119 +223,6 @@ def write_pairs_file(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) 
     return len(lines)
 
 
-def two_view_geometry_options(
-    max_error: float = 4.0,
-    min_num_inliers: int = 15,
-    seed: int | None = 0,
-    num_threads: int = -1,
-    max_num_trials: int | None = None,
-    min_inlier_ratio: float | None = None,
-) -> pycolmap.TwoViewGeometryOptions:
-    """COLMAP's default verification options (RANSAC max error 4 px, 15 inliers), seeded.
-
-    ``max_num_trials`` / ``min_inlier_ratio``: RANSAC's trial cap and the inlier ratio it plans for
-    (None: COLMAP's 10000 / 0.25; hloc verifies with 20000 / 0.1).
-    ``num_threads`` is accepted for compatibility and unused: ``pycolmap.verify_matches`` picks its threads.
-    """
-    opts = pycolmap.TwoViewGeometryOptions()
-    opts.ransac.max_error = float(max_error)
-    opts.min_num_inliers = int(min_num_inliers)
-    if max_num_trials is not None:
-        opts.ransac.max_num_trials = int(max_num_trials)
-        opts.ransac.min_num_trials = min(int(opts.ransac.min_num_trials), int(max_num_trials))
-    if min_inlier_ratio is not None:
-        opts.ransac.min_inlier_ratio = float(min_inlier_ratio)
-    if seed is not None:
-        opts.ransac.random_seed = int(seed)
-    return opts
-
-
-def verify_pairs(
-    database_path: str | os.PathLike,
-    pairs_path: str | os.PathLike,
-    options: pycolmap.TwoViewGeometryOptions | None = None,
-) -> None:
-    """Two-view geometric verification of the matched pairs listed in ``pairs_path`` (``matches_importer``)."""
-    if not Path(pairs_path).is_file():
-        raise DataError(f"{pairs_path}: pair list not found")
-    pycolmap.verify_matches(str(database_path), str(pairs_path), options or two_view_geometry_options())
-
-
-@dataclass
-class VerificationStats:
-    """What the ETH benchmark reports after ``matches_importer``."""
-
-    num_matched_pairs: int = 0
-    num_matches: int = 0
-    num_inlier_pairs: int = 0
-    num_inlier_matches: int = 0
-    inliers_per_pair: dict[tuple[int, int], int] = field(default_factory=dict)
-
-
-def verification_stats(db: pycolmap.Database) -> VerificationStats:
-    """Raw and verified pair/match counts (a pair counts as verified when it has ≥ 1 inlier match)."""
-    stats = VerificationStats()
-    pair_ids, counts = db.read_num_matches()
-    stats.num_matched_pairs = int(sum(1 for c in counts if c > 0))
-    stats.num_matches = int(sum(counts))
-    pair_ids, inliers = db.read_two_view_geometry_num_inliers()
-    for pid, n in zip(pair_ids, inliers):
-        if n > 0:
-            stats.num_inlier_pairs += 1
-            stats.num_inlier_matches += int(n)
-            stats.inliers_per_pair[tuple(int(i) for i in pycolmap.pair_id_to_image_pair(pid))] = int(n)
-    return stats
-
-
-def verification_report(db: pycolmap.Database, pairs: Iterable[tuple[int, int]], min_num_inliers: int = 15) -> dict:
-    """Why pairs pass or fail two-view verification: pairs per configuration type, inlier ratios.
-
-    For every ``(image_id1, image_id2)`` of ``pairs`` (the matched pairs): the configuration COLMAP
-    stored (``CALIBRATED``, ``UNCALIBRATED``, ``PLANAR``…, ``DEGENERATE`` when RANSAC found no model
-    with ``min_num_inliers`` inliers, ``NONE`` when nothing was written) and the inlier ratio
-    (verified inliers / raw matches). Returns ``{"configs": {name: pairs}, "verified_pairs",
-    "failed_pairs", "inlier_ratio_verified": {min, median, max}, "inlier_ratio_failed": …,
-    "raw_matches_failed_median"}``.
-    """
-    configs: dict[str, int] = {}
-    ratios_ok: list[float] = []
-    ratios_bad: list[float] = []
-    raw_bad: list[int] = []
-    for i1, i2 in pairs:
-        n_raw = len(read_matches(db, i1, i2))
-        if db.exists_two_view_geometry(int(i1), int(i2)):
-            tvg = db.read_two_view_geometry(int(i1), int(i2))
-            name = pycolmap.TwoViewGeometryConfiguration(tvg.config).name
-            n_in = len(np.asarray(tvg.inlier_matches).reshape(-1, 2))
-        else:
-            name, n_in = "NONE", 0
-        configs[name] = configs.get(name, 0) + 1
-        ratio = n_in / n_raw if n_raw else 0.0
-        if n_in >= min_num_inliers:
-            ratios_ok.append(ratio)
-        else:
-            ratios_bad.append(ratio)
-            raw_bad.append(n_raw)
-
-    def summary(v: list[float]) -> dict[str, float | None]:
-        if not v:
-            return {"min": None, "median": None, "max": None}
-        return {
-            "min": round(float(np.min(v)), 4),
-            "median": round(float(np.median(v)), 4),
-            "max": round(float(np.max(v)), 4),
-        }
-
-    return {
-        "configs": dict(sorted(configs.items())),
-        "verified_pairs": len(ratios_ok),
-        "failed_pairs": len(ratios_bad),
-        "inlier_ratio_verified": summary(ratios_ok),
-        "inlier_ratio_failed": summary(ratios_bad),
-        "raw_matches_failed_median": float(np.median(raw_bad)) if raw_bad else None,
-    }
-
-
 def ensure_rigs_and_frames(db: pycolmap.Database) -> int:
     """Give a database of the pre-4.0 schema (cameras and images only) COLMAP 4's trivial rigs and frames.
 
@@ -455,89 +337,3 @@ def mapper_options(
     opts.ba_refine_extra_params = bool(refine_intrinsics)
     opts.ba_refine_principal_point = False
     return opts
-
-
-# ------------------------------------------------------------------------------------ matching
-class DescriptorCache:
-    """Descriptors of a feature file as tensors on ``device``, the ``size`` most recently used kept."""
-
-    def __init__(self, features: FeatureReader, device: torch.device, size: int = 64):
-        self.features = features
-        self.device = device
-        self.size = max(1, int(size))
-        self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-
-    def __getitem__(self, key: str) -> torch.Tensor:
-        if key in self._cache:
-            self._cache.move_to_end(key)
-            return self._cache[key]
-        d = torch.from_numpy(self.features[key]["descriptors"]).to(self.device, torch.float32)
-        self._cache[key] = d
-        if len(self._cache) > self.size:
-            self._cache.popitem(last=False)
-        return d
-
-
-@dataclass
-class MatchImportStats:
-    """Counts of :func:`match_and_import`."""
-
-    num_pairs: int = 0  # pairs asked for (after de-duplication)
-    num_matched_pairs: int = 0  # pairs with ≥ 1 match, written to the database
-    num_empty_pairs: int = 0  # pairs with no match (skipped)
-    num_duplicate_pairs: int = 0  # repeated or reversed pairs (skipped)
-    num_matches: int = 0
-    matched_pairs: list[tuple[str, str]] = field(default_factory=list)
-
-
-def match_and_import(
-    db: pycolmap.Database,
-    features: FeatureReader,
-    feature_keys: Mapping[str, str],
-    image_ids: Mapping[str, int],
-    pairs: Iterable[tuple[str, str]],
-    ratio: float | None = None,
-    mutual: bool = True,
-    device: str | torch.device = "cpu",
-    cache_size: int = 64,
-    progress: bool = True,
-) -> MatchImportStats:
-    """Match descriptors of image pairs (``posfeat.matching``) and write the raw matches to ``db``.
-
-    Args:
-        db: open database that already holds the images and their keypoints.
-        features: the feature file; ``feature_keys[name]`` is the HDF5 group of database image ``name``.
-        image_ids: ``{database image name: image id}``.
-        pairs: ``(nameA, nameB)`` database image names; repeated (or reversed) pairs are matched once.
-        ratio, mutual: matcher settings (mutual NN and/or Lowe ratio on distances).
-        cache_size: descriptor sets kept in memory (pairs are processed in the given order).
-
-    Returns:
-        the counts; pairs with zero matches are skipped (not written) and counted.
-    """
-    stats = MatchImportStats()
-    cache = DescriptorCache(features, torch.device(device), cache_size)
-    seen: set[tuple[int, int]] = set()
-    pairs = list(pairs)
-    for a, b in tqdm(pairs, desc="matching", unit="pair", disable=not progress or len(pairs) < 50):
-        for n in (a, b):
-            if n not in image_ids:
-                raise DataError(f"pair ({a}, {b}): image {n!r} is not in the database")
-        ia, ib = image_ids[a], image_ids[b]
-        key = (min(ia, ib), max(ia, ib))
-        if ia == ib or key in seen:
-            stats.num_duplicate_pairs += 1
-            continue
-        seen.add(key)
-        stats.num_pairs += 1
-        da, db_ = cache[feature_keys[a]], cache[feature_keys[b]]
-        check_descriptor_dims(features.path, da, features.path, db_, feature_keys[a], feature_keys[b])
-        m = match_descriptors(da, db_, mutual=mutual, ratio=ratio, device=device)
-        n = import_matches(db, ia, ib, m)
-        if n == 0:
-            stats.num_empty_pairs += 1
-            continue
-        stats.num_matched_pairs += 1
-        stats.num_matches += n
-        stats.matched_pairs.append((a, b))
-    return stats

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen, format_metrics, write_submission
+from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
+from posfeat.evaluation.aachen_results import format_metrics, write_submission
 from posfeat.io import write_json
 from posfeat.utils import get_logger
 from stages.common import ROOT, dataset_root, load_params, param, seeded_settings, stage_entry

@@ -14,7 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from posfeat.data.eth import list_scenes
-from posfeat.evaluation.eth import ETHConfig, evaluate_scene, format_table
+from posfeat.evaluation.eth import ETHConfig, evaluate_scene
+from posfeat.evaluation.eth_results import format_table
 from posfeat.io import write_json
 from posfeat.utils import get_logger
 from stages.common import ROOT, dataset_root, load_params, param, seeded_settings, stage_entry

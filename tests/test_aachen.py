@@ -13,15 +13,10 @@ from scipy.spatial.transform import Rotation
 
 from posfeat.data.aachen import load_queries, load_reference, read_ground_truth
 from posfeat.data.images import list_images, read_image
-from posfeat.evaluation.aachen import (
-    AachenConfig,
-    QueryResult,
-    evaluate_aachen,
-    localization_recall,
-    pose_error,
-    read_submission,
-    write_submission,
-)
+from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
+from posfeat.evaluation.aachen_localize import QueryResult
+from posfeat.evaluation.aachen_results import localization_recall, read_submission, write_submission
+from posfeat.evaluation.poses import pose_error
 from posfeat.extraction import extract_sift
 from posfeat.io import DataError, FeatureWriter, list_feature_names
 

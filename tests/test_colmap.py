@@ -6,7 +6,7 @@ import numpy as np
 import pycolmap
 import pytest
 
-from posfeat import colmap
+from posfeat import colmap, colmap_matching, colmap_verification
 from posfeat.geometry import fundamental_from_poses, qvec_to_rotmat, rotmat_to_qvec, symmetric_epipolar_distance_np
 from posfeat.io import DataError, FeatureReader, FeatureWriter
 
@@ -136,11 +136,11 @@ def test_verification_keeps_true_matches(tmp_path):
     db.close()
     colmap.write_pairs_file(tmp_path / "pairs.txt", [("1.png", "2.png")])
     with colmap.colmap_log_level(False):
-        colmap.verify_pairs(db_path, tmp_path / "pairs.txt")
+        colmap_verification.verify_pairs(db_path, tmp_path / "pairs.txt")
     db = pycolmap.Database.open(str(db_path))
     try:
         inl = colmap.read_inlier_matches(db, i1, i2)
-        stats = colmap.verification_stats(db)
+        stats = colmap_verification.verification_stats(db)
     finally:
         db.close()
     true = {(i, i) for i in range(n)}
@@ -151,7 +151,7 @@ def test_verification_keeps_true_matches(tmp_path):
     assert stats.num_inlier_pairs == 1 and stats.num_inlier_matches == len(inl)
     assert stats.inliers_per_pair == {(i1, i2): len(inl)}
     with pytest.raises(DataError, match="pair list"):
-        colmap.verify_pairs(db_path, tmp_path / "missing.txt")
+        colmap_verification.verify_pairs(db_path, tmp_path / "missing.txt")
 
 
 def test_reconstruction_stats_and_largest_model():
@@ -211,11 +211,11 @@ def test_match_and_import(tmp_path):
     ids = {n: colmap.add_image(db, n, cam) for n in ("a", "b", "c")}
     keys = {n: f"s/{n}" for n in ids}
     with FeatureReader(h5) as fr:
-        st = colmap.match_and_import(
+        st = colmap_matching.match_and_import(
             db, fr, keys, ids, [("a", "b"), ("b", "a"), ("a", "c"), ("a", "a")], ratio=0.75, progress=False
         )
         with pytest.raises(DataError, match="'zz' is not in the database"):
-            colmap.match_and_import(db, fr, keys, ids, [("a", "zz")], progress=False)
+            colmap_matching.match_and_import(db, fr, keys, ids, [("a", "zz")], progress=False)
     m = colmap.read_matches(db, ids["a"], ids["b"])
     db.close()
     assert (st.num_pairs, st.num_matched_pairs, st.num_empty_pairs, st.num_duplicate_pairs) == (2, 1, 1, 2)

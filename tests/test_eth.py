@@ -12,7 +12,7 @@ import pytest
 from synthetic_scenes import make_eth_scene
 
 from posfeat.data.megadepth import Camera
-from posfeat.evaluation import eth
+from posfeat.evaluation import eth, eth_pairs, poses
 from posfeat.io import DataError, FeatureWriter, read_json
 
 
@@ -44,12 +44,12 @@ def _to_model_frame(gt: dict[str, Camera], s: float, R_s: np.ndarray, t_s: np.nd
 # ------------------------------------------------------------------------------------ metrics
 def test_pose_auc_against_hand_computation():
     # recall steps (1°, 1/4), (3°, 1/2); failures never count. Area up to 5°: 0.125 + 0.75 + 1.0 = 1.875.
-    auc5, auc10 = eth.pose_auc(np.array([3.0, np.inf, 1.0, np.inf]), (5.0, 10.0))
+    auc5, auc10 = poses.pose_auc(np.array([3.0, np.inf, 1.0, np.inf]), (5.0, 10.0))
     assert auc5 == pytest.approx(1.875 / 5)
     assert auc10 == pytest.approx((1.875 + 0.5 * 5) / 10)
-    assert eth.pose_auc(np.zeros(5), (5.0,)) == [pytest.approx(1.0)]
-    assert eth.pose_auc(np.full(3, np.inf)) == [0.0, 0.0, 0.0]
-    assert eth.pose_auc(np.zeros(0)) == [0.0, 0.0, 0.0]
+    assert poses.pose_auc(np.zeros(5), (5.0,)) == [pytest.approx(1.0)]
+    assert poses.pose_auc(np.full(3, np.inf)) == [0.0, 0.0, 0.0]
+    assert poses.pose_auc(np.zeros(0)) == [0.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("collinear", [False, True])
@@ -62,19 +62,19 @@ def test_similarity_alignment_recovers_exact_poses(collinear):
     gt = _gt_cameras(centers, rng)
     s, R_s, t_s = 2.5, _rot([1, 2, 3], 70), np.array([4.0, -1.0, 2.0])
     est = _to_model_frame(gt, s, R_s, t_s)
-    s2, R2, t2 = eth.align_similarity(est, gt)
+    s2, R2, t2 = poses.align_similarity(est, gt)
     assert s2 == pytest.approx(s)
     np.testing.assert_allclose(R2, R_s, atol=1e-9)
     np.testing.assert_allclose(t2, t_s, atol=1e-9)
-    rot, cen, _ = eth.absolute_pose_errors(est, gt)
+    rot, cen, _ = poses.absolute_pose_errors(est, gt)
     assert rot.max() < 1e-5 and cen.max() < 1e-9
     # perturb one camera's orientation by 3°: its error is ≈ 3° (others stay small), the median tiny
     name = "2.jpg"
     est[name] = (_rot([0, 0, 1], 3.0) @ est[name][0], _rot([0, 0, 1], 3.0) @ est[name][1])
-    rot, cen, _ = eth.absolute_pose_errors(est, gt)
+    rot, cen, _ = poses.absolute_pose_errors(est, gt)
     assert rot[2] == pytest.approx(3.0, abs=0.6)
     assert np.median(rot) < 0.6
-    assert eth.absolute_pose_errors({n: est[n] for n in ["0.jpg", "1.jpg"]}, gt)[2] is None
+    assert poses.absolute_pose_errors({n: est[n] for n in ["0.jpg", "1.jpg"]}, gt)[2] is None
 
 
 def test_similarity_alignment_survives_misplaced_cameras():
@@ -99,11 +99,11 @@ def test_similarity_alignment_survives_misplaced_cameras():
     y = np.stack([R_all @ (-est[n][0].T @ est[n][1]) for n in names])
     c = np.stack([gt[n].center for n in names])
     assert ((y - y.mean(0)) * (c - c.mean(0))).sum() < 0
-    s2, R2, t2 = eth.align_similarity(est, gt)
+    s2, R2, t2 = poses.align_similarity(est, gt)
     assert s2 == pytest.approx(s)
     np.testing.assert_allclose(R2, R_s, atol=1e-9)
     np.testing.assert_allclose(t2, t_s, atol=1e-9)
-    rot, cen, _ = eth.absolute_pose_errors(est, gt)
+    rot, cen, _ = poses.absolute_pose_errors(est, gt)
     bad = np.isin(names, wrong)
     assert rot.shape == (12,) and rot[~bad].max() < 1e-5 and cen[~bad].max() < 1e-9
     assert rot[bad].min() > 50 and np.median(rot) < 1e-5
@@ -112,20 +112,20 @@ def test_similarity_alignment_survives_misplaced_cameras():
 def test_similarity_scale_falls_back_to_distance_ratios():
     """When the inliers' least-squares scale is not positive, the median ratio of pairwise distances gives it."""
     y = np.array([[0.0, 0, 0], [1, 0, 0], [0, 2, 0], [0, 0, 3]])
-    assert eth._median_scale(y, 4.0 * y + 1.0) == pytest.approx(4.0)
-    assert eth._median_scale(np.zeros((3, 3)), y[:3]) == 0.0
+    assert poses._median_scale(y, 4.0 * y + 1.0) == pytest.approx(4.0)
+    assert poses._median_scale(np.zeros((3, 3)), y[:3]) == 0.0
 
 
 def test_relative_pose_errors():
     rng = np.random.default_rng(4)
     gt = _gt_cameras(rng.normal(size=(4, 3)) * 2, rng)
     est = _to_model_frame(gt, 0.3, _rot([1, 0, 0], 20), np.array([1.0, 2.0, 3.0]))
-    err = eth.relative_pose_errors(est, gt)
+    err = poses.relative_pose_errors(est, gt)
     assert err.shape == (6,) and err.max() < 1e-5  # similarity-invariant
     del est["3.jpg"]
-    err = eth.relative_pose_errors(est, gt)
+    err = poses.relative_pose_errors(est, gt)
     assert np.isinf(err).sum() == 3 and np.isfinite(err).sum() == 3
-    acc = eth.pose_accuracy(None, gt)
+    acc = poses.pose_accuracy(None, gt)
     assert acc["gt_images"] == 4 and acc["gt_images_registered"] == 0
     assert acc["median_rotation_error_deg"] is None and acc["pose_auc@5"] == 0.0
 
@@ -135,25 +135,25 @@ def test_select_pairs_protocols(tmp_path):
     names = [f"{i}.jpg" for i in range(10)]
     scene = tmp_path / "S"
     scene.mkdir()
-    full, info = eth.select_pairs(scene, names, eth.ETHConfig())
+    full, info = eth_pairs.select_pairs(scene, names, eth.ETHConfig())
     assert len(full) == 45 and full[0] == ("0.jpg", "1.jpg") and info == {"pairs": "exhaustive"}
     (scene / "pairs.txt").write_text("# comment\n0.jpg 3.jpg\nimages/4.jpg 5.jpg\n")
-    listed, info = eth.select_pairs(scene, names, eth.ETHConfig())
+    listed, info = eth_pairs.select_pairs(scene, names, eth.ETHConfig())
     assert listed == [("0.jpg", "3.jpg"), ("4.jpg", "5.jpg")] and info["pairs"] == "pair_list"
     (scene / "pairs.txt").write_text("0.jpg 3.jpg\n1.jpg nope.jpg\n")
     with pytest.raises(DataError, match=r"pairs.txt:2: .*unknown 'nope.jpg'"):
-        eth.select_pairs(scene, names, eth.ETHConfig())
+        eth_pairs.select_pairs(scene, names, eth.ETHConfig())
     (scene / "pairs.txt").unlink()
     # retrieval: two groups of images with disjoint "visual words" pair within their group only
     rng = np.random.default_rng(0)
     protos = [rng.normal(size=(40, 32)).astype(np.float32) for _ in range(2)]
     descs = {n: protos[i % 2] + 0.05 * rng.normal(size=(40, 32)).astype(np.float32) for i, n in enumerate(names)}
     cfg = eth.ETHConfig(max_exhaustive_images=5, retrieval_neighbors=3, retrieval_words=16)
-    pairs, info = eth.select_pairs(scene, names, cfg, lambda n: descs[n])
+    pairs, info = eth_pairs.select_pairs(scene, names, cfg, lambda n: descs[n])
     assert info["pairs"] == "retrieval" and info["retrieval_neighbors"] == 3
     assert 10 * 3 / 2 <= len(pairs) <= 10 * 3 and len(set(pairs)) == len(pairs)
     assert all(int(a[0]) % 2 == int(b[0]) % 2 for a, b in pairs)
-    assert pairs == eth.select_pairs(scene, names, cfg, lambda n: descs[n])[0]  # deterministic
+    assert pairs == eth_pairs.select_pairs(scene, names, cfg, lambda n: descs[n])[0]  # deterministic
 
 
 def test_config_from_dict():
@@ -211,7 +211,7 @@ def test_demo_root_scene(demo_root, tmp_path):
     repeats it (with several threads, pycolmap's mapping of this weak view graph varies under CPU load)."""
     import pycolmap
 
-    from posfeat import colmap
+    from posfeat import colmap, colmap_verification
     from posfeat.data.eth import list_scenes
 
     root = demo_root / "eth"
@@ -228,7 +228,7 @@ def test_demo_root_scene(demo_root, tmp_path):
     # registered images lie in one connected component of the verified-pair graph
     db = pycolmap.Database.open(str(work / "database.db"))
     try:
-        edges = list(colmap.verification_stats(db).inliers_per_pair)
+        edges = list(colmap_verification.verification_stats(db).inliers_per_pair)
         id_by_name = colmap.image_ids_by_name(db)
     finally:
         db.close()

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace) -> int:
     """Localize the queries; write ``OUT/<name>.txt`` (the submission), ``OUT/metrics.json`` (``{name:
     metrics}``) and the work folder ``OUT/<name>_work`` (database, triangulated model). The name defaults to
     the method the feature file holds (``sift``, ``posfeat``, ``posfeat_sift``)."""
-    from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen, format_metrics, write_submission
+    from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
+    from posfeat.evaluation.aachen_results import format_metrics, write_submission
     from posfeat.io import feature_method_name, write_json
     from posfeat.utils import get_logger
 

@@ -64,7 +64,8 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Reconstruct the scene; write ``{scene: statistics}`` to ``--out`` (the database and models to
     ``--workdir``, default ``<out without .json>_work`` beside it) and print the table."""
-    from posfeat.evaluation.eth import ETHConfig, evaluate_scene, format_table
+    from posfeat.evaluation.eth import ETHConfig, evaluate_scene
+    from posfeat.evaluation.eth_results import format_table
     from posfeat.io import write_json
     from posfeat.utils import get_logger
 

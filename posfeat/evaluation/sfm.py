@@ -1,5 +1,5 @@
 """The COLMAP steps the ETH and Aachen evaluations share, written once: open the database, import keypoints,
-verify, each phase timed (matching itself is :func:`posfeat.colmap.match_and_import`).
+verify, each phase timed (matching itself is :func:`posfeat.colmap_matching.match_and_import`).
 
 Both pipelines are short sequences of these calls (:func:`posfeat.evaluation.eth.evaluate_scene`,
 :func:`posfeat.evaluation.aachen.evaluate_aachen`); the reconstruction itself is :mod:`posfeat.reconstruction`
@@ -16,7 +16,7 @@ from typing import Iterator, Mapping, Sequence
 
 import pycolmap
 
-from posfeat import colmap
+from posfeat import colmap, colmap_verification
 from posfeat.io import FeatureReader
 
 
@@ -64,5 +64,5 @@ def verify(db_path: Path, matched_pairs: Sequence[tuple[str, str]], options: pyc
     pairs_path = Path(work) / "pairs.txt"
     colmap.write_pairs_file(pairs_path, matched_pairs)
     with colmap.colmap_log_level(False):
-        colmap.verify_pairs(db_path, pairs_path, options)
+        colmap_verification.verify_pairs(db_path, pairs_path, options)
     return pairs_path
