@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from posfeat.entry import run_entry
 from posfeat.io import read_yaml_mapping
-from posfeat.utils import ParamError, check_param
+from posfeat.settings import ParamError, check_param
 
 ROOT = Path(__file__).resolve().parents[1]
 _MISSING = object()

@@ -16,7 +16,8 @@ from pathlib import Path
 from posfeat.data.demo import DEFAULT_SIZES, generate_demo
 from posfeat.data.manifest import write_metadata_manifest
 from posfeat.io import atomic_path
-from posfeat.utils import ParamError, announce, check_param, get_logger
+from posfeat.settings import ParamError, check_param
+from posfeat.utils import announce, get_logger
 from stages.common import ROOT, load_params, stage_entry
 
 OUT_DIR = Path("data/demo")

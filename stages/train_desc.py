@@ -15,9 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from posfeat.io import read_json
+from posfeat.settings import ParamError
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
-from posfeat.utils import ParamError
 from stages.common import ROOT, load_params, param, stage_entry
 
 INDEX_PATH = Path("data/prepared/megadepth.json")

@@ -191,7 +191,7 @@ def test_an_existing_colmap_model_is_used_as_it_is(strecha_photos, tmp_path):
 
 
 def test_stage_refuses_an_unknown_photos_setting(tmp_path):
-    from posfeat.utils import UnknownSettingError
+    from posfeat.settings import UnknownSettingError
     from stages.photos import main
 
     params = {"seed": 0, "prepare": {"rot_thr": 80.0}, "photos": {"sources": {"own": str(tmp_path)}, "max_keypoint": 5}}

@@ -32,7 +32,7 @@ import numpy as np
 
 from posfeat.data.images import list_images
 from posfeat.io import DataError, atomic_path, write_json
-from posfeat.utils import config_from_dict
+from posfeat.settings import config_from_dict
 
 logger = logging.getLogger(__name__)
 

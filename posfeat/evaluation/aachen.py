@@ -54,7 +54,8 @@ from posfeat.evaluation.aachen_localize import QueryResult, localize_queries
 from posfeat.evaluation.aachen_results import localization_recall
 from posfeat.feature_names import resolve_feature_names
 from posfeat.io import DataError, FeatureReader, feature_method_name, fresh_workdir
-from posfeat.utils import announce, config_from_dict, get_logger, resolve_device
+from posfeat.settings import config_from_dict
+from posfeat.utils import announce, get_logger, resolve_device
 
 if TYPE_CHECKING:
     import torch

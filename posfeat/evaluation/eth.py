@@ -65,7 +65,8 @@ from posfeat.evaluation.eth_results import SceneResult
 from posfeat.evaluation.poses import pose_accuracy
 from posfeat.io import DataError, FeatureReader, feature_method_name
 from posfeat.io import fresh_workdir as io_fresh_workdir
-from posfeat.utils import ParamError, announce, config_from_dict, get_logger, resolve_device
+from posfeat.settings import ParamError, config_from_dict
+from posfeat.utils import announce, get_logger, resolve_device
 
 if TYPE_CHECKING:
     import torch

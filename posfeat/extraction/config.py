@@ -124,7 +124,7 @@ class ExtractConfig:
     @classmethod
     def from_dict(cls, d: dict | None, what: str = "extract") -> "ExtractConfig":
         """From params mapping ``what`` (e.g. ``extract.hpatches``); unknown keys or wrong types name the key."""
-        from posfeat.utils import config_from_dict
+        from posfeat.settings import config_from_dict
 
         return config_from_dict(cls, d, what)
 

@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from posfeat.utils import config_from_dict
+from posfeat.settings import config_from_dict
 
 from .resunet import DECODER_BLOCKS, ENCODERS
 

@@ -2,7 +2,7 @@
 (``train_kp``), both a :class:`StageConfig`; the optimiser and the loss they build.
 
 :func:`stage_config` reads a stage's mapping where it is read: a missing, unknown or mistyped key is a
-:class:`~posfeat.utils.ParamError` naming ``train_<stage>.<key>``. A field whose metadata says
+:class:`~posfeat.settings.ParamError` naming ``train_<stage>.<key>``. A field whose metadata says
 ``trajectory: False`` does not change the training trajectory, so it may differ between a run and its resume
 (:meth:`StageConfig.fingerprinted` leaves it out).
 """
@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
-from posfeat.utils import ParamError, config_from_dict
+from posfeat.settings import ParamError, config_from_dict
 
 STAGES = ("desc", "kp")
 

@@ -30,6 +30,7 @@ TRAINING_CODE = (
     "matching.py",
     "visualize.py",
     "io.py",
+    "settings.py",
     "utils.py",
 )
 """Library code that a training run imports (relative to the ``posfeat`` package): every module of
