@@ -64,3 +64,24 @@ def test_extract_flags_are_the_config_fields():
     assert a.amp is False and a.subpixel == "quadratic"
     with pytest.raises(SystemExit):
         p.parse_args(["extract", "--method", "posfeat", "--images", "d", "--out", "f", "--threshold-mode", "median"])
+
+
+def test_eval_eth_and_photos_flags_are_their_config_fields():
+    """eval-eth's and photos' settings flags are ETHConfig's and PhotosConfig's fields (the old flag names kept:
+    --pairs, --no-database); only the flags given reach the config, the rest keep the dataclass defaults."""
+    from posfeat.cli.flags import given_settings
+    from posfeat.data.photos import PhotosConfig
+    from posfeat.evaluation.eth_config import ETHConfig
+
+    p = build_parser()
+    base = ["eval-eth", "--root", "s", "--features", "f.h5", "--out", "o.json"]
+    a = p.parse_args(base + ["--no-database", "--pairs", "p.txt", "--ratio", "0.75", "--focal-init", "guess"])
+    given = given_settings(a, ETHConfig)
+    assert given == {"ratio": 0.75, "pairs_file": "p.txt", "use_scene_database": False, "focal_init": "guess"}
+    cfg = ETHConfig.from_dict(given)
+    assert cfg.num_threads == ETHConfig().num_threads and cfg.max_exhaustive_images == 1600
+    assert given_settings(p.parse_args(base), ETHConfig) == {}
+    with pytest.raises(SystemExit):
+        p.parse_args(base + ["--focal-init", "exif"])
+    a = p.parse_args(["photos", "--images", "d", "--out", "o", "--max-image-size", "0", "--num-threads", "-1"])
+    assert given_settings(a, PhotosConfig) == {"max_image_size": 0, "num_threads": -1}

@@ -37,6 +37,11 @@ from posfeat.settings import config_from_dict
 logger = logging.getLogger(__name__)
 
 
+def _setting(default, text: str, param: str | None = None):
+    """A dataclass field with its command-line help (``param``: the study's parameter when not ``photos.<field>``)."""
+    return field(default=default, metadata={"help": text, "param": param})
+
+
 @dataclass
 class PhotosConfig:
     """How photo collections become training scenes.
@@ -57,17 +62,19 @@ class PhotosConfig:
         num_threads: COLMAP threads (1: repeatable).
     """
 
-    min_images: int = 3
-    min_registered: float = 0.5
-    max_keypoints: int = 8192
-    max_image_size: int | None = 1600
-    max_exhaustive_images: int = 200
-    retrieval_neighbors: int = 30
-    min_covisibility: float = 0.1
-    rot_thr: float = 80.0
-    mapping_attempts: int = 3
-    seed: int = 0
-    num_threads: int = 1
+    min_images: int = _setting(3, "readable photos a place needs")
+    min_registered: float = _setting(0.5, "a place whose model registers a smaller fraction of its photos is skipped")
+    max_keypoints: int = _setting(8192, "SIFT keypoints per photo for the reconstruction")
+    max_image_size: int | None = _setting(1600, "px; larger photos are downscaled (cameras follow); 0: full size")
+    max_exhaustive_images: int = _setting(200, "photos per place matched exhaustively; above, sequential pairs")
+    retrieval_neighbors: int = _setting(30, "sequential pairs: each photo with this many following ones")
+    min_covisibility: float = _setting(
+        0.1, "a pair is written when each image sees this fraction of the other's 3D points"
+    )
+    rot_thr: float = _setting(80.0, "degrees; pairs turned more are not written")
+    mapping_attempts: int = _setting(3, "mapper restarts (seed, seed+1, ...) while photos are left out")
+    seed: int = _setting(0, "RANSAC and mapper seed", param="seed")
+    num_threads: int = _setting(1, "COLMAP threads (1: repeatable; -1: all cores)")
 
     @classmethod
     def from_dict(cls, d: dict | None, what: str = "photos") -> "PhotosConfig":

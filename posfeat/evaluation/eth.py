@@ -59,13 +59,13 @@ import pycolmap
 from posfeat import colmap, colmap_matching, colmap_verification, reconstruction
 from posfeat.data.eth import list_scene_images, list_scenes, read_gt_cameras
 from posfeat.evaluation import sfm
+from posfeat.evaluation.eth_config import ETHConfig
 from posfeat.evaluation.eth_database import open_scene_database
 from posfeat.evaluation.eth_pairs import select_pairs
 from posfeat.evaluation.eth_results import SceneResult
 from posfeat.evaluation.poses import pose_accuracy
 from posfeat.io import DataError, FeatureReader, feature_method_name
 from posfeat.io import fresh_workdir as io_fresh_workdir
-from posfeat.settings import ParamError, config_from_dict
 from posfeat.utils import announce, get_logger, resolve_device
 
 if TYPE_CHECKING:
@@ -75,47 +75,6 @@ log = get_logger(__name__)
 
 #: file that marks a folder as an ETH work folder (the next run may delete it)
 WORK_MARKER = ".posfeat-eth-work"
-
-
-@dataclass
-class ETHConfig:
-    """Settings of the ETH pipeline (params.yaml ``eval.eth`` plus ``seed``)."""
-
-    ratio: float | None = None  # Lowe ratio on descriptor distances (both directions); None: off (mutual NN, as hloc)
-    mutual: bool = True  # mutual nearest neighbour
-    max_exhaustive_images: int | None = 1600  # exhaustive pairs up to this many images (None: always), else retrieval
-    retrieval_neighbors: int = 50  # retrieval pairs: each image with its k nearest neighbours
-    retrieval_words: int = 1024  # visual words of the bag-of-words retrieval descriptor
-    pairs_file: str | None = None  # pair list to use (relative: to the scene folder); None: the scene's own if any
-    use_scene_database: bool = True  # use <Scene>/database.db (cameras, names, ids) when present
-    use_exif: bool = True  # without a database: focal prior from EXIF (COLMAP's image reader), else the guess
-    camera_model: str = "SIMPLE_RADIAL"  # model of the cameras made without a database (one per image)
-    focal_factor: float = 1.2  # guessed focal = factor · max(w, h) (COLMAP's default without EXIF)
-    verification_max_error: float = 4.0  # px, two-view RANSAC (COLMAP default)
-    verification_min_inliers: int = 15  # verified pair threshold (COLMAP default)
-    verification_max_num_trials: int = 20000  # RANSAC trial cap (hloc; COLMAP default 10000)
-    verification_min_inlier_ratio: float = 0.1  # inlier ratio RANSAC plans for (hloc; COLMAP default 0.25)
-    min_num_matches: int = 15  # mapper: pairs with fewer verified matches are ignored (COLMAP default)
-    focal_init: str = "two_view"  # initial focal of cameras without a prior: two_view (self-calibrated) | guess
-    mapping_attempts: int = 3  # mapper runs (seeds seed, seed+1, …) while the largest model misses images
-    num_threads: int = -1  # COLMAP threads (-1: all cores; mapping is then not repeatable under CPU load, 1 is)
-    seed: int = 0  # RANSAC, retrieval vocabulary and mapper seed
-
-    def __post_init__(self) -> None:
-        if self.focal_init not in ("two_view", "guess"):
-            raise ParamError(f"eval.eth.focal_init = {self.focal_init!r}: expected two_view or guess")
-        if int(self.mapping_attempts) < 1:
-            raise ParamError(f"eval.eth.mapping_attempts = {self.mapping_attempts!r}: expected an int >= 1")
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "ETHConfig":
-        """From a params mapping; unknown keys are an error naming them."""
-        return config_from_dict(cls, d, "eval.eth")
-
-    def matcher_name(self) -> str:
-        """The matcher in words, e.g. ``mutual NN + ratio 0.75``."""
-        m = "mutual NN" if self.mutual else "NN"
-        return m + (f" + ratio {self.ratio:g}" if self.ratio is not None else "")
 
 
 def fresh_workdir(path: str | os.PathLike) -> Path:

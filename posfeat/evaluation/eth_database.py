@@ -25,7 +25,7 @@ from posfeat.io import DataError, FeatureReader
 from posfeat.utils import get_logger
 
 if TYPE_CHECKING:
-    from posfeat.evaluation.eth import ETHConfig
+    from posfeat.evaluation.eth_config import ETHConfig
 
 log = get_logger(__name__)
 
