@@ -103,14 +103,8 @@ def prepare_megadepth(
         ``(index, report)``; the report is flat: integer counts only (it is the stage's DVC metrics file).
         Scene ids kept and dropped are logged.
     """
-    if max_pairs_per_scene < 1:
-        raise ValueError(f"max_pairs_per_scene must be >= 1, got {max_pairs_per_scene}")
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    folders = _check_request(root, max_pairs_per_scene, val_fraction)
     banned = {str(s) for s in banned_scenes}
-    folders = find_scenes(root)
-    if not folders:
-        raise DataError(f"{root}: expected MegaDepth scene folders <scene_id>/dense*/aligned, found none")
 
     out = _Index(images={}, train=[], val=[])
     images, train, val = out.images, out.train, out.val
@@ -146,6 +140,18 @@ def prepare_megadepth(
     }
     _log_report(report, scenes_banned, scenes_empty, rot_thr)
     return index, report
+
+
+def _check_request(root, max_pairs_per_scene: int, val_fraction: float) -> list[SceneDir]:
+    """The dense folders under ``root``; a ``ValueError`` for bad settings, a :class:`DataError` for none."""
+    if max_pairs_per_scene < 1:
+        raise ValueError(f"max_pairs_per_scene must be >= 1, got {max_pairs_per_scene}")
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    folders = find_scenes(root)
+    if not folders:
+        raise DataError(f"{root}: expected MegaDepth scene folders <scene_id>/dense*/aligned, found none")
+    return folders
 
 
 @dataclass

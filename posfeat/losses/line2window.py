@@ -112,11 +112,9 @@ def line2window_parts(
         stable_sigma: centred variance for ``σ`` (:func:`window_sigma`); ``False`` = the official formula.
 
     Returns:
-        ``{"loss", "num1", "den1", "num2", "den2", "stats", "corloc1", "corloc2", "mask1", "mask2", "sums1",
-        "sums2"}`` (``sums*``: :func:`weighted_cost_parts`'s detached sums, which add up over processes):
-        ``loss = num1/den1 + num2/den2``; ``num*`` are differentiable sums, ``den*`` constants, so the
-        loss of a batch split into parts is ``Σ num1 / Σ den1 + Σ num2 / Σ den2`` (pooled, as the
-        original). ``stats`` are detached scalars; ``corloc*`` the predicted correspondences (pixels).
+        The parts of the module docstring's API (``loss = num1/den1 + num2/den2``, pooled over parts as
+        ``Σ num1 / Σ den1 + Σ num2 / Σ den2``), ``corloc*`` (the predicted correspondences, pixels) and
+        ``mask*``.
     """
     _check_inputs(
         impl, fmap1, fmap2, F12=F12, F21=F21, points1=points1, points2=points2, jitter1=jitter1, jitter2=jitter2
@@ -137,20 +135,10 @@ def line2window_parts(
         num2, den2, mask2, sums2 = weighted_cost_parts(d2["cost"], d2["sigma"], d2["valid"], thr)
     loss_w1, loss_w2 = num1 / den1, num2 / den2
     loss = loss_w1 + loss_w2
-    return {
-        "loss": loss,
-        "num1": num1,
-        "den1": den1,
-        "num2": num2,
-        "den2": den2,
-        "stats": _statistics(loss, loss_w1, loss_w2, d1, d2, mask1, mask2),
-        "corloc1": d1["corloc"].detach(),
-        "corloc2": d2["corloc"].detach(),
-        "mask1": mask1,
-        "mask2": mask2,
-        "sums1": sums1,
-        "sums2": sums2,
-    }
+    stats = _statistics(loss, loss_w1, loss_w2, d1, d2, mask1, mask2)
+    parts = {"loss": loss, "num1": num1, "den1": den1, "num2": num2, "den2": den2, "stats": stats}
+    corloc = {"corloc1": d1["corloc"].detach(), "corloc2": d2["corloc"].detach()}
+    return {**parts, **corloc, "mask1": mask1, "mask2": mask2, "sums1": sums1, "sums2": sums2}
 
 
 def _check_inputs(impl: str, fmap1: torch.Tensor, fmap2: torch.Tensor, **per_pair: torch.Tensor) -> None:

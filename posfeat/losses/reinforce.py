@@ -171,6 +171,28 @@ def _pair_weights(
     }
 
 
+def _pair_loss(
+    w: dict, lp1: torch.Tensor, lp2: torch.Tensor, acc1: torch.Tensor, acc2: torch.Tensor, kp_penalty: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One pair's loss ``penalty − (const + Σ W·logp)`` from its :func:`_pair_weights` ``w`` and the samples'
+    log-probabilities and acceptances, with its detached statistics."""
+    a1, a2 = acc1.to(lp1.dtype), acc2.to(lp2.dtype)
+    surrogate = (w["W1"] * lp1).sum() + (w["W2"] * lp2).sum()
+    reinforce = w["const"] + surrogate
+    penalty = kp_penalty * ((a1 * lp1).sum() + (a2 * lp2).sum())
+    loss = penalty - reinforce
+    stats = {
+        "loss": loss.detach(),
+        "reinforce": reinforce.detach(),
+        "kp_penalty": penalty.detach(),
+        "n_kps": (a1.sum() + a2.sum()).detach() / 2,
+        "n_pairs": w["n_pairs"],
+        "n_good": w["n_good"],
+        "good_fraction": w["good_fraction"],
+    }
+    return loss, stats
+
+
 def reinforce_terms(
     samples1: KeypointSamples,
     samples2: KeypointSamples,
@@ -217,23 +239,9 @@ def reinforce_terms(
             float(bad_reward),
             int(block_size),
         )
-        a1, a2 = a1_all[k].to(lp1.dtype), a2_all[k].to(lp2.dtype)
-        surrogate = (w["W1"] * lp1[k]).sum() + (w["W2"] * lp2[k]).sum()
-        reinforce = w["const"] + surrogate
-        penalty = kp_penalty * ((a1 * lp1[k]).sum() + (a2 * lp2[k]).sum())
-        loss_k = penalty - reinforce
+        loss_k, stats_k = _pair_loss(w, lp1[k], lp2[k], a1_all[k], a2_all[k], kp_penalty)
         total = total + loss_k
-        per_pair.append(
-            {
-                "loss": loss_k.detach(),
-                "reinforce": reinforce.detach(),
-                "kp_penalty": penalty.detach(),
-                "n_kps": (a1.sum() + a2.sum()).detach() / 2,
-                "n_pairs": w["n_pairs"],
-                "n_good": w["n_good"],
-                "good_fraction": w["good_fraction"],
-            }
-        )
+        per_pair.append(stats_k)
     n_props = samples1.xy.shape[1]
     return total, _finish_stats(per_pair, n_props, temperature)
 

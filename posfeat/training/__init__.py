@@ -35,6 +35,7 @@ The package, one concept a module (in the order a run meets them)
     :mod:`~posfeat.training.history`       per-step records, logged rows, counters, final metrics
     :mod:`~posfeat.training.checkpoint`    the resumable state ``last.pt``, written and read back
     :mod:`~posfeat.training.live`          the DVCLive logger
+    :mod:`~posfeat.training.run`           a run's spec, datasets, model (stage module trainable), optimiser
     :mod:`~posfeat.training.loop`          :func:`train`: the run set up, stepped and finished
 
 """
@@ -44,9 +45,10 @@ from posfeat.training.config import STAGES, DescConfig, KpConfig, StageConfig, b
 from posfeat.training.distributed import DistInfo, init_distributed
 from posfeat.training.fingerprints import TRAINING_CODE, code_digest, fingerprint
 from posfeat.training.forward import StageForward, set_train_modes, trainable_module
-from posfeat.training.loop import RunSpec, TrainingInterrupted, train
+from posfeat.training.loop import TrainingInterrupted, train
 from posfeat.training.objectives import compute_objective, sample_generator
 from posfeat.training.rng import rng_state, set_rng_state
+from posfeat.training.run import RunSpec
 from posfeat.training.visualizer import Visualizer
 
 __all__ = [

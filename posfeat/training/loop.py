@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -23,10 +22,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from posfeat.data.batch_order import StepBatchSampler
-from posfeat.data.pairs import PairDataset
-from posfeat.io import DataError
-from posfeat.models import build_model, load_checkpoint, save_checkpoint
-from posfeat.training import config, fingerprints
+from posfeat.models import save_checkpoint
+from posfeat.training import fingerprints
 from posfeat.training.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_NAME,
@@ -36,38 +33,20 @@ from posfeat.training.checkpoint import (
     training_state,
 )
 from posfeat.training.config import StageConfig, stage_config
-from posfeat.training.conv_backward import use_channels_last_backward
 from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
-from posfeat.training.forward import StageForward, set_train_modes, trainable_module
+from posfeat.training.forward import StageForward, set_train_modes
 from posfeat.training.history import History
 from posfeat.training.live import LiveLogger
 from posfeat.training.objectives import compute_objective
+from posfeat.training.run import Run, RunSpec, build_stage_model, datasets, optimisation
 from posfeat.training.visualizer import Visualizer
-from posfeat.utils import announce, autocast_dtype, get_logger, resolve_device, seed_everything
+from posfeat.utils import announce, get_logger, resolve_device, seed_everything
 
 logger = get_logger(__name__)
 
 
 class TrainingInterrupted(RuntimeError):
     """Raised by :func:`train` when ``stop_after`` steps have run (simulates a killed run)."""
-
-
-@dataclass
-class RunSpec:
-    """What one training run is asked to do: the stage, its data and settings, where it starts and writes."""
-
-    stage: str
-    index: str | os.PathLike | dict
-    cfg: StageConfig
-    out_model: Path
-    ckpt_dir: Path
-    live_dir: Path | None
-    metrics_path: Path | None
-    model_config: dict | None
-    init_checkpoint: str | os.PathLike | None
-    optimizer: str
-    lr: float
-    seed: int
 
 
 def train(
@@ -134,45 +113,6 @@ def train(
             dist.destroy_process_group()
 
 
-@dataclass
-class _Run:
-    """The objects of one run that every step uses."""
-
-    stage: str
-    cfg: StageConfig
-    dev: torch.device
-    info: DistInfo
-    seed: int
-    model: nn.Module
-    loss_fn: nn.Module
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LRScheduler
-    scaler: torch.amp.GradScaler
-    use_amp: bool
-    amp_dtype: torch.dtype | None
-    fp: str = ""
-    ckpt_path: Path | None = None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """Training image size ``(W, H)``."""
-        return self.cfg.image_size
-
-    @property
-    def batch_size(self) -> int:
-        """The global batch size."""
-        return self.cfg.batch_size
-
-    def due(self, every: int, step: int) -> bool:
-        """Whether ``step`` is a multiple of ``every`` or the last step."""
-        return step % every == 0 or step == self.total_steps
-
-    @property
-    def total_steps(self) -> int:
-        """Epochs × steps per epoch."""
-        return self.cfg.total_steps
-
-
 def _train(spec: RunSpec, dev: torch.device, info: DistInfo, stop_after: int | None, progress: bool) -> dict:
     """:func:`train` after the configuration check and the distributed setup."""
     cfg, stage, seed = spec.cfg, spec.stage, spec.seed
@@ -181,10 +121,10 @@ def _train(spec: RunSpec, dev: torch.device, info: DistInfo, stop_after: int | N
             f"train_{stage}.batch_size {cfg.batch_size} is not divisible by the {info.world_size} processes"
         )
     index_digest = fingerprints.index_digest(spec.index)
-    train_set, val_set = _datasets(spec.index, cfg, seed)
+    train_set, val_set = datasets(spec.index, cfg, seed)
     seed_everything(seed)
-    model, init_digest = _build_model(stage, spec.model_config, spec.init_checkpoint, dev, info)
-    run = _optimisation(stage, cfg, dev, info, seed, model, spec.optimizer, spec.lr)
+    model, init_digest = build_stage_model(stage, spec.model_config, spec.init_checkpoint, dev, info)
+    run = optimisation(stage, cfg, dev, info, seed, model, spec.optimizer, spec.lr)
     run.fp = fingerprints.fingerprint(
         stage=stage,
         cfg=cfg.fingerprinted(),
@@ -223,65 +163,7 @@ def _train(spec: RunSpec, dev: torch.device, info: DistInfo, stop_after: int | N
     return _finish(run, history, step, last_val, log, spec.out_model, spec.metrics_path)
 
 
-def _datasets(index, cfg: StageConfig, seed: int) -> tuple[PairDataset, PairDataset]:
-    """The training pairs (jitter and view augmentation) and the validation pairs (the training pairs when
-    the index has none); a :class:`DataError` when there is nothing to train on."""
-    size = cfg.image_size
-    train_set = PairDataset(
-        index,
-        "train",
-        size,
-        cfg.color_jitter,
-        seed,
-        float(cfg.rotation),
-        cfg.scale,
-        float(cfg.grayscale),
-        float(cfg.night),
-        cfg.crop,
-    )
-    if len(train_set) == 0:
-        raise DataError(f"{index if not isinstance(index, dict) else 'index'}: no training pairs")
-    val_set = PairDataset(index, "val", size, None, seed)
-    if len(val_set) == 0:
-        val_set = PairDataset(index, "train", size, None, seed)
-    return train_set, val_set
-
-
-def _build_model(stage: str, model_config, init_checkpoint, dev: torch.device, info: DistInfo):
-    """The model on ``dev`` with only the stage's module trainable → ``(model, digest of init_checkpoint)``."""
-    if stage == "desc":
-        model = build_model(dict(model_config or {}))
-        init_digest = None
-    else:
-        if init_checkpoint is None:
-            raise ValueError("stage 'kp' needs init_checkpoint (the stage-1 model, models/desc.pt)")
-        model, _ = load_checkpoint(init_checkpoint, map_location="cpu")
-        init_digest = fingerprints.file_digest(init_checkpoint)
-    model.to(dev)
-    trained = trainable_module(model, stage)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in trained.parameters():
-        p.requires_grad_(True)
-    if info.enabled and dev.type == "cuda":
-        model.backbone = nn.SyncBatchNorm.convert_sync_batchnorm(model.backbone)
-    if dev.type == "cpu" and stage == "desc":  # same gradients computed channels-last: -12 % a step (conv_backward);
-        use_channels_last_backward(trained)  # the detector's stage-2 step was 3 % slower with it, so not there
-    return model, init_digest
-
-
-def _optimisation(stage, cfg: StageConfig, dev, info, seed, model, optimizer: str, lr: float) -> _Run:
-    """Loss, optimiser over the trained module, step scheduler and AMP settings, gathered into a :class:`_Run`."""
-    loss_fn = cfg.loss()
-    opt = config.make_optimizer(optimizer, [p for p in trainable_module(model, stage).parameters()], lr)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.lr_decay_step, gamma=float(cfg.lr_gamma))
-    amp_dtype = autocast_dtype(cfg.amp, dev)
-    use_amp = amp_dtype is not None
-    scaler = torch.amp.GradScaler(dev.type, enabled=amp_dtype == torch.float16)
-    return _Run(stage, cfg, dev, info, seed, model, loss_fn, opt, sched, scaler, use_amp, amp_dtype)
-
-
-def _resume(run: _Run, history: History) -> int:
+def _resume(run: Run, history: History) -> int:
     """Continue from the run's own checkpoint where there is one; returns the step to start at."""
     state = load_training_state(run.ckpt_path, run.fp)
     start = 0
@@ -296,7 +178,7 @@ def _resume(run: _Run, history: History) -> int:
     return start
 
 
-def _wrap_forward(run: _Run) -> nn.Module:
+def _wrap_forward(run: Run) -> nn.Module:
     """The stage forward pass, wrapped in ``DistributedDataParallel`` when there are several processes."""
     fwd: nn.Module = StageForward(run.model, run.stage, run.cfg.backbone_passes)
     if run.info.enabled:
@@ -307,7 +189,7 @@ def _wrap_forward(run: _Run) -> nn.Module:
 
 
 def _run_steps(
-    run: _Run,
+    run: Run,
     fwd,
     loader,
     history: History,
@@ -358,7 +240,7 @@ def _run_steps(
     return step, last_val
 
 
-def _train_step(run: _Run, fwd, batch: dict, step: int, history: History) -> tuple[float, dict, float]:
+def _train_step(run: Run, fwd, batch: dict, step: int, history: History) -> tuple[float, dict, float]:
     """One update on this rank's slice of global batch ``step`` → ``(loss, stats, learning rate used)``."""
     set_train_modes(run.model, run.stage, run.cfg.freeze_bn)
     im1 = batch["image1"].to(run.dev, non_blocking=True)
@@ -384,7 +266,7 @@ def _train_step(run: _Run, fwd, batch: dict, step: int, history: History) -> tup
     return loss, stats, run.opt.param_groups[0]["lr"]
 
 
-def _update(run: _Run, objective: torch.Tensor, loss: float, step: int, history: History) -> None:
+def _update(run: Run, objective: torch.Tensor, loss: float, step: int, history: History) -> None:
     """Back-propagate ``objective`` and step the optimiser, unless the loss is not finite (then the update
     is skipped and counted; the gradients were still synchronised)."""
     run.opt.zero_grad(set_to_none=True)
@@ -400,7 +282,7 @@ def _update(run: _Run, objective: torch.Tensor, loss: float, step: int, history:
 
 
 def _visualize(
-    run: _Run, visualizer: Visualizer, log: LiveLogger, step: int, history: History | None
+    run: Run, visualizer: Visualizer, log: LiveLogger, step: int, history: History | None
 ) -> dict[str, float]:
     """Render the validation pairs and log the images; with ``history``, also their statistics, kept among
     the history's rows so that a resumed run replays them with the training rows."""
@@ -414,7 +296,7 @@ def _visualize(
 
 
 def _finish(
-    run: _Run, history: History, step: int, last_val: dict, log: LiveLogger, out_model: Path, metrics_path: Path | None
+    run: Run, history: History, step: int, last_val: dict, log: LiveLogger, out_model: Path, metrics_path: Path | None
 ) -> dict:
     """Write the final model and metrics (rank 0), close the logger, wait for the other ranks."""
     metrics = history.metrics(step, run.info.world_size, str(run.dev), last_val)
