@@ -26,7 +26,7 @@ from posfeat.io import DataError, FeatureReader
 from posfeat.utils import get_logger
 
 if TYPE_CHECKING:
-    from posfeat.evaluation.aachen import AachenConfig
+    from posfeat.evaluation.aachen_config import AachenConfig
 
 log = get_logger(__name__)
 
