@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
-from posfeat.data.aachen import AachenLayout  # noqa: E402
+from posfeat.data.aachen_layout import AachenLayout  # noqa: E402
 from posfeat.data.images import list_images  # noqa: E402
 from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen  # noqa: E402
 from posfeat.evaluation.aachen_results import format_metrics  # noqa: E402

@@ -16,7 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from posfeat.data.photos import PhotosConfig, build_training_set
+from posfeat.data.photos import build_training_set
+from posfeat.data.photos_config import PhotosConfig
 from posfeat.entry import run_entry
 from posfeat.io import write_json
 from stages.common import ROOT, load_params, param

@@ -70,7 +70,7 @@ def test_eval_eth_and_photos_flags_are_their_config_fields():
     """eval-eth's and photos' settings flags are ETHConfig's and PhotosConfig's fields (the old flag names kept:
     --pairs, --no-database); only the flags given reach the config, the rest keep the dataclass defaults."""
     from posfeat.cli.flags import given_settings
-    from posfeat.data.photos import PhotosConfig
+    from posfeat.data.photos_config import PhotosConfig
     from posfeat.evaluation.eth_config import ETHConfig
 
     p = build_parser()

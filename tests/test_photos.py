@@ -16,7 +16,9 @@ import pytest
 from PIL import Image
 from training_setup import TINY_MODEL, tiny_cfg
 
-from posfeat.data.photos import PhotosConfig, _downscaled_copy, build_training_set, check_photos, find_collections
+from posfeat.data.photo_reconstruction import _downscaled_copy
+from posfeat.data.photos import build_training_set, check_photos, find_collections
+from posfeat.data.photos_config import PhotosConfig
 from posfeat.io import DataError
 
 
@@ -175,7 +177,8 @@ def test_a_failing_collection_is_skipped_and_counted(strecha_photos, tmp_path):
 def test_an_existing_colmap_model_is_used_as_it_is(strecha_photos, tmp_path):
     """A place given as sparse/ + images/ is undistorted and written without a new reconstruction."""
     from posfeat.data.megadepth import read_img_cam
-    from posfeat.data.photos import check_photos, reconstruct_collection
+    from posfeat.data.photo_reconstruction import reconstruct_collection
+    from posfeat.data.photos import check_photos
 
     cfg = PhotosConfig()
     names = check_photos(strecha_photos / "entry", cfg)

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from posfeat.cli.flags import add_config_flags, given_settings
-from posfeat.data.photos import PhotosConfig
+from posfeat.data.photos_config import PhotosConfig
 
 NAME = "photos"
 HELP = (
@@ -16,7 +16,7 @@ HELP = (
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
-    """The subcommand's flags; the settings are :class:`~posfeat.data.photos.PhotosConfig`'s fields."""
+    """The subcommand's flags; the settings are :class:`~posfeat.data.photos_config.PhotosConfig`'s fields."""
     s.add_argument(
         "--images",
         required=True,

@@ -31,55 +31,11 @@ import cv2
 import numpy as np
 
 from posfeat.data.images import list_images
+from posfeat.data.photo_reconstruction import reconstruct_collection
+from posfeat.data.photos_config import PhotosConfig
 from posfeat.io import DataError, atomic_path, write_json
-from posfeat.settings import config_from_dict
 
 logger = logging.getLogger(__name__)
-
-
-def _setting(default, text: str, param: str | None = None):
-    """A dataclass field with its command-line help (``param``: the study's parameter when not ``photos.<field>``)."""
-    return field(default=default, metadata={"help": text, "param": param})
-
-
-@dataclass
-class PhotosConfig:
-    """How photo collections become training scenes.
-
-    Attributes:
-        min_images: a collection needs at least this many readable photos.
-        min_registered: fraction of a collection's photos the model must register (else it is skipped).
-        max_keypoints: SIFT keypoints per photo for the reconstruction.
-        max_image_size: photos are reconstructed and written at most this many pixels on their long side
-            (larger ones are downscaled first, cameras follow); ``None`` keeps full size.
-        max_exhaustive_images: exhaustive pairs up to this many photos, sequential pairs above.
-        retrieval_neighbors: sequential pairs: each photo with this many following ones (file-name order).
-        min_covisibility: a pair is written when each image sees at least this fraction of the 3D points
-            the other sees (shared points / each image's points).
-        rot_thr: degrees; pairs whose relative rotation is larger are not written (prepare's rule).
-        mapping_attempts: mapper restarts while the largest model leaves photos out.
-        seed: RANSAC and mapper seed.
-        num_threads: COLMAP threads (1: repeatable).
-    """
-
-    min_images: int = _setting(3, "readable photos a place needs")
-    min_registered: float = _setting(0.5, "a place whose model registers a smaller fraction of its photos is skipped")
-    max_keypoints: int = _setting(8192, "SIFT keypoints per photo for the reconstruction")
-    max_image_size: int | None = _setting(1600, "px; larger photos are downscaled (cameras follow); 0: full size")
-    max_exhaustive_images: int = _setting(200, "photos per place matched exhaustively; above, sequential pairs")
-    retrieval_neighbors: int = _setting(30, "sequential pairs: each photo with this many following ones")
-    min_covisibility: float = _setting(
-        0.1, "a pair is written when each image sees this fraction of the other's 3D points"
-    )
-    rot_thr: float = _setting(80.0, "degrees; pairs turned more are not written")
-    mapping_attempts: int = _setting(3, "mapper restarts (seed, seed+1, ...) while photos are left out")
-    seed: int = _setting(0, "RANSAC and mapper seed", param="seed")
-    num_threads: int = _setting(1, "COLMAP threads (1: repeatable; -1: all cores)")
-
-    @classmethod
-    def from_dict(cls, d: dict | None, what: str = "photos") -> "PhotosConfig":
-        """From params mapping ``what``; unknown keys or wrong types name the key."""
-        return config_from_dict(cls, d, what)
 
 
 @dataclass
@@ -146,110 +102,6 @@ def check_photos(folder: Path, cfg: PhotosConfig) -> list[str]:
             "one place, from overlapping viewpoints"
         )
     return names
-
-
-def _downscaled_copy(folder: Path, names: list[str], out: Path, max_size: int | None) -> None:
-    """The photos under ``out/`` with the same names: copied as they are, or, when larger than ``max_size`` px
-    on their long side or turned by an EXIF orientation, re-encoded upright and downscaled with their EXIF kept
-    (COLMAP's focal prior follows the new size)."""
-    from PIL import Image, ImageOps
-
-    for n in names:
-        dst = out / n
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        with Image.open(folder / n) as im:
-            exif = im.getexif()
-            turned = exif.get(0x0112, 1) != 1
-            big = bool(max_size) and max(im.size) > max_size
-            if not (turned or big):
-                shutil.copyfile(folder / n, dst)
-                continue
-            up = ImageOps.exif_transpose(im)
-            if big:
-                s = max_size / max(up.size)
-                up = up.resize((round(up.size[0] * s), round(up.size[1] * s)), Image.Resampling.LANCZOS)
-            exif[0x0112] = 1
-            kind = "JPEG" if dst.suffix.lower() in (".jpg", ".jpeg") else None
-            up.convert("RGB").save(dst, format=kind, exif=exif.tobytes(), **({"quality": 95} if kind else {}))
-
-
-# ------------------------------------------------------------------------------------ reconstruction
-def reconstruct_collection(folder: Path, names: list[str], work: Path, cfg: PhotosConfig):
-    """``(pycolmap.Reconstruction, image folder, focal sources)`` of one collection: COLMAP's SIFT and matching
-    (ratio test, cross-check, two-view verification), then the ETH evaluation's reconstruction
-    (:mod:`posfeat.reconstruction`: focal lengths self-calibrated from the verified pairs where photos have no
-    EXIF focal length, incremental mapping restarted while photos are left out)."""
-    import pycolmap
-
-    from posfeat import colmap, colmap_verification
-
-    image_dir = work / "images"
-    _downscaled_copy(folder, names, image_dir, cfg.max_image_size)
-    db_path = work / "database.db"
-    reader = pycolmap.ImageReaderOptions()
-    reader.camera_model = "SIMPLE_RADIAL"
-    extraction = pycolmap.FeatureExtractionOptions()
-    extraction.sift.max_num_features = int(cfg.max_keypoints)
-    extraction.num_threads = int(cfg.num_threads)
-    matching = pycolmap.FeatureMatchingOptions()
-    matching.num_threads = int(cfg.num_threads)
-    verification = colmap_verification.two_view_geometry_options(seed=cfg.seed)
-    with colmap.colmap_log_level(False):
-        pycolmap.extract_features(
-            db_path,
-            image_dir,
-            names,
-            camera_mode=pycolmap.CameraMode.PER_IMAGE,
-            reader_options=reader,
-            extraction_options=extraction,
-            device=pycolmap.Device.cpu,
-        )
-        if len(names) <= cfg.max_exhaustive_images:
-            pycolmap.match_exhaustive(db_path, matching, verification_options=verification, device=pycolmap.Device.cpu)
-        else:  # photos named in capture order: each with its neighbours, plus quadratic steps for loops
-            pairing = pycolmap.SequentialPairingOptions()
-            pairing.overlap = int(cfg.retrieval_neighbors)
-            pycolmap.match_sequential(db_path, matching, pairing, verification, device=pycolmap.Device.cpu)
-    rec, focals = _map(db_path, image_dir, work / "sparse", len(names), cfg, drop_priors=False)
-    if rec is not None and rec.num_reg_images() < len(names) and focals.counts()["prior"]:
-        # EXIF focal lengths can be wrong (crops, resized copies, a phone's misreported lens): map again with
-        # them treated as guesses, self-calibrated from the verified pairs, and keep the better model
-        again, focals2 = _map(db_path, image_dir, work / "sparse_no_exif", len(names), cfg, drop_priors=True)
-        logger.info(
-            "%s: %d/%d photos registered with the EXIF focal lengths, %d without them",
-            folder.name,
-            rec.num_reg_images(),
-            len(names),
-            0 if again is None else again.num_reg_images(),
-        )
-        if again is not None and again.num_reg_images() > rec.num_reg_images():
-            rec, focals = again, focals2
-    if rec is None:
-        raise DataError(
-            f"{folder}: no reconstruction (no pair of photos to start from); the photos need to "
-            "overlap: several views of the same place from nearby viewpoints"
-        )
-    return rec, image_dir, focals.counts()
-
-
-def _map(db_path: Path, image_dir: Path, out: Path, num_images: int, cfg: PhotosConfig, drop_priors: bool):
-    """Initial focal lengths (self-calibrated where there is no prior; ``drop_priors``: none kept) and the
-    restarted incremental mapping of :mod:`posfeat.reconstruction` → ``(largest model or None, focal estimate)``."""
-    import pycolmap
-
-    from posfeat import colmap, reconstruction
-
-    db = pycolmap.Database.open(str(db_path))
-    try:
-        if drop_priors:
-            reconstruction.drop_focal_priors(db)
-        focals = reconstruction.estimate_focals(db)
-        reconstruction.apply_focals(db, focals)
-    finally:
-        db.close()
-    opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed)
-    rec, _, _, _ = reconstruction.reconstruct(db_path, image_dir, out, opts, num_images, cfg.mapping_attempts)
-    return rec, focals
 
 
 def undistort(rec, image_dir: Path, out: Path):

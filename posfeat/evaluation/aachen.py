@@ -42,13 +42,13 @@ import pycolmap
 
 from posfeat import colmap, colmap_matching, colmap_verification
 from posfeat.data.aachen import (
-    AachenLayout,
     QueryCamera,
     load_queries,
     load_reference,
     read_ground_truth,
     read_pair_list,
 )
+from posfeat.data.aachen_layout import AachenLayout
 from posfeat.evaluation import sfm
 from posfeat.evaluation.aachen_config import AachenConfig
 from posfeat.evaluation.aachen_localize import QueryResult, localize_queries
@@ -200,7 +200,7 @@ def evaluate_aachen(
     """Localize every query of an Aachen Day-Night root with the features of ``features_path``.
 
     Args:
-        root: dataset root (v1.1 or v1.0 layout, :class:`posfeat.data.aachen.AachenLayout`).
+        root: dataset root (v1.1 or v1.0 layout, :class:`posfeat.data.aachen_layout.AachenLayout`).
         features_path: hloc-layout features; names relative to ``images/images_upright``.
         workdir: the COLMAP database and the triangulated model go here (emptied first).
         config: pipeline settings.
