@@ -105,7 +105,8 @@ def check_params(d: Mapping[str, Any], types_: Mapping[str, Any], what: str) -> 
 def config_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:
     """Build dataclass ``cls`` from a params mapping ``what`` (its dotted name, e.g. ``extract.hpatches``).
 
-    Unknown keys raise :class:`UnknownSettingError` naming them; a value of the wrong type (by the field's
+    Unknown keys raise :class:`UnknownSettingError` naming them, missing required ones a :class:`ParamError`
+    listing them; a value of the wrong type (by the field's
     annotation) or one the class rejects (``__post_init__``'s ``ValueError``) raises :class:`ParamError`
     naming ``what.key``, the value and what was expected, before anything uses it.
     """
@@ -116,6 +117,13 @@ def config_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:
     unknown = set(d) - known
     if unknown:
         raise UnknownSettingError(f"{what}: unknown settings {sorted(unknown)} (known: {sorted(known)})")
+    missing = [
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING and f.name not in d
+    ]
+    if missing:
+        raise ParamError(f"{what} configuration lacks {missing}")
     hints = typing.get_type_hints(cls)
     check_params(d, {k: hints[k] for k in d if k in hints}, what)
     try:
@@ -124,3 +132,21 @@ def config_from_dict(cls: type[T], d: Mapping[str, Any] | None, what: str) -> T:
         raise
     except ValueError as e:
         raise ParamError(f"{what}: {e}") from e
+
+
+def setting(
+    default: Any,
+    text: str,
+    choices: tuple | None = None,
+    *,
+    flag: str | None = None,
+    param: str | None = None,
+    cli: bool = True,
+) -> Any:
+    """A settings dataclass field with its command-line help, read by :func:`posfeat.cli.flags.add_config_flags`.
+
+    ``choices``: the allowed values; ``flag``: a flag name other than the field's (``--field-name``); ``param``:
+    the study's parameter when it is not ``<group>.<field>``; ``cli=False``: no flag.
+    """
+    meta = {"help": text, "choices": choices, "flag": flag, "param": param, "cli": cli}
+    return dataclasses.field(default=default, metadata=meta)

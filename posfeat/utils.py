@@ -20,8 +20,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when present, else CPU; anything else is passed to ``torch.device``.
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` (or ``None``) → CUDA when present, else CPU; anything else (a name or a ``torch.device``) is passed
+    to ``torch.device``.
 
     Asking for CUDA on a machine without it is a clear error rather than a late crash.
     """

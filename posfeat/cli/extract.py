@@ -10,13 +10,15 @@ import argparse
 import json
 from pathlib import Path
 
-from posfeat.cli.flags import add_config_flags
+from posfeat.cli.flags import add_config_flags, given_settings
 from posfeat.extraction.config import ExtractConfig
 
 NAME = "extract"
 HELP = "extract local features of a folder's images, or of a benchmark's, into an HDF5 file"
 CLI_METHODS = ("posfeat", "posfeat_sift", "sift", "rootsift")
-BENCHMARKS = ("hpatches", "aachen", "eth")  # posfeat.data.benchmarks.BENCHMARKS (tested equal)
+BENCHMARKS = ("hpatches", "aachen", "eth")
+"""posfeat.data.benchmarks.BENCHMARKS, restated (a test checks they are equal) because that module's readers
+import torch, which ``--help`` must not."""
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
@@ -90,7 +92,7 @@ def extract_request(args) -> tuple[ExtractConfig, Path, list[str]]:
         raise SystemExit("extract: --params needs --dataset (which extract.<dataset> settings to take)")
     settings, exclude, root = _study_settings(args)
     # the settings flags are absent from ``args`` unless given (argparse.SUPPRESS)
-    settings.update({k: v for k, v in vars(args).items() if k in ExtractConfig.__dataclass_fields__})
+    settings.update(given_settings(args, ExtractConfig))
     settings["sift_keypoints"] = args.method == "posfeat_sift"
     what = f"{args.params}: extract.{args.dataset}" if args.params else "extract flags"
     cfg = ExtractConfig.from_dict(settings, what=what)

@@ -3,14 +3,9 @@ field (``metadata["help"]``, read by :mod:`posfeat.cli.flags`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from posfeat.settings import config_from_dict
-
-
-def _setting(default, text: str, param: str | None = None):
-    """A dataclass field with its command-line help (``param``: the study's parameter when not ``photos.<field>``)."""
-    return field(default=default, metadata={"help": text, "param": param})
+from posfeat.settings import config_from_dict, setting
 
 
 @dataclass
@@ -33,19 +28,19 @@ class PhotosConfig:
         num_threads: COLMAP threads (1: repeatable).
     """
 
-    min_images: int = _setting(3, "readable photos a place needs")
-    min_registered: float = _setting(0.5, "a place whose model registers a smaller fraction of its photos is skipped")
-    max_keypoints: int = _setting(8192, "SIFT keypoints per photo for the reconstruction")
-    max_image_size: int | None = _setting(1600, "px; larger photos are downscaled (cameras follow); 0: full size")
-    max_exhaustive_images: int = _setting(200, "photos per place matched exhaustively; above, sequential pairs")
-    retrieval_neighbors: int = _setting(30, "sequential pairs: each photo with this many following ones")
-    min_covisibility: float = _setting(
+    min_images: int = setting(3, "readable photos a place needs")
+    min_registered: float = setting(0.5, "a place whose model registers a smaller fraction of its photos is skipped")
+    max_keypoints: int = setting(8192, "SIFT keypoints per photo for the reconstruction")
+    max_image_size: int | None = setting(1600, "px; larger photos are downscaled (cameras follow); 0: full size")
+    max_exhaustive_images: int = setting(200, "photos per place matched exhaustively; above, sequential pairs")
+    retrieval_neighbors: int = setting(30, "sequential pairs: each photo with this many following ones")
+    min_covisibility: float = setting(
         0.1, "a pair is written when each image sees this fraction of the other's 3D points"
     )
-    rot_thr: float = _setting(80.0, "degrees; pairs turned more are not written")
-    mapping_attempts: int = _setting(3, "mapper restarts (seed, seed+1, ...) while photos are left out")
-    seed: int = _setting(0, "RANSAC and mapper seed", param="seed")
-    num_threads: int = _setting(1, "COLMAP threads (1: repeatable; -1: all cores)")
+    rot_thr: float = setting(80.0, "degrees; pairs turned more are not written")
+    mapping_attempts: int = setting(3, "mapper restarts (seed, seed+1, ...) while photos are left out")
+    seed: int = setting(0, "RANSAC and mapper seed", param="seed")
+    num_threads: int = setting(1, "COLMAP threads (1: repeatable; -1: all cores)")
 
     @classmethod
     def from_dict(cls, d: dict | None, what: str = "photos") -> "PhotosConfig":

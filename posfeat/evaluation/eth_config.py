@@ -3,60 +3,54 @@ command-line help of each field (``metadata["help"]``, read by :mod:`posfeat.cli
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from posfeat.settings import ParamError, config_from_dict
+from posfeat.settings import ParamError, config_from_dict, setting
 
 FOCAL_INITS = ("two_view", "guess")
-
-
-def _setting(default, text: str, choices: tuple | None = None, flag: str | None = None, param: str | None = None):
-    """A dataclass field with its command-line help (``flag``: a flag name other than the field's; ``param``:
-    the study's parameter when it is not ``eval.eth.<field>``)."""
-    return field(default=default, metadata={"help": text, "choices": choices, "flag": flag, "param": param})
 
 
 @dataclass
 class ETHConfig:
     """Settings of the ETH pipeline (params.yaml ``eval.eth`` plus ``seed``)."""
 
-    ratio: float | None = _setting(
+    ratio: float | None = setting(
         None, "Lowe ratio on both sides of the mutual NN (the official ETH script: 0.75); None or >= 1: off"
     )
-    mutual: bool = _setting(True, "mutual nearest neighbours")
-    max_exhaustive_images: int | None = _setting(
+    mutual: bool = setting(True, "mutual nearest neighbours")
+    max_exhaustive_images: int | None = setting(
         1600, "exhaustive pairs up to this many images, else retrieval pairs (k nearest by bag of words)"
     )
-    retrieval_neighbors: int = _setting(50, "retrieval pairs: neighbours per image")
-    retrieval_words: int = _setting(1024, "visual words of the bag-of-words retrieval descriptor")
-    pairs_file: str | None = _setting(
+    retrieval_neighbors: int = setting(50, "retrieval pairs: neighbours per image")
+    retrieval_words: int = setting(1024, "visual words of the bag-of-words retrieval descriptor")
+    pairs_file: str | None = setting(
         None,
         "pair list 'nameA nameB' (names relative to images/; a relative path: to the scene folder); None: the "
         "scene's own pairs.txt / image_pairs.txt / match_list.txt if any",
         flag="--pairs",
     )
-    use_scene_database: bool = _setting(
+    use_scene_database: bool = setting(
         True, "use the scene's database.db (cameras, names, ids) when present", flag="--database"
     )
-    use_exif: bool = _setting(True, "without a database: focal prior from EXIF, else the guess")
-    camera_model: str = _setting("SIMPLE_RADIAL", "COLMAP model of the cameras made without a database")
-    focal_factor: float = _setting(1.2, "guessed focal = factor x max(w, h) (COLMAP's default without EXIF)")
-    verification_max_error: float = _setting(4.0, "px, two-view RANSAC threshold (COLMAP default)")
-    verification_min_inliers: int = _setting(15, "inliers a verified pair needs (COLMAP default)")
-    verification_max_num_trials: int = _setting(20000, "two-view RANSAC trials at most (hloc; COLMAP: 10000)")
-    verification_min_inlier_ratio: float = _setting(0.1, "inlier ratio RANSAC plans for (hloc; COLMAP: 0.25)")
-    min_num_matches: int = _setting(15, "mapper: pairs with fewer verified matches are ignored (COLMAP default)")
-    focal_init: str = _setting(
+    use_exif: bool = setting(True, "without a database: focal prior from EXIF, else the guess")
+    camera_model: str = setting("SIMPLE_RADIAL", "COLMAP model of the cameras made without a database")
+    focal_factor: float = setting(1.2, "guessed focal = factor x max(w, h) (COLMAP's default without EXIF)")
+    verification_max_error: float = setting(4.0, "px, two-view RANSAC threshold (COLMAP default)")
+    verification_min_inliers: int = setting(15, "inliers a verified pair needs (COLMAP default)")
+    verification_max_num_trials: int = setting(20000, "two-view RANSAC trials at most (hloc; COLMAP: 10000)")
+    verification_min_inlier_ratio: float = setting(0.1, "inlier ratio RANSAC plans for (hloc; COLMAP: 0.25)")
+    min_num_matches: int = setting(15, "mapper: pairs with fewer verified matches are ignored (COLMAP default)")
+    focal_init: str = setting(
         "two_view",
         "initial focal length of cameras without a prior: self-calibrated from the verified pairs (two_view) or "
         "COLMAP's 1.2·max(w, h) (guess)",
         FOCAL_INITS,
     )
-    mapping_attempts: int = _setting(
+    mapping_attempts: int = setting(
         3, "mapper runs with seeds seed, seed+1, ... while the largest model leaves images out"
     )
-    num_threads: int = _setting(-1, "COLMAP threads (-1: all cores; mapping is then not repeatable, 1 is)")
-    seed: int = _setting(0, "every random seed: RANSAC, retrieval vocabulary, mapper", param="seed")
+    num_threads: int = setting(-1, "COLMAP threads (-1: all cores; mapping is then not repeatable, 1 is)")
+    seed: int = setting(0, "every random seed: RANSAC, retrieval vocabulary, mapper", param="seed")
 
     def __post_init__(self) -> None:
         if self.focal_init not in FOCAL_INITS:

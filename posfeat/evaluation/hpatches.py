@@ -172,7 +172,7 @@ def evaluate_hpatches(
     """
     if max_threshold < 10:
         raise ValueError(f"max_threshold must be >= 10 (the MMA score uses 1..10), got {max_threshold}")
-    dev = resolve_device(device) if isinstance(device, str) or device is None else device
+    dev = resolve_device(device)
     sequences = list_sequences(root, exclude)
     if not sequences:
         raise DataError(f"{root}: no HPatches sequences (i_*/v_*) left after the exclusion list")

@@ -6,9 +6,10 @@ This module imports neither torch nor OpenCV, so ``posfeat --help`` stays fast.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from posfeat.io import DESCRIPTOR_DTYPES
+from posfeat.settings import config_from_dict, setting
 
 METHODS = ("posfeat", "sift", "rootsift")
 """What :func:`~posfeat.extraction.extract_dataset` extracts (``posfeat_sift`` is ``posfeat`` with
@@ -18,11 +19,6 @@ SUBPIXEL_MODES = ("centroid", "quadratic")
 """The ``subpixel`` refinements (:data:`posfeat.extraction.keypoints.SUBPIXEL_REFINERS`)."""
 GPU_BATCH_PIXELS = 8 * 640 * 480
 """Default pixel budget of one network call on CUDA (``batch_size: None``): 8 images of 640×480."""
-
-
-def _setting(default, text: str, choices: tuple | None = None, cli: bool = True):
-    """A dataclass field with its command-line help (``cli=False``: no ``posfeat extract`` flag)."""
-    return field(default=default, metadata={"help": text, "choices": choices, "cli": cli})
 
 
 @dataclass
@@ -69,34 +65,34 @@ class ExtractConfig:
             hloc) | ``float32``. Readers return float32 either way.
     """
 
-    max_keypoints: int | None = _setting(8192, "keypoints per image (at most)")
-    nms_radius: int = _setting(1, "non-maximum suppression radius in pixels (PoSFeat)")
-    threshold: float | None = _setting(0.9, "score threshold (PoSFeat)")
-    threshold_mode: str | None = _setting(
+    max_keypoints: int | None = setting(8192, "keypoints per image (at most)")
+    nms_radius: int = setting(1, "non-maximum suppression radius in pixels (PoSFeat)")
+    threshold: float | None = setting(0.9, "score threshold (PoSFeat)")
+    threshold_mode: str | None = setting(
         "abs", "how --threshold applies to the score map (PoSFeat)", THRESHOLD_MODES + ("none",)
     )
-    border: int = _setting(1, "pixels from the image edge that are never keypoints", cli=False)
-    subpixel: str = _setting(
+    border: int = setting(1, "pixels from the image edge that are never keypoints", cli=False)
+    subpixel: str = setting(
         "centroid",
         "sub-pixel refinement of a score peak: the official 3x3 centroid or a parabola per axis (PoSFeat)",
         SUBPIXEL_MODES,
     )
-    sift_keypoints: bool = _setting(False, "PoSFeat descriptors on SIFT keypoints (--method posfeat_sift)", cli=False)
-    batch_size: int | None = _setting(None, "images of one size per network call", cli=False)
-    pad_multiple: int = _setting(16, "the network's input size multiple", cli=False)
-    scales: tuple[float, ...] = _setting((1.0,), "image scales the network runs at (PoSFeat)")
-    pyramid: bool = _setting(
+    sift_keypoints: bool = setting(False, "PoSFeat descriptors on SIFT keypoints (--method posfeat_sift)", cli=False)
+    batch_size: int | None = setting(None, "images of one size per network call", cli=False)
+    pad_multiple: int = setting(16, "the network's input size multiple", cli=False)
+    scales: tuple[float, ...] = setting((1.0,), "image scales the network runs at (PoSFeat)")
+    pyramid: bool = setting(
         False, "keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)"
     )
-    pyramid_sift_size: float = _setting(
+    pyramid_sift_size: float = setting(
         4.0, "posfeat_sift in a pyramid: the OpenCV keypoint size (px) described at scale 1"
     )
-    rotations: tuple[float, ...] = _setting(
+    rotations: tuple[float, ...] = setting(
         (0.0,), "in-plane rotations (degrees) of the image the network also runs on, pooled (PoSFeat)"
     )
-    rotation_margin: float = _setting(4.0, "px; a rotated view's keypoints this near the edge are dropped", cli=False)
-    amp: bool = _setting(False, "mixed precision (bfloat16 on a CPU that has it natively)")
-    descriptor_dtype: str = _setting(
+    rotation_margin: float = setting(4.0, "px; a rotated view's keypoints this near the edge are dropped", cli=False)
+    amp: bool = setting(False, "mixed precision (bfloat16 on a CPU that has it natively)")
+    descriptor_dtype: str = setting(
         "float16", "how descriptors are stored (read back as float32 either way)", DESCRIPTOR_DTYPES
     )
 
@@ -124,7 +120,6 @@ class ExtractConfig:
     @classmethod
     def from_dict(cls, d: dict | None, what: str = "extract") -> "ExtractConfig":
         """From params mapping ``what`` (e.g. ``extract.hpatches``); unknown keys or wrong types name the key."""
-        from posfeat.settings import config_from_dict
 
         return config_from_dict(cls, d, what)
 

@@ -176,7 +176,7 @@ def extract_dataset(
     cfg = config or ExtractConfig()
     root, names = Path(image_root), list(names)
     _check_request(method, cfg, model, sift_out, names, root)
-    dev = resolve_device(device) if isinstance(device, str) or device is None else device
+    dev = resolve_device(device)
     if method == "posfeat":
         model = model.to(dev)
     shown = "posfeat_sift" if cfg.sift_keypoints else method

@@ -81,11 +81,6 @@ def _features(
     )
 
 
-def _device(device: str | torch.device) -> torch.device:
-    """``device`` as a ``torch.device`` (``auto``: CUDA when present)."""
-    return resolve_device(device) if isinstance(device, str) or device is None else device
-
-
 def extract_posfeat_batch(
     model, images: Sequence[np.ndarray], config: ExtractConfig | None = None, device: str | torch.device = "auto"
 ) -> Results:
@@ -101,7 +96,9 @@ def extract_posfeat_batch(
         One ``dict(keypoints, scores, descriptors, image_size)`` of NumPy arrays per image.
     """
     cfg = config or ExtractConfig()
-    detected, on_sift = _features(model, images, cfg, _device(device), not cfg.sift_keypoints, cfg.sift_keypoints)
+    detected, on_sift = _features(
+        model, images, cfg, resolve_device(device), not cfg.sift_keypoints, cfg.sift_keypoints
+    )
     return on_sift if cfg.sift_keypoints else detected
 
 
@@ -111,7 +108,7 @@ def extract_posfeat_and_sift_batch(
     """Both PoSFeat feature sets of images of one size from the same network calls: ``(detected, on_sift)``,
     equal to :func:`extract_posfeat_batch` without and with ``sift_keypoints`` (the backbone runs once, not
     twice). ``config.sift_keypoints`` is ignored."""
-    return _features(model, images, config or ExtractConfig(), _device(device), True, True)
+    return _features(model, images, config or ExtractConfig(), resolve_device(device), True, True)
 
 
 def extract_posfeat(
@@ -125,7 +122,7 @@ def load_model(weights: str | os.PathLike, device: str | torch.device = "auto"):
     """Load a PoSFeat checkpoint onto ``device`` in eval mode."""
     from posfeat.models import load_checkpoint
 
-    dev = _device(device)
+    dev = resolve_device(device)
     path = Path(weights)
     if not path.is_file():
         raise DataError(f"{path}: PoSFeat checkpoint not found")

@@ -62,11 +62,18 @@ class StageConfig:
         w, h = self.image_size
         if w % 16 or h % 16:
             raise ValueError(f"image_size must be multiples of 16, got {w}x{h}")
-        for k in ("batch_size", "epochs", "steps_per_epoch", "lr_decay_step", "log_every", "vis_every"):
+        positive = (
+            "batch_size",
+            "epochs",
+            "steps_per_epoch",
+            "lr_decay_step",
+            "log_every",
+            "vis_every",
+            "checkpoint_every",
+        )
+        for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.checkpoint_every < 1:
-            raise ValueError(f"checkpoint_every must be >= 1, got {self.checkpoint_every}")
         if self.backbone_passes not in (1, 2):
             raise ValueError(f"backbone_passes must be 1 or 2, got {self.backbone_passes!r}")
 
@@ -137,10 +144,6 @@ def stage_config(stage: str, cfg: Mapping[str, Any] | StageConfig) -> StageConfi
         if not isinstance(cfg, cls):
             raise ValueError(f"stage {stage!r} needs a {cls.__name__}, got a {type(cfg).__name__}")
         return cfg
-    required = [f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING]
-    missing = [k for k in required if k not in cfg]
-    if missing:
-        raise ParamError(f"train_{stage} configuration lacks {missing}")
     return config_from_dict(cls, cfg, f"train_{stage}")
 
 
