@@ -64,3 +64,15 @@ def stage_entry(main: Callable[[], Any], prog: str) -> None:
         return 0
 
     sys.exit(run_entry(run, prog=prog))
+
+
+def method_entry(main: Callable[[str], Any], prog: str) -> None:
+    """``python -m stages.<name> <method>`` for a stage run once per method: bad input → one message, exit 2."""
+
+    def run(args: list[str]) -> int:
+        if len(args) != 1:
+            raise SystemExit(f"{prog}: takes one argument, the method (a name in extract.methods), got {args}")
+        main(args[0])
+        return 0
+
+    sys.exit(run_entry(run, prog=prog))

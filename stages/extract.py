@@ -1,20 +1,22 @@
-"""DVC stages ``extract_posfeat@<dataset>`` and ``extract_sift@<dataset>``: local features of one dataset's
-images (:func:`posfeat.data.benchmarks.benchmark_images`) into HDF5 files.
+"""DVC stages ``extract_<dataset>@<method>``: one method's local features of one benchmark's images
+(:func:`posfeat.data.benchmarks.benchmark_images`) into ``features/<method>/<dataset>.h5`` (hloc layout).
 
     python -m stages.extract <dataset> <method>      # dataset: hpatches | aachen | eth
-                                                     # method:  posfeat | sift | rootsift
+                                                     # method:  a name in extract.methods
 
-Reads params ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius, threshold,
-threshold_mode, scales, pyramid, rotations), ``device`` and, for HPatches, ``eval.hpatches.exclude``; PoSFeat
-loads ``models/posfeat.pt``. ``posfeat`` writes two files from one network pass per view: PoSFeat's own
-keypoints (``features/posfeat/``) and PoSFeat's descriptors on OpenCV SIFT keypoints
-(``features/posfeat_sift/``, the official code's ``use_sift: True``), so that detector and descriptor quality
-read separately. Writes ``features/<method>/<dataset>.h5`` (hloc layout).
+Reads params ``extract.methods.<method>`` (its kind and, per benchmark, the file its features are made from:
+:mod:`posfeat.extraction.methods`), ``datasets.<dataset>``, ``extract.<dataset>`` (max_keypoints, nms_radius,
+threshold, scales, pyramid, rotations, …), ``device`` and, for HPatches, ``eval.hpatches.exclude``. By kind:
+``posfeat`` extracts PoSFeat's keypoints and descriptors with the checkpoint the spec names, ``posfeat_sift``
+PoSFeat's descriptors on OpenCV SIFT keypoints (the official code's ``use_sift``), ``sift`` / ``rootsift``
+OpenCV's, and ``given`` imports the spec's hloc feature file after checking that it holds every image the
+benchmark needs.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,31 +24,57 @@ from pathlib import Path
 from posfeat.data.benchmarks import BENCHMARKS as DATASETS
 from posfeat.data.benchmarks import benchmark_images
 from posfeat.entry import run_entry
-from posfeat.extraction import METHODS, ExtractConfig, extract_dataset, load_model
+from posfeat.extraction.config import ExtractConfig
+from posfeat.extraction.methods import MethodSpec, method_specs
+from posfeat.settings import ParamError
 from posfeat.utils import get_logger
 from stages.common import ROOT, dataset_root, load_params, param
 
-MODEL_PATH = Path("models/posfeat.pt")
+
+def feature_path(method: str, dataset: str, base_dir: Path = ROOT) -> Path:
+    """Where the study keeps ``method``'s features of ``dataset``."""
+    return Path(base_dir) / "features" / method / f"{dataset}.h5"
+
+
+def study_method(params: dict, method: str) -> MethodSpec:
+    """The spec of ``method`` from ``extract.methods``; a :class:`ParamError` when the study has no such method."""
+    specs = method_specs(param(params, "extract.methods"))
+    if method not in specs:
+        raise ParamError(f"params.yaml: extract.methods has no method {method!r} (have {', '.join(specs)})")
+    return specs[method]
+
+
+def _extract(spec: MethodSpec, dataset: str, image_root: Path, names: list[str], out: Path, params, base_dir) -> dict:
+    """Extract (posfeat, posfeat_sift, sift, rootsift) the images into ``out``."""
+    from posfeat.extraction import extract_dataset, load_model
+
+    cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
+    cfg = dataclasses.replace(cfg, sift_keypoints=spec.kind == "posfeat_sift")
+    device = param(params, "device", str, "auto") if spec.needs_model else "cpu"
+    model = None
+    if spec.needs_model:
+        model = load_model(Path(base_dir) / spec.source(dataset), device)
+    method = "posfeat" if spec.needs_model else spec.kind
+    return extract_dataset(method, image_root, names, out, model=model, config=cfg, device=device)
 
 
 def main(dataset: str, method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
-    """Run the stage; relative paths (dataset roots, model, output) are taken from ``base_dir``."""
+    """Run the stage; relative paths (dataset roots, sources, output) are taken from ``base_dir``."""
     if dataset not in DATASETS:
         raise SystemExit(f"dataset must be one of {DATASETS}, got {dataset!r}")
-    if method not in METHODS:
-        raise SystemExit(f"method must be one of {METHODS}, got {method!r}")
     log = get_logger("stages.extract")
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
-    root = dataset_root(params, dataset, base_dir)
+    spec = study_method(params, method)
     exclude = param(params, "eval.hpatches.exclude", list[str]) if dataset == "hpatches" else ()
-    cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
-    device = param(params, "device", str, "auto") if method == "posfeat" else "cpu"
-    image_root, names = benchmark_images(dataset, root, exclude)
-    model = load_model(base_dir / MODEL_PATH, device) if method == "posfeat" else None
-    out = base_dir / "features" / method / f"{dataset}.h5"
-    sift_out = base_dir / "features" / "posfeat_sift" / f"{dataset}.h5" if method == "posfeat" else None
-    summary = extract_dataset(method, image_root, names, out, model=model, config=cfg, device=device, sift_out=sift_out)
+    image_root, names = benchmark_images(dataset, dataset_root(params, dataset, base_dir), exclude)
+    out = feature_path(method, dataset, base_dir)
+    if spec.kind == "given":
+        from posfeat.extraction.given import import_features
+
+        summary = import_features(base_dir / spec.source(dataset), names, out, method)
+    else:
+        summary = _extract(spec, dataset, image_root, names, out, params, base_dir)
     log.info("summary: %s", json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return summary
 
@@ -54,7 +82,7 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
 def _cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="stages.extract", description=__doc__.splitlines()[0])
     ap.add_argument("dataset", choices=DATASETS)
-    ap.add_argument("method", choices=METHODS)
+    ap.add_argument("method")
     a = ap.parse_args(argv)
     main(a.dataset, a.method)
     return 0

@@ -1,10 +1,11 @@
 """DVC stage ``prepare_megadepth``: the MegaDepth pair index and its report, from metadata only.
 
 Reads params ``datasets.megadepth``, ``datasets.megadepth_metadata``, ``prepare.*`` and ``seed``; writes
-``data/prepared/megadepth.json`` (the pair index the training stages read) and ``metrics/prepare.json``
-(flat counts). It first checks that the metadata manifest (the file DVC tracks instead of the dataset)
-still matches the ``img_cam.txt``/``pairs.txt`` files on disk, so a stale manifest is a clear error
-rather than a silently outdated index. Images are checked for existence only, never opened or hashed.
+``data/prepared/megadepth.json`` (the pair index the training stages read), its report
+``results/prepare.json`` (flat counts) and the headline ``metrics/prepare.json`` (pairs, images, scenes).
+It first checks that the metadata manifest (the file DVC tracks instead of the dataset) still matches the
+``img_cam.txt``/``pairs.txt`` files on disk, so a stale manifest is a clear error rather than a silently
+outdated index. Images are checked for existence only, never opened or hashed.
 
 Run: ``python -m stages.prepare_megadepth``.
 """
@@ -15,12 +16,14 @@ from pathlib import Path
 
 from posfeat.data.manifest import check_metadata_manifest
 from posfeat.data.prepare import prepare_megadepth
+from posfeat.evaluation.headline import prepare_headline
 from posfeat.io import write_json
 from posfeat.utils import announce, get_logger
 from stages.common import ROOT, load_params, param, stage_entry
 
 INDEX_PATH = Path("data/prepared/megadepth.json")
 METRICS_PATH = Path("metrics/prepare.json")
+REPORT_PATH = Path("results/prepare.json")
 
 log = get_logger(__name__)
 
@@ -61,7 +64,8 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT) -> tuple[dict,
     )
     index["root"] = root  # as given in params.yaml (relative to the repository root)
     write_json(base_dir / INDEX_PATH, index)
-    write_json(base_dir / METRICS_PATH, report)
+    write_json(base_dir / REPORT_PATH, report)
+    write_json(base_dir / METRICS_PATH, prepare_headline(report))
     log.info("wrote %s and %s", base_dir / INDEX_PATH, base_dir / METRICS_PATH)
     return index, report
 

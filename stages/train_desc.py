@@ -4,7 +4,7 @@ Reads params ``train_desc``, ``model``, ``optimizer`` and ``lr[optimizer]``, ``s
 pair index ``data/prepared/megadepth.json``. Writes ``models/desc.pt`` (final model, atomic),
 ``models/ckpt_desc/last.pt`` (resumable state, a persistent output: a rerun continues from it),
 ``dvclive/train_desc`` (metrics every ``log_every`` steps, visualisations under ``plots/images``) and
-``metrics/train_desc.json``.
+``results/train_desc.json`` (the run's summary) with its headline ``metrics/train_desc.json``.
 
     python -m stages.train_desc                                   # one process
     torchrun --nproc_per_node=2 -m stages.train_desc              # DistributedDataParallel
@@ -12,9 +12,11 @@ pair index ``data/prepared/megadepth.json``. Writes ``models/desc.pt`` (final mo
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from posfeat.io import read_json
+from posfeat.evaluation.headline import training_headline
+from posfeat.io import read_json, write_json
 from posfeat.settings import ParamError
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
@@ -25,6 +27,7 @@ MODEL_PATH = Path("models/desc.pt")
 CKPT_DIR = Path("models/ckpt_desc")
 LIVE_DIR = Path("dvclive/train_desc")
 METRICS_PATH = Path("metrics/train_desc.json")
+SUMMARY_PATH = Path("results/train_desc.json")
 
 
 def load_stage_index(base_dir: Path) -> dict:
@@ -34,6 +37,13 @@ def load_stage_index(base_dir: Path) -> dict:
     if "root" in index and not root.is_absolute():
         index["root"] = str(Path(base_dir) / root)
     return index
+
+
+def write_headline(summary: dict, path: Path) -> None:
+    """A training stage's headline metrics (:func:`posfeat.evaluation.headline.training_headline`) to ``path``,
+    by the main process only (under ``torchrun`` every rank returns the summary)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(path, training_headline(summary))
 
 
 def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
@@ -47,14 +57,14 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     lrs = param(params, "lr", dict)
     if opt not in lrs:
         raise ParamError(f"params.yaml: lr has no entry for optimizer {opt!r} (have {sorted(lrs)})")
-    return train(
+    summary = train(
         "desc",
         load_stage_index(base_dir),
         dict(param(params, "train_desc", dict)),
         out_model=base_dir / MODEL_PATH,
         ckpt_dir=base_dir / CKPT_DIR,
         live_dir=base_dir / LIVE_DIR,
-        metrics_path=base_dir / METRICS_PATH,
+        metrics_path=base_dir / SUMMARY_PATH,
         model_config=dict(param(params, "model", dict)),
         optimizer=opt,
         lr=float(param(params, f"lr.{opt}", float)),
@@ -62,6 +72,8 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
         device=param(params, "device", str, "auto"),
         **kwargs,
     )
+    write_headline(summary, base_dir / METRICS_PATH)
+    return summary
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Loads ``models/desc.pt`` (stage 1), freezes the backbone (eval mode, ``no_grad``) and trains the
 detector with the REINFORCE loss. Reads params ``train_kp`` (with its own ``optimizer`` and ``lr``: SGD
 1e-3 in the paper and the code), ``seed``, ``device`` and the pair index. Writes ``models/posfeat.pt``,
-``models/ckpt_kp/last.pt`` (persistent, resumable), ``dvclive/train_kp`` and ``metrics/train_kp.json``.
+``models/ckpt_kp/last.pt`` (persistent, resumable), ``dvclive/train_kp`` and ``results/train_kp.json`` (the run's
+summary) with its headline ``metrics/train_kp.json``.
 The model architecture comes from ``models/desc.pt``.
 
     python -m stages.train_kp
@@ -18,12 +19,13 @@ from posfeat.training import train
 from posfeat.training.config import check_optimizer
 from stages.common import ROOT, load_params, param, stage_entry
 from stages.train_desc import MODEL_PATH as DESC_MODEL_PATH
-from stages.train_desc import load_stage_index
+from stages.train_desc import load_stage_index, write_headline
 
 MODEL_PATH = Path("models/posfeat.pt")
 CKPT_DIR = Path("models/ckpt_kp")
 LIVE_DIR = Path("dvclive/train_kp")
 METRICS_PATH = Path("metrics/train_kp.json")
+SUMMARY_PATH = Path("results/train_kp.json")
 
 
 def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
@@ -34,14 +36,14 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     opt = check_optimizer(param(cfg, "optimizer", str, "sgd"), "train_kp.optimizer")
     lr = float(param(cfg, "lr", float, 1e-3))
     cfg.pop("optimizer", None), cfg.pop("lr", None)
-    return train(
+    summary = train(
         "kp",
         load_stage_index(base_dir),
         cfg,
         out_model=base_dir / MODEL_PATH,
         ckpt_dir=base_dir / CKPT_DIR,
         live_dir=base_dir / LIVE_DIR,
-        metrics_path=base_dir / METRICS_PATH,
+        metrics_path=base_dir / SUMMARY_PATH,
         init_checkpoint=base_dir / DESC_MODEL_PATH,
         optimizer=opt,
         lr=lr,
@@ -49,6 +51,8 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
         device=param(params, "device", str, "auto"),
         **kwargs,
     )
+    write_headline(summary, base_dir / METRICS_PATH)
+    return summary
 
 
 if __name__ == "__main__":

@@ -319,9 +319,9 @@ def test_missing_or_mistyped_stage_param(tmp_path, capsys, edit, words):
     edit(params)
     rc, err = _stage(
         lambda: (
-            stage.main(params, base_dir=tmp_path)
+            stage.main("sift", params, base_dir=tmp_path)
             if "seed" not in words[0]
-            else __import__("stages.eval_aachen").eval_aachen.main(params, base_dir=tmp_path)
+            else __import__("stages.eval_aachen").eval_aachen.main("sift", params, base_dir=tmp_path)
         ),
         capsys,
     )

@@ -107,6 +107,6 @@ def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
         for p in body.get("params", []):
             keys = [p] if isinstance(p, str) else list(p)
             for key in keys:
-                for sub in ["hpatches", "aachen", "eth"] if "${key}" in key else [None]:
+                for sub in list(params["extract"]["methods"]) if "${key}" in key else [None]:
                     k = key.replace("${key}", sub) if sub else key
                     assert k in flat or any(f.startswith(k + ".") for f in flat), f"{name}: {k}"

@@ -329,14 +329,25 @@ def test_cli_and_stage(tmp_path, monkeypatch):
         "seed": 0,
         "device": "cpu",
         "datasets": {"eth": "eth"},
-        "extract": {"methods": ["sift"]},
         "eval": {"eth": {"ratio": 0.75, "max_exhaustive_images": 3, "retrieval_neighbors": 1}},
     }
-    metrics = eval_eth.main(params, base_dir=base)
-    assert set(metrics) == {"sift"} and set(metrics["sift"]) == {"Synth", "Synth2"}
-    assert 2 <= metrics["sift"]["Synth"]["num_pairs"] <= 4
-    assert metrics["sift"]["Synth"]["protocol"]["pairs"] == "retrieval"
-    assert read_json(base / "metrics" / "eth.json") == json.loads(json.dumps(metrics))
+    metrics = eval_eth.main("sift", params, base_dir=base)
+    assert set(metrics) == {"Synth", "Synth2"}
+    assert 2 <= metrics["Synth"]["num_pairs"] <= 4
+    assert metrics["Synth"]["protocol"]["pairs"] == "retrieval"
+    headline = read_json(base / "metrics" / "eth" / "sift.json")
+    names = {
+        "registered_images": "num_reg_images",
+        "points": "num_sparse_points",
+        "track_length": "mean_track_length",
+        "reprojection_error_px": "mean_reproj_error",
+        "rotation_error_deg": "median_rotation_error_deg",
+    }
+    for scene, stats in metrics.items():  # the headline: five numbers per scene (none where there is none)
+        expected = {k: stats[v] for k, v in names.items() if stats[v] is not None}
+        assert headline[scene] == {k: round(v, 4) if isinstance(v, float) else v for k, v in expected.items()}
+        assert headline[scene]["registered_images"] == stats["num_reg_images"] >= 2
     detail = read_json(base / "results" / "eth" / "sift.json")
+    assert {k: detail["Synth"][k] for k in metrics["Synth"]} == json.loads(json.dumps(metrics["Synth"]))
     assert detail["Synth2"]["model"].startswith("results/eth/sift/Synth2/sparse/")
     assert (base / "results" / "eth" / "sift" / "Synth" / "database.db").is_file()

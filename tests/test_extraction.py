@@ -781,7 +781,7 @@ def test_cli_names_the_library_benchmarks_and_subpixel_modes():
 
 
 def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_path):
-    """`posfeat extract --params params.yaml --dataset eth` = the extract_posfeat@eth stage, both files."""
+    """`posfeat extract --params params.yaml --dataset eth` = the extract_eth@posfeat and @posfeat_sift stages."""
     import yaml
 
     from posfeat.cli import main as cli_main
@@ -791,7 +791,7 @@ def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_p
     params = {
         "device": "cpu",
         "datasets": {"eth": str(demo_root / "eth")},
-        "extract": {"eth": {**study["extract"]["eth"], "max_keypoints": 300}},
+        "extract": {"methods": ["posfeat", "posfeat_sift"], "eth": {**study["extract"]["eth"], "max_keypoints": 300}},
         "eval": {"hpatches": {"exclude": []}},
     }
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
@@ -800,6 +800,7 @@ def test_cli_with_the_study_params_writes_what_the_stage_writes(demo_root, tmp_p
     weights.parent.mkdir()
     save_checkpoint(weights, build_model(TINY_MODEL))
     stage_main("eth", "posfeat", params, base_dir=tmp_path)
+    stage_main("eth", "posfeat_sift", params, base_dir=tmp_path)
     common = [
         "extract",
         "--params",

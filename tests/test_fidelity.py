@@ -141,8 +141,8 @@ def test_params_and_paper_config_declare_the_switches():
         assert paper["extract"][dataset]["rotations"] == [0]
         assert paper["extract"][dataset]["subpixel"] == "centroid" and "subpixel" in params["extract"][dataset]
     dvc = yaml.safe_load((ROOT / "dvc.yaml").read_text())
-    assert "train_desc" in dvc["stages"]["train_desc"]["params"]
-    assert "train_kp" in dvc["stages"]["train_kp"]["params"]
+    assert "train_desc" in dvc["stages"]["train_desc"]["do"]["params"]
+    assert "train_kp" in dvc["stages"]["train_kp"]["do"]["params"]
 
 
 # ------------------------------------------------------------------------ float32 under autocast

@@ -17,7 +17,7 @@ from posfeat.evaluation.hpatches import (
     mma_score,
     pair_precision,
 )
-from posfeat.io import DataError, FeatureWriter
+from posfeat.io import DataError, FeatureWriter, read_json
 
 EYE = np.eye(3)
 
@@ -147,6 +147,7 @@ def _independent_mma(root: Path, feats: Path, thresholds=range(1, 16)) -> dict[s
 def test_stage_on_demo_agrees_with_independent_computation(demo_root, tmp_path):
     from stages.eval_hpatches import main as eval_main
     from stages.extract import main as extract_main
+    from stages.report import main as report_main
 
     params = {
         "device": "cpu",
@@ -157,21 +158,23 @@ def test_stage_on_demo_agrees_with_independent_computation(demo_root, tmp_path):
         },
         "eval": {"hpatches": {"max_threshold": 15, "exclude": ["i_contruction", "v_talent"]}},
     }
+    metrics = {}
     for m in params["extract"]["methods"]:
         extract_main("hpatches", m, params, base_dir=tmp_path)
-    results = eval_main(params, base_dir=tmp_path)
-
-    metrics = json.loads((tmp_path / "metrics" / "hpatches.json").read_text())
-    assert metrics == json.loads(json.dumps(results))
-    assert set(metrics) == {"sift", "rootsift"}
+        metrics[m] = eval_main(m, params, base_dir=tmp_path)
+        assert read_json(tmp_path / "results" / "hpatches" / f"{m}.json") == json.loads(json.dumps(metrics[m]))
+        headline = read_json(tmp_path / "metrics" / "hpatches" / f"{m}.json")
+        assert headline == {k: round(metrics[m]["overall"][k], 4) for k in ("mma@1", "mma@3", "mma_score")}
+    report_main(params, base_dir=tmp_path)
+    curves = pd.read_csv(tmp_path / "plots" / "hpatches.csv")
+    assert list(curves.columns) == ["method", "threshold", "overall", "illumination", "viewpoint"]
     for m, r in metrics.items():
         assert set(r) == {"overall", "illumination", "viewpoint", "features_per_image", "matches_per_pair"}
         assert set(r["overall"]) == {f"mma@{t}" for t in range(1, 16)} | {"mma_score"}
         ref = _independent_mma(demo_root / "hpatches", tmp_path / "features" / m / "hpatches.h5")
         for split, mma in ref.items():
             np.testing.assert_allclose([r[split][f"mma@{t}"] for t in range(1, 16)], mma, atol=1e-9)
-        curve = pd.read_csv(tmp_path / "plots" / "hpatches" / f"{m}.csv")
-        assert list(curve.columns) == ["threshold", "overall", "illumination", "viewpoint"]
+        curve = curves[curves["method"] == m]
         assert curve["threshold"].tolist() == list(range(1, 16))
         np.testing.assert_allclose(curve["overall"], ref["overall"], atol=1e-6)
     # the demo's ground truth is exact: SIFT matches are mostly correct within 3 px
@@ -206,8 +209,8 @@ def test_cli_on_real_v_boat(shared_data, tmp_path, capsys):
                 str(out),
                 "--plot",
                 str(tmp_path / "p.png"),
-                "--curves-dir",
-                str(tmp_path / "curves"),
+                "--curves",
+                str(tmp_path / "curves.csv"),
                 "--device",
                 "cpu",
             ]
@@ -221,7 +224,7 @@ def test_cli_on_real_v_boat(shared_data, tmp_path, capsys):
     assert 0.25 < r["overall"]["mma@3"] < 0.8
     mma = [r["overall"][f"mma@{t}"] for t in range(1, 16)]
     assert all(a <= b for a, b in zip(mma, mma[1:]))
-    assert (tmp_path / "p.png").is_file() and (tmp_path / "curves" / "sift.csv").is_file()
+    assert (tmp_path / "p.png").is_file() and (tmp_path / "curves.csv").is_file()
     assert "| sift |" in capsys.readouterr().out
 
 

@@ -83,7 +83,10 @@ def test_paper_recipe_runs_end_to_end(shared_data, tmp_path):
         args += ["-S", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
     out = _run([py, "-m", "dvc", "exp", "run", *args], repo, timeout=1500)
     ran = _stages_run(out)
-    assert {"train_desc", "train_kp", "eval_hpatches", "eval_aachen", "eval_eth"} <= ran, out[-3000:]
+    methods = ("posfeat", "posfeat_sift", "sift")
+    expected = {"train_desc@posfeat", "train_kp@posfeat", "report"}
+    expected |= {f"eval_{d}@{m}" for d in ("hpatches", "aachen", "eth") for m in methods}
+    assert expected <= ran, out[-3000:]
 
     params = yaml.safe_load((repo / "params.yaml").read_text())
     assert params["model"]["encoder"] == "resnet50" and params["train_desc"]["image_size"] == [640, 480]
@@ -93,10 +96,10 @@ def test_paper_recipe_runs_end_to_end(shared_data, tmp_path):
     for stage in ("train_desc", "train_kp"):
         m = json.loads((repo / "metrics" / f"{stage}.json").read_text())
         assert m["steps"] == 2 and m["loss"] == m["loss"], m  # ran both steps, finite loss
-    hp = json.loads((repo / "metrics/hpatches.json").read_text())
-    assert set(hp) == {"posfeat", "posfeat_sift", "sift"} and hp["sift"]["overall"]["mma@3"] > 0.2
-    eth = json.loads((repo / "metrics/eth.json").read_text())
-    assert all(s["num_images"] == 5 for per in eth.values() for s in per.values())
-    assert eth["sift"][next(iter(eth["sift"]))]["protocol"]["matcher"] == "mutual NN + ratio 0.75"
-    aachen = json.loads((repo / "metrics/aachen.json").read_text())
-    assert set(aachen) == {"posfeat", "posfeat_sift", "sift"}
+    assert json.loads((repo / "metrics/hpatches/sift.json").read_text())["mma@3"] > 0.2
+    for m in methods:
+        eth = json.loads((repo / f"results/eth/{m}.json").read_text())
+        assert all(s["num_images"] == 5 for s in eth.values())
+        assert set(json.loads((repo / f"metrics/eth/{m}.json").read_text())) == set(eth)
+        assert set(json.loads((repo / f"metrics/aachen/{m}.json").read_text())) <= {"day", "night"}
+    assert eth[next(iter(eth))]["protocol"]["matcher"] == "mutual NN + ratio 0.75"

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -63,7 +65,19 @@ def _stages_run(output: str) -> set[str]:
     return {line.split("'")[1] for line in output.splitlines() if line.startswith("Running stage '")}
 
 
-def test_dvc_repro_then_experiment(tmp_path):
+def _doc_lines(heading: str, doc: str = "docs/evaluation.md") -> list[str]:
+    """The command lines of the first ``bash`` block after ``heading`` in ``doc``."""
+    text = (ROOT / doc).read_text()
+    block = re.search(r"```bash\n(.*?)```", text[text.index(heading) :], re.S).group(1)
+    return [ln for ln in block.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _metric_files(repo: Path, py: str) -> set[str]:
+    shown = json.loads(_run([py, "-m", "dvc", "metrics", "show", "--json"], repo))
+    return {path for rev in shown.values() for path in rev.get("data", {})}
+
+
+def test_dvc_repro_then_experiments_and_a_fresh_clone(tmp_path):
     repo = tmp_path / "study"
     repo.mkdir()
     _copy_repo(repo)
@@ -75,55 +89,102 @@ def test_dvc_repro_then_experiment(tmp_path):
     out = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny"], repo)
     assert yaml.safe_load((repo / "params.yaml").read_text())["train_desc"]["steps_per_epoch"] == 4
     ran = _stages_run(out)
-    for stage in (
-        "demo_data",
-        "prepare_megadepth",
-        "train_desc",
-        "train_kp",
-        "eval_hpatches",
-        "eval_aachen",
-        "eval_eth",
-    ):
-        assert stage in ran, f"{stage} did not run:\n{out[-3000:]}"
-    assert {s for s in ran if s.startswith("extract")} == {
-        f"extract_{m}@{d}" for d in ("hpatches", "aachen", "eth") for m in ("posfeat", "sift")
-    }
+    methods = ("posfeat", "posfeat_sift", "sift")
+    expected = {"demo_data", "prepare_megadepth", "train_desc@posfeat", "train_kp@posfeat", "report"}
+    expected |= {f"{s}_{d}@{m}" for s in ("extract", "eval") for d in ("hpatches", "aachen", "eth") for m in methods}
+    assert ran == expected, f"{sorted(ran ^ expected)}:\n{out[-3000:]}"
     for path in (
         "models/desc.pt",
         "models/posfeat.pt",
         "features/posfeat/hpatches.h5",
         "features/sift/eth.h5",
         "features/posfeat_sift/aachen.h5",
-        "plots/hpatches/posfeat.csv",
-        "plots/hpatches/posfeat_sift.csv",
-        "plots/hpatches/sift.csv",
+        "plots/hpatches.csv",
+        "plots/hpatches.png",
         "results/aachen/posfeat.txt",
+        "results/hpatches/sift.json",
     ):
         assert (repo / path).is_file(), path
-    hp = json.loads((repo / "metrics/hpatches.json").read_text())
-    assert set(hp) == {"posfeat", "posfeat_sift", "sift"}
-    assert 0.0 <= hp["sift"]["overall"]["mma@3"] <= 1.0
-    aachen = json.loads((repo / "metrics/aachen.json").read_text())
-    assert set(aachen) == {"posfeat", "posfeat_sift", "sift"}
-    eth = json.loads((repo / "metrics/eth.json").read_text())
-    assert set(eth) == {"posfeat", "posfeat_sift", "sift"}
+    curves = pd.read_csv(repo / "plots" / "hpatches.csv")
+    assert sorted(set(curves["method"])) == sorted(methods)
+    hp = json.loads((repo / "metrics/hpatches/sift.json").read_text())
+    assert set(hp) == {"mma@1", "mma@3", "mma_score"} and 0.0 <= hp["mma@3"] <= 1.0
+    assert set(json.loads((repo / "metrics/aachen/posfeat.json").read_text())) == {"day", "night"}
+    assert _metric_files(repo, py) == {
+        "metrics/prepare.json",
+        "metrics/train_desc.json",
+        "metrics/train_kp.json",
+        *(f"metrics/{d}/{m}.json" for d in ("hpatches", "aachen", "eth") for m in methods),
+    }
 
     # a second repro does nothing
     again = _run([py, "-m", "dvc", "repro"], repo)
     assert _stages_run(again) == set(), again[-2000:]
 
+    # a team's remote (here a local folder): push, clone fresh, pull; the clone has nothing to redo
+    remote = tmp_path / "remote"
+    _run([py, "-m", "dvc", "remote", "add", "-d", "team", str(remote)], repo)
     _run(["git", "add", "-A"], repo)
     _run(["git", "commit", "-qm", "results"], repo)
-    before = (repo / "models/desc.pt").read_bytes()
+    _run([py, "-m", "dvc", "push"], repo)
+    clone = tmp_path / "clone"
+    _run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    _run([py, "-m", "dvc", "pull"], clone)
+    assert (clone / "models/posfeat.pt").read_bytes() == (repo / "models/posfeat.pt").read_bytes()
+    assert _stages_run(_run([py, "-m", "dvc", "repro"], clone)) == set()
+    assert json.loads(_run([py, "-m", "dvc", "metrics", "diff", "--json"], clone)) == {}
+    assert "nothing to commit" in _run(["git", "status"], clone)
 
-    # the paper's optimizer: training and everything downstream reruns, nothing upstream
+    before = (repo / "models/desc.pt").read_bytes()
+    # the paper's optimizer: training and everything downstream of the model reruns, nothing else
     exp = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny", "-S", "optimizer=sgd"], repo)
     ran = _stages_run(exp)
-    assert {"train_desc", "train_kp", "eval_hpatches", "extract_posfeat@hpatches"} <= ran, exp[-3000:]
+    assert {"train_desc@posfeat", "train_kp@posfeat", "eval_hpatches@posfeat", "extract_hpatches@posfeat"} <= ran
     assert not ran & {"demo_data", "prepare_megadepth"}, ran
-    assert not {"extract_sift@hpatches", "extract_sift@aachen", "extract_sift@eth"} & ran, ran
+    assert not {s for s in ran if s.endswith("@sift")}, ran
     assert (repo / "models/desc.pt").read_bytes() != before
-
     diff = json.loads(_run([py, "-m", "dvc", "metrics", "diff", "--json"], repo))
-    assert "metrics/train_desc.json" in diff, diff.keys()
-    assert "metrics/hpatches.json" in diff, diff.keys()
+    assert {"metrics/train_desc.json", "metrics/hpatches/posfeat.json"} <= set(diff), diff.keys()
+
+    # the methods are a list: exactly these are extracted, evaluated and reported
+    _run(["git", "checkout", "-q", "--", "."], repo)  # back to the committed study
+    _run([py, "-m", "dvc", "checkout", "--force"], repo)
+    exp = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny", "-S", "extract.methods=[posfeat,rootsift]"], repo)
+    ran = _stages_run(exp)
+    assert {s for s in ran if s.startswith(("extract", "eval"))} == {
+        f"{s}_{d}@rootsift" for s in ("extract", "eval") for d in ("hpatches", "aachen", "eth")
+    }, ran
+    metrics = _metric_files(repo, py)
+    assert {f"metrics/{d}/rootsift.json" for d in ("hpatches", "aachen", "eth")} <= metrics
+    assert not {m for m in metrics if "sift.json" in m and "rootsift" not in m}, metrics
+    assert sorted(set(pd.read_csv(repo / "plots" / "hpatches.csv")["method"])) == ["posfeat", "rootsift"]
+
+    # a method of one's own, registered and evaluated as docs/evaluation.md shows (line by line, at the tiny scale)
+    for line in _doc_lines("## Your own method"):
+        line = line.replace("python -m", f"{py} -m")
+        if line.startswith("dvc "):
+            line = f"{py} -m {line}"
+        if "dvc exp run" in line:
+            line += " -S scale=tiny"
+        out = _run(["bash", "-c", line], repo)
+        if "dvc exp run" in line:
+            ran = _stages_run(out)
+            assert {f"{s}_{d}@mine" for s in ("extract", "eval") for d in ("hpatches", "aachen", "eth")} <= ran
+            assert not {s for s in ran if s.startswith(("train", "extract_hpatches@posfeat"))}, ran
+    mine = json.loads((repo / "metrics/hpatches/mine.json").read_text())
+    assert mine == json.loads((repo / "metrics/hpatches/rootsift.json").read_text())  # the same features
+    assert set(json.loads((repo / "metrics/eth/mine.json").read_text())) == set(
+        json.loads((repo / "metrics/eth/rootsift.json").read_text())
+    )
+    assert "mine" in set(pd.read_csv(repo / "plots" / "hpatches.csv")["method"])
+
+    # given weights replace training: no training stage, the checkpoint is a dependency
+    (repo / "checkpoints").mkdir()
+    shutil.copy(repo / "models/posfeat.pt", repo / "checkpoints/posfeat.pt")
+    _run(["git", "checkout", "-q", "--", "."], repo)  # back to the committed study
+    _run([py, "-m", "dvc", "checkout", "--force"], repo)
+    exp = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny", "-S", "weights=given"], repo)
+    assert not {s for s in _stages_run(exp) if s.startswith("train")}, exp[-2000:]
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
+    assert not {s for s in lock if s.startswith("train")}
+    assert "checkpoints/posfeat.pt" in {d["path"] for d in lock["extract_eth@posfeat"]["deps"]}

@@ -183,8 +183,10 @@ def test_stage_end_to_end(demo_root, tmp_path):
     params, base = _stage_setup(demo_root, tmp_path)
     index, report = stage.main(params, base_dir=base)
     written = json.loads((base / stage.INDEX_PATH).read_text())
-    metrics = json.loads((base / stage.METRICS_PATH).read_text())
+    metrics = json.loads((base / stage.REPORT_PATH).read_text())
     assert written == index and metrics == report
+    headline = json.loads((base / stage.METRICS_PATH).read_text())
+    assert headline == {k: report[k] for k in ("scenes_kept", "images", "pairs_train", "pairs_val")}
     assert written["root"] == "data/md"
     assert {_scene_of(k) for k in written["images"]} == {"0015"}  # 0008 and 21 -> "0021" dropped
     assert metrics["scenes_dropped_banned"] == 2

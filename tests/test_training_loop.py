@@ -87,9 +87,13 @@ def test_stage_mains_write_their_outputs(index, tmp_path):
         assert (tmp_path / rel).is_file(), rel
     assert any((tmp_path / "dvclive/train_desc/plots/images").glob("*_matches.png"))
     assert any((tmp_path / "dvclive/train_kp/plots/images").glob("*_scores.png"))
-    saved = json.loads((tmp_path / "metrics/train_desc.json").read_text())
+    saved = json.loads((tmp_path / "results/train_desc.json").read_text())
     assert saved["steps"] == 2 and np.isfinite(saved["loss"]) and saved["seconds_per_iteration"] > 0
     assert {"loss_w1", "loss_w2", "percent_w"} <= set(saved["components"])
+    headline = json.loads((tmp_path / "metrics/train_desc.json").read_text())
+    assert headline["steps"] == 2 and headline["loss"] == round(saved["loss"], 4)
+    expected = {"steps", "loss", "loss_initial", "seconds_per_iteration", "skipped_samples", "val_precision"}
+    assert set(headline) <= expected
     assert m1["steps"] == m2["steps"] == 2 and {"reinforce", "kp_penalty", "n_kps"} <= set(m2["components"])
     # stage 2 trained the detector only
     d, _ = load_checkpoint(tmp_path / "models/desc.pt")

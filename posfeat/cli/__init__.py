@@ -22,6 +22,7 @@ SUBCOMMANDS = (
     "eval_eth",
     "eval_aachen",
     "convert",
+    "export",
 )
 """The subcommand modules of this package, in ``--help`` order."""
 

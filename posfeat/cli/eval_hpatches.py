@@ -29,7 +29,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     )
     s.add_argument("--out", required=True, help="metrics JSON")
     s.add_argument("--plot", help="PNG figure of the MMA curves")
-    s.add_argument("--curves-dir", help="write <method>.csv curves here")
+    s.add_argument("--curves", help="CSV of the MMA curves (method, threshold, overall, illumination, viewpoint)")
     s.add_argument("--no-exclude", action="store_true", help="keep the 8 sequences D2-Net drops")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
 
@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     exclude = () if args.no_exclude else D2NET_EXCLUDE
     results = evaluate_hpatches(args.root, features, exclude=exclude, device=args.device)
     write_json(args.out, results)
-    if args.curves_dir:
-        write_curves(results, args.curves_dir)
+    if args.curves:
+        write_curves(results, args.curves)
     if args.plot:
         from posfeat.evaluation.plots import plot_mma_curves
 

@@ -202,17 +202,19 @@ def curves_frame(metrics: dict, max_threshold: int | None = None):
     return pd.DataFrame(rows, columns=["threshold", *SPLITS])
 
 
-def write_curves(results: dict, out_dir: str | os.PathLike) -> list[Path]:
-    """Write ``<out_dir>/<method>.csv`` (threshold, overall, illumination, viewpoint) per method, atomically."""
+def write_curves(results: dict, path: str | os.PathLike) -> Path:
+    """Write every method's MMA curve to one CSV, atomically: columns method, threshold, overall, illumination,
+    viewpoint (one row per method and threshold; what ``dvc plots`` draws, one line per method)."""
+    import pandas as pd
+
     from posfeat.io import atomic_path
 
-    out = []
-    for method, metrics in results.items():
-        path = Path(out_dir) / f"{method}.csv"
-        with atomic_path(path, suffix=".csv") as tmp:
-            curves_frame(metrics).to_csv(tmp, index=False, float_format="%.6f")
-        out.append(path)
-    return out
+    frames = [curves_frame(metrics).assign(method=method) for method, metrics in results.items()]
+    table = pd.concat(frames, ignore_index=True)[["method", "threshold", *SPLITS]]
+    path = Path(path)
+    with atomic_path(path, suffix=".csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6f")
+    return path
 
 
 def format_table(results: dict) -> str:

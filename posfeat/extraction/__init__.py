@@ -10,6 +10,8 @@ How ``method`` flows through the package, from a dataset down to one score map:
 * :mod:`~posfeat.extraction.network`: the model at each scale, padded to its input multiple.
 * :mod:`~posfeat.extraction.keypoints`: NMS, threshold, sub-pixel peaks and descriptor sampling (the rules).
 * :mod:`~posfeat.extraction.config`: :class:`ExtractConfig`, the settings (params.yaml ``extract.<dataset>``).
+* :mod:`~posfeat.extraction.methods`: what each name of ``extract.methods`` is (kind, source file per benchmark).
+* :mod:`~posfeat.extraction.given`: a method's features given as hloc files, checked and imported.
 
 The names below load their module on first use, so importing :class:`ExtractConfig` needs no torch.
 """
@@ -36,6 +38,10 @@ _EXPORTS = {
     "extract_posfeat_batch": "extractor",
     "load_model": "extractor",
     "extract_dataset": "dataset",
+    "import_features": "given",
+    "KINDS": "methods",
+    "MethodSpec": "methods",
+    "method_specs": "methods",
 }
 
 __all__ = sorted(_EXPORTS)
