@@ -6,7 +6,9 @@
 
 One iteration = forward of the trained part (stage 1: backbone on both images, detector not run;
 stage 2: frozen backbone under ``no_grad`` + detector), the loss, backward and an optimiser step, on
-random images with the epipolar geometry of a real camera pair. The loss is either the implementation
+random images (a batch of its own for each step, seeded by the step and drawn before its timing starts) with
+the epipolar geometry of a real camera pair; the optimiser is the paper's (stage 1 Adam 1e-4, stage 2 SGD 1e-3),
+and nothing else (no checkpoint, no validation) runs in the timed steps. The loss is either the implementation
 the trainer uses (``fast``: stage 1 correlation GEMM + scalar sampling; stage 2 O(n) REINFORCE weights)
 or the direct formulation of the original on the same inputs (``reference``: stage 1 samples
 ``D``-dimensional descriptors at every line/window point; stage 2 builds the ``B×n×n`` tensors in the
@@ -16,7 +18,10 @@ Each iteration also reports the seconds spent in the loss's forward, and (unless
 same iterations are repeated with the loss replaced by a trivial function of the network's outputs: the
 loss's share of a step is ``1 − t_network_only / t_step`` (its forward *and* backward). The model, image
 sizes, batches and BatchNorm settings (``freeze_bn``, ``backbone_passes``) are those of ``params.yaml`` (demo)
-and ``conf/scale/paper.yaml`` (paper); float32 unless ``--amp`` (bf16 autocast on CUDA, as ``amp: true``).
+and ``conf/scale/paper.yaml`` (paper); float32 unless ``--amp`` (bf16 autocast, as ``amp: true``; on a CPU
+without native bf16 it is emulated, which only the dry run of ``gpu_check.py`` asks for). The weights (seed 0)
+and the batches of step ``i`` are the same whatever the precision, so the loss sequences of an fp32 and a bf16
+run of the same case compare step for step.
 
 For the README's CPU figures, on a quiet machine (nothing else running)::
 
@@ -24,7 +29,9 @@ For the README's CPU figures, on a quiet machine (nothing else running)::
         --out benchmarks/results/training_cpu.json
 
 Each case runs in its own process so that the peak memory is its own: ``torch.cuda.max_memory_allocated``
-on GPU, the peak resident set size (``ru_maxrss``) minus the RSS before the first iteration on CPU.
+(and ``max_memory_reserved``) on GPU, the peak resident set size (``ru_maxrss``) minus the RSS before the first
+iteration on CPU. ``--memory-batch N`` then also measures the CUDA peaks of two steps at batch ``N`` (for a
+linear fit of memory against the batch).
 The paper scale on a CPU runs a reduced batch (``--paper-cpu-batch``, default 1 pair) for 1 iteration.
 """
 
@@ -99,6 +106,36 @@ def _fundamentals(width: int, height: int, batch: int):
     return t(F12), t(F21)
 
 
+def _cuda_peaks(dev) -> dict:
+    """``torch.cuda.max_memory_allocated`` and ``max_memory_reserved`` since the last reset (MiB); ``None`` off CUDA."""
+    import torch
+
+    if dev.type != "cuda":
+        return {"peak_allocated_MiB": None, "peak_reserved_MiB": None}
+    return {
+        "peak_allocated_MiB": torch.cuda.max_memory_allocated(dev) / 2**20,
+        "peak_reserved_MiB": torch.cuda.max_memory_reserved(dev) / 2**20,
+    }
+
+
+def _reset_cuda_peaks(dev, empty_cache: bool = False) -> None:
+    """Start new CUDA peak statistics (after releasing the cached blocks when ``empty_cache``)."""
+    import torch
+
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        if empty_cache:
+            torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(dev)
+
+
+def _optimizer(stage: str, params):
+    """The paper's optimiser of ``stage``: Adam 1e-4 (stage 1), SGD 1e-3 (stage 2)."""
+    import torch
+
+    return torch.optim.Adam(params, lr=1e-4) if stage == "desc" else torch.optim.SGD(params, lr=1e-3)
+
+
 def run_case(
     stage: str,
     scale: str,
@@ -108,13 +145,18 @@ def run_case(
     batch: int | None,
     amp: bool = False,
     loss_share: bool = True,
+    warmup: int = 1,
+    memory_batch: int | None = None,
 ) -> dict:
-    """Time ``iters`` iterations (after one warm-up when ``iters > 1``) of one stage at one scale.
+    """Time ``iters`` iterations, after ``warmup`` untimed ones (none when ``iters == 1``), of one stage at one scale.
 
-    ``amp``: bf16 autocast (fp16 where bf16 is unsupported) on CUDA around the network forward, as the
-    trainer's ``amp: true``; the losses run in float32 either way. ``loss_share``: also time the same
-    iterations with the loss replaced by a trivial function of the same outputs (network forward, backward
-    and update only); the loss's share of a step is ``1 − t_network_only / t_step``.
+    Step ``i`` (warm-up steps first) trains on images and a loss sampling seeded by ``i``, drawn before its
+    timing starts; ``losses`` lists the loss of every step from the initial weights, warm-up included.
+    ``amp``: bf16 autocast (fp16 on a GPU without bf16) around the network forward, as the trainer's
+    ``amp: true``; the losses run in float32 either way. ``loss_share``: also time the same iterations with the
+    loss replaced by a trivial function of the same outputs (network forward, backward and update only); the
+    loss's share of a step is ``1 − t_network_only / t_step``. ``memory_batch``: afterwards, the CUDA peaks of
+    two steps at that batch (cached blocks released first), as ``memory_at_batch``.
     """
     import torch
 
@@ -129,6 +171,7 @@ def run_case(
     (w, h), b = spec[stage]
     freeze_bn, passes = spec["bn"]
     b = int(batch or b)
+    n_warm = int(warmup) if iters > 1 else 0
     torch.manual_seed(0)
     model = build_model(spec["model"]).to(dev)
     trained = model.backbone if stage == "desc" else model.detector
@@ -137,18 +180,21 @@ def run_case(
     for p in trained.parameters():
         p.requires_grad_(True)
     fwd = StageForward(model, stage, passes)
-    opt = torch.optim.SGD(trained.parameters(), lr=1e-3)
+    opt = _optimizer(stage, trained.parameters())
     loss_fn = Line2WindowLoss(**DESC_LOSS) if stage == "desc" else ReinforceLoss(**KP_LOSS)
-    F12, F21 = (m.to(dev) for m in _fundamentals(w, h, b))
-    gen_img = torch.Generator().manual_seed(1)
-    im1 = torch.rand(b, 3, h, w, generator=gen_img).to(dev)
-    im2 = torch.rand(b, 3, h, w, generator=gen_img).to(dev)
-    use_amp = bool(amp) and dev.type == "cuda"
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
+    use_amp = bool(amp)
+    amp_dtype = torch.float16 if dev.type == "cuda" and not torch.cuda.is_bf16_supported() else torch.bfloat16
     sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)  # noqa: E731
 
-    def step(i: int, with_loss: bool = True) -> tuple[float, float]:
-        """One iteration → (loss value, seconds in the loss's forward)."""
+    def inputs(i: int, n: int) -> tuple:
+        """The images and fundamental matrices of step ``i`` at batch ``n`` (seeded by ``i``)."""
+        gen = torch.Generator(device=dev).manual_seed(1000 + i)
+        im1, im2 = (torch.rand(n, 3, h, w, generator=gen, device=dev) for _ in range(2))
+        return im1, im2, *(m.to(dev) for m in _fundamentals(w, h, n))
+
+    def step(i: int, data: tuple, with_loss: bool = True) -> tuple[float, float]:
+        """One iteration on ``data`` → (loss value, seconds in the loss's forward)."""
+        im1, im2, F12, F21 = data
         set_train_modes(model, stage, freeze_bn)
         gen = torch.Generator(device=dev).manual_seed(100 + i)
         with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=use_amp):
@@ -177,30 +223,29 @@ def run_case(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        return float(loss), t_loss
+        return float(loss.detach()), t_loss
 
-    def timed(n: int, with_loss: bool) -> tuple[list[float], list[float], list[float]]:
+    def timed(first: int, n: int, with_loss: bool) -> tuple[list[float], list[float], list[float]]:
+        """Steps ``first … first + n − 1``, each timed from its inputs on the device to its update's end."""
         times, loss_times, losses = [], [], []
-        for i in range(n):
+        for i in range(first, first + n):
+            data = inputs(i, b)
             sync()
             t0 = time.perf_counter()
-            value, t_loss = step(i + 1, with_loss)
+            value, t_loss = step(i, data, with_loss)
             sync()
             times.append(time.perf_counter() - t0)
             loss_times.append(t_loss)
             losses.append(value)
         return times, loss_times, losses
 
-    sync()
-    if dev.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(dev)
+    _reset_cuda_peaks(dev)
     rss0 = _rss_mb()
-    if iters > 1:
-        step(0)  # warm-up (allocator, cuDNN autotune)
-    times, loss_times, losses = timed(iters, True)
+    warm_losses = [step(i, inputs(i, b))[0] for i in range(n_warm)]  # allocator, cuDNN autotune, optimiser state
+    times, loss_times, losses = timed(n_warm, iters, True)
+    peaks = _cuda_peaks(dev)
     if dev.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(dev) / 2**20
-        kind = "cuda_max_allocated_MiB"
+        peak, kind = peaks["peak_allocated_MiB"], "cuda_max_allocated_MiB"
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0 - rss0
         kind = "cpu_peak_rss_increase_MiB"
@@ -213,22 +258,35 @@ def run_case(
         "image_size": [w, h],
         "batch": b,
         "amp": str(amp_dtype).replace("torch.", "") if use_amp else "float32",
+        "optimizer": type(opt).__name__,
         "freeze_bn": freeze_bn,
         "backbone_passes": passes if stage == "desc" else None,
+        "warmup": n_warm,
         "iters": iters,
         "seconds_per_iteration": t_step,
+        "seconds_per_iteration_min": min(times),
         "seconds_per_iteration_all": times,
         "loss_forward_seconds": sum(loss_times) / len(loss_times),
         "peak_memory_MiB": peak,
         "memory_kind": kind,
+        **peaks,
         "loss": losses[-1],
+        "losses": warm_losses + losses,
         "threads": torch.get_num_threads(),
     }
     if loss_share:
-        net_times, _, _ = timed(iters, False)
+        net_times, _, _ = timed(n_warm, iters, False)
         t_net = sum(net_times) / len(net_times)
         res["seconds_per_iteration_network_only"] = t_net
         res["loss_share"] = max(0.0, 1.0 - t_net / t_step)  # loss forward + its backward, of a whole step
+    if memory_batch:
+        _reset_cuda_peaks(dev, empty_cache=True)
+        for i in range(2):
+            step(i, inputs(i, int(memory_batch)))
+        res["memory_at_batch"] = {"batch": int(memory_batch), **_cuda_peaks(dev)}
+    if dev.type == "cuda":
+        free, total = torch.cuda.mem_get_info(dev)
+        res["cuda_outside_allocator_MiB"] = (total - free - torch.cuda.memory_reserved(dev)) / 2**20
     return res
 
 
@@ -240,8 +298,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iters", type=int, default=3)
     p.add_argument("--paper-cpu-batch", type=int, default=1, help="pairs per batch at paper scale on a CPU")
     p.add_argument("--device", default="auto")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast around the network on CUDA (default float32)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast around the network (default float32)")
     p.add_argument("--no-loss-share", action="store_true", help="skip the network-only iterations")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations before the timed ones (default 1)")
+    p.add_argument("--memory-batch", type=int, default=0, help="also measure the CUDA peaks of two steps at this batch")
     p.add_argument("--out", help="write the results as JSON here")
     p.add_argument("--case", nargs=5, metavar=("STAGE", "SCALE", "IMPL", "ITERS", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -257,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
             int(batch) or None,
             amp=args.amp,
             loss_share=not args.no_loss_share,
+            warmup=args.warmup,
+            memory_batch=args.memory_batch or None,
         )
         print(json.dumps(res))
         return 0

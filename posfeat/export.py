@@ -13,13 +13,7 @@ so a caller needs no ImageNet statistics and no knowledge of ``model.input_norm`
 Batch size, height and width are dynamic in both formats. Keypoint detection (NMS, threshold, sub-pixel peaks) and
 the test-time scales and rotations are not part of the export: they are :mod:`posfeat.extraction`.
 
-ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False``: it needs only ``onnx``, not ``onnxscript``). The
-``daisy`` encoder's Gaussian pooling builds its depthwise kernel from the channel count read at run time
-(``x.shape[1]`` in :func:`posfeat.models.daisy.gaussian_blur`); that exporter records the read as a ``Shape`` →
-``Gather`` subgraph, leaves the convolution's weight without a static shape, and refuses it ("ONNX export of
-convolution for kernel of unknown shape"). During the ONNX export only, :func:`_constant_channel_blur` swaps in
-the same blur with the channel count taken as a Python int (equal in eager mode for every input; the tracer keeps
-it as a constant). TorchScript needs no such swap.
+ONNX uses PyTorch's TorchScript-based exporter (``dynamo=False``: it needs only ``onnx``, not ``onnxscript``).
 """
 
 from __future__ import annotations
@@ -33,11 +27,9 @@ from typing import Iterator
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from posfeat.io import DataError, atomic_path
 from posfeat.models import DaisyEncoder, normalize_image
-from posfeat.models import daisy as daisy_module
 
 INPUT_NAMES = ("image",)
 OUTPUT_NAMES = ("score", "descriptors")
@@ -133,27 +125,6 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike, example: torch
     return traced
 
 
-def _blur_with_constant_channels(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """:func:`posfeat.models.daisy.gaussian_blur`, the same operations, with the channel count as a Python int."""
-    channels = int(x.shape[1])
-    half = (len(kernel) - 1) // 2
-    kx = kernel.to(x).view(1, 1, 1, -1).expand(channels, 1, 1, -1)
-    ky = kernel.to(x).view(1, 1, -1, 1).expand(channels, 1, -1, 1)
-    x = F.conv2d(daisy_module._pad_symmetric(x, half, 3), kx, groups=channels)
-    return F.conv2d(daisy_module._pad_symmetric(x, half, 2), ky, groups=channels)
-
-
-@contextlib.contextmanager
-def _constant_channel_blur() -> Iterator[None]:
-    """While the ONNX exporter traces: the daisy encoder's blur with a static kernel shape (module docstring)."""
-    original = daisy_module.gaussian_blur
-    daisy_module.gaussian_blur = _blur_with_constant_channels
-    try:
-        yield
-    finally:
-        daisy_module.gaussian_blur = original
-
-
 def _require_onnx():
     """The ``onnx`` package, or an ``ImportError`` naming the install extra."""
     try:
@@ -191,7 +162,7 @@ def export_onnx(
     example = example_image(model, height, width)
     dense = _dense_eval(model)
     with atomic_path(path, suffix=".onnx") as tmp:
-        with _quiet_tracer(), _constant_channel_blur(), torch.no_grad():
+        with _quiet_tracer(), torch.no_grad():
             torch.onnx.export(
                 dense,
                 (example,),

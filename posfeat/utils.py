@@ -31,8 +31,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ParamError(
-            f"device {device!r} requested but CUDA is not available on this machine; run on a GPU "
-            "machine, or on the CPU with an explicit override (dvc exp run -S device=cpu)"
+            f"device {device!r} requested but CUDA is not available on this machine; run on a GPU machine, or "
+            "on the CPU on purpose: add -S device=cpu to the same dvc exp run command, keeping its other -S options "
+            "(e.g. dvc exp run -S scale=paper -S device=cpu), or --device cpu on the command line"
         )
     return dev
 

@@ -44,11 +44,12 @@ def study_method(params: dict, method: str) -> MethodSpec:
     return specs[method]
 
 
-def _extract(spec: MethodSpec, dataset: str, image_root: Path, names: list[str], out: Path, params, base_dir) -> dict:
+def _extract(
+    spec: MethodSpec, dataset: str, cfg: ExtractConfig, names: list[str], image_root: Path, out: Path, params, base_dir
+) -> dict:
     """Extract (posfeat, posfeat_sift, sift, rootsift) the images into ``out``."""
     from posfeat.extraction import extract_dataset, load_model
 
-    cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
     cfg = dataclasses.replace(cfg, sift_keypoints=spec.kind == "posfeat_sift")
     device = param(params, "device", str, "auto") if spec.needs_model else "cpu"
     model = None
@@ -66,6 +67,9 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
     params = load_params() if params is None else params
     base_dir = Path(base_dir)
     spec = study_method(params, method)
+    cfg = None
+    if spec.kind != "given":  # the settings are checked before any image is listed
+        cfg = ExtractConfig.from_dict(param(params, f"extract.{dataset}", dict), what=f"extract.{dataset}")
     exclude = param(params, "eval.hpatches.exclude", list[str]) if dataset == "hpatches" else ()
     image_root, names = benchmark_images(dataset, dataset_root(params, dataset, base_dir), exclude)
     out = feature_path(method, dataset, base_dir)
@@ -74,7 +78,7 @@ def main(dataset: str, method: str, params: dict | None = None, base_dir: Path =
 
         summary = import_features(base_dir / spec.source(dataset), names, out, method)
     else:
-        summary = _extract(spec, dataset, image_root, names, out, params, base_dir)
+        summary = _extract(spec, dataset, cfg, names, image_root, out, params, base_dir)
     log.info("summary: %s", json.dumps({k: v for k, v in summary.items() if k != "config"}))
     return summary
 

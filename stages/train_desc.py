@@ -20,7 +20,8 @@ from posfeat.io import read_json, write_json
 from posfeat.settings import ParamError
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
-from stages.common import ROOT, load_params, param, stage_entry
+from stages import launch
+from stages.common import ROOT, param, stage_entry
 
 INDEX_PATH = Path("data/prepared/megadepth.json")
 MODEL_PATH = Path("models/desc.pt")
@@ -51,8 +52,11 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
 
     ``kwargs`` go to :func:`posfeat.training.train` (e.g. ``stop_after``, ``progress``).
     """
-    params = load_params() if params is None else params
-    base_dir = Path(base_dir)
+    params, base_dir = launch.stage_inputs(params, base_dir)
+    n = launch.processes(params, "train_desc")
+    if n > 1 and not launch.under_torchrun():
+        launch.relaunch("stages.train_desc", n, params, base_dir)
+        return read_json(base_dir / SUMMARY_PATH)
     opt = check_optimizer(param(params, "optimizer", str), "optimizer")
     lrs = param(params, "lr", dict)
     if opt not in lrs:

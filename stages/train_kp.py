@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from posfeat.io import read_json
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
-from stages.common import ROOT, load_params, param, stage_entry
+from stages import launch
+from stages.common import ROOT, param, stage_entry
 from stages.train_desc import MODEL_PATH as DESC_MODEL_PATH
 from stages.train_desc import load_stage_index, write_headline
 
@@ -30,8 +32,11 @@ SUMMARY_PATH = Path("results/train_kp.json")
 
 def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     """Run the stage with ``params`` (default: ``params.yaml``); paths are relative to ``base_dir``."""
-    params = load_params() if params is None else params
-    base_dir = Path(base_dir)
+    params, base_dir = launch.stage_inputs(params, base_dir)
+    n = launch.processes(params, "train_kp")
+    if n > 1 and not launch.under_torchrun():
+        launch.relaunch("stages.train_kp", n, params, base_dir)
+        return read_json(base_dir / SUMMARY_PATH)
     cfg = dict(param(params, "train_kp", dict))
     opt = check_optimizer(param(cfg, "optimizer", str, "sgd"), "train_kp.optimizer")
     lr = float(param(cfg, "lr", float, 1e-3))

@@ -18,7 +18,6 @@ import torch
 from posfeat.cli import main as cli_main
 from posfeat.export import (
     DenseNetwork,
-    _blur_with_constant_channels,
     example_image,
     export_onnx,
     export_torchscript,
@@ -28,7 +27,6 @@ from posfeat.export import (
 from posfeat.extraction.network import run_network
 from posfeat.io import DataError
 from posfeat.models import build_model, save_checkpoint
-from posfeat.models import daisy as daisy_module
 
 MODELS = {
     "daisy": dict(encoder="daisy", desc_dim=200, det_conv1=8, det_img=4, det_mid=8, input_norm="standardize"),
@@ -111,20 +109,6 @@ def test_onnx_fixed_size(tmp_path):
     path = export_onnx(_model("small"), tmp_path / "fixed.onnx", 96, 128, dynamic=False)
     dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     assert [d.dim_value for d in dims] == [1, 3, 96, 128]
-
-
-def test_onnx_blur_is_the_daisy_blur():
-    """The blur traced for ONNX equals the daisy encoder's, bit for bit, and the swap is undone after an export."""
-    x = torch.rand(2, 8, 21, 34, generator=torch.Generator().manual_seed(1))
-    kernel = daisy_module.gaussian_kernel1d(2.3)
-    assert torch.equal(_blur_with_constant_channels(x, kernel), daisy_module.gaussian_blur(x, kernel))
-
-
-def test_export_leaves_the_model_module_as_it_was(tmp_path):
-    pytest.importorskip("onnx")
-    before = daisy_module.gaussian_blur
-    export_onnx(_model("daisy"), tmp_path / "d.onnx", *TRACE_SIZE)
-    assert daisy_module.gaussian_blur is before
 
 
 def test_dense_network_normalises_inside():

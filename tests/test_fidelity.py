@@ -379,3 +379,40 @@ def test_paper_scale_is_the_official_recipe_row_by_row():
     doc = (ROOT / "docs" / "paper-recipe.md").read_text()
     for key in ("train_kp.color_jitter", "eval.eth.ratio", "train_desc.backbone_passes", "model.input_norm"):
         assert f"`{key}" in doc, key
+
+
+# ------------------------------------------------------------------- the documented paper configuration
+def _flat_config(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_paper_recipe_lists_every_composed_paper_value():
+    """docs/paper-recipe.md's block of paper values equals what Hydra composes for ``scale=paper``, key by key: a
+    paper value cannot change (or appear) without the page that explains it changing too."""
+    import json
+    import re
+
+    import yaml
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from stages.common import ROOT
+
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base=None):
+        demo = _flat_config(OmegaConf.to_container(compose("config"), resolve=True))
+        paper = _flat_config(OmegaConf.to_container(compose("config", overrides=["scale=paper"]), resolve=True))
+    composed = {k: v for k, v in paper.items() if demo.get(k, object()) != v}
+    text = (ROOT / "docs" / "paper-recipe.md").read_text()
+    section = text[text.index("## The composed configuration") :]
+    documented = yaml.safe_load(re.search(r"```yaml\n(.*?)```", section, re.S).group(1))
+    assert json.loads(json.dumps(documented)) == json.loads(json.dumps(composed))
+    # the departures the page admits are the ones the composition makes
+    assert composed["eval.eth.mapping_attempts"] == 1 and composed["prepare.val_fraction"] == 0.0
+    assert (composed["eval.aachen.min_inliers"], composed["eval.aachen.min_inlier_ratio"]) == (30, 0.25)
+    assert "## Departures from the official protocols" in text

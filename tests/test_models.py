@@ -202,9 +202,11 @@ def test_pretrained_absent_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     path = pretrained_weights_path("resnet18")
     assert str(path).startswith(str(tmp_path)) and path.name.startswith("resnet18")
-    with pytest.raises(RuntimeError, match="not found") as err:
+    with pytest.raises(DataError, match="not found") as err:
         build_model({"encoder": "resnet18", "pretrained": True})
-    assert str(path) in str(err.value)
+    message = str(err.value)  # one line: the file, where it comes from, and the switch that does without it
+    assert str(path) in message and "https://download.pytorch.org/models/resnet18" in message
+    assert "-S model.pretrained=false" in message and "\n" not in message
     with pytest.raises(ValueError, match="no ImageNet weights"):
         build_model({"encoder": "small", "pretrained": True})
 

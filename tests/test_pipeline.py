@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
+def _run(cmd: list[str], cwd: Path, timeout: int = 900, ok: bool = True) -> str:
     env = dict(
         os.environ,
         PYTHONPATH=str(cwd),
@@ -34,7 +34,7 @@ def _run(cmd: list[str], cwd: Path, timeout: int = 900) -> str:
     )
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-6000:]}"
+    assert (proc.returncode == 0) == ok, f"{' '.join(cmd)}: exit status {proc.returncode}:\n{out[-6000:]}"
     return out
 
 
@@ -90,7 +90,15 @@ def test_dvc_repro_then_experiments_and_a_fresh_clone(tmp_path):
     assert yaml.safe_load((repo / "params.yaml").read_text())["train_desc"]["steps_per_epoch"] == 4
     ran = _stages_run(out)
     methods = ("posfeat", "posfeat_sift", "sift")
-    expected = {"demo_data", "prepare_megadepth", "train_desc@posfeat", "train_kp@posfeat", "report"}
+    expected = {
+        "preflight",
+        "imagenet",
+        "demo_data@demo",
+        "prepare_megadepth",
+        "train_desc@posfeat",
+        "train_kp@posfeat",
+    }
+    expected.add("report")
     expected |= {f"{s}_{d}@{m}" for s in ("extract", "eval") for d in ("hpatches", "aachen", "eth") for m in methods}
     assert ran == expected, f"{sorted(ran ^ expected)}:\n{out[-3000:]}"
     for path in (
@@ -135,12 +143,23 @@ def test_dvc_repro_then_experiments_and_a_fresh_clone(tmp_path):
     assert json.loads(_run([py, "-m", "dvc", "metrics", "diff", "--json"], clone)) == {}
     assert "nothing to commit" in _run(["git", "status"], clone)
 
+    # the paper switch on a machine without CUDA and without the real data: it stops before any stage removes a result
+    out = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=paper", "-S", "data=real"], repo, ok=False)
+    assert _stages_run(out) == {"preflight"}, out[-3000:]
+    errors = [ln for ln in out.splitlines() if ln.startswith("stages.preflight: error:")]
+    assert len(errors) == 1 and "datasets.hpatches = '/data/hpatches-sequences-release'" in errors[0], out[-3000:]
+    assert "demo world" not in out  # data=real renders nothing
+    assert _run(["git", "status", "--porcelain", "--", "metrics", "plots", "dvclive", "dvc.lock"], repo) == ""
+    _run(["git", "checkout", "--", "params.yaml"], repo)  # the documented way back
+    _run([py, "-m", "dvc", "checkout"], repo)
+    assert _stages_run(_run([py, "-m", "dvc", "repro"], repo)) == set()
+
     before = (repo / "models/desc.pt").read_bytes()
     # the paper's optimizer: training and everything downstream of the model reruns, nothing else
     exp = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny", "-S", "optimizer=sgd"], repo)
     ran = _stages_run(exp)
     assert {"train_desc@posfeat", "train_kp@posfeat", "eval_hpatches@posfeat", "extract_hpatches@posfeat"} <= ran
-    assert not ran & {"demo_data", "prepare_megadepth"}, ran
+    assert not ran & {"preflight", "imagenet", "demo_data@demo", "prepare_megadepth"}, ran
     assert not {s for s in ran if s.endswith("@sift")}, ran
     assert (repo / "models/desc.pt").read_bytes() != before
     diff = json.loads(_run([py, "-m", "dvc", "metrics", "diff", "--json"], repo))
@@ -158,6 +177,7 @@ def test_dvc_repro_then_experiments_and_a_fresh_clone(tmp_path):
     assert {f"metrics/{d}/rootsift.json" for d in ("hpatches", "aachen", "eth")} <= metrics
     assert not {m for m in metrics if "sift.json" in m and "rootsift" not in m}, metrics
     assert sorted(set(pd.read_csv(repo / "plots" / "hpatches.csv")["method"])) == ["posfeat", "rootsift"]
+    rootsift = {d: json.loads((repo / f"metrics/{d}/rootsift.json").read_text()) for d in ("hpatches", "eth")}
 
     # a method of one's own, registered and evaluated as docs/evaluation.md shows (line by line, at the tiny scale)
     for line in _doc_lines("## Your own method"):
@@ -171,11 +191,9 @@ def test_dvc_repro_then_experiments_and_a_fresh_clone(tmp_path):
             ran = _stages_run(out)
             assert {f"{s}_{d}@mine" for s in ("extract", "eval") for d in ("hpatches", "aachen", "eth")} <= ran
             assert not {s for s in ran if s.startswith(("train", "extract_hpatches@posfeat"))}, ran
-    mine = json.loads((repo / "metrics/hpatches/mine.json").read_text())
-    assert mine == json.loads((repo / "metrics/hpatches/rootsift.json").read_text())  # the same features
-    assert set(json.loads((repo / "metrics/eth/mine.json").read_text())) == set(
-        json.loads((repo / "metrics/eth/rootsift.json").read_text())
-    )
+    mine = {d: json.loads((repo / f"metrics/{d}/mine.json").read_text()) for d in ("hpatches", "eth")}
+    assert mine["hpatches"] == rootsift["hpatches"]  # the same features, imported
+    assert set(mine["eth"]) == set(rootsift["eth"])  # every scene
     assert "mine" in set(pd.read_csv(repo / "plots" / "hpatches.csv")["method"])
 
     # given weights replace training: no training stage, the checkpoint is a dependency

@@ -126,7 +126,11 @@ def _imread_checked(path: Path, flag: int) -> tuple[np.ndarray | None, str]:
 
 
 def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
-    """Read an image as uint8 RGB ``(H, W, 3)`` (or ``(H, W)`` grey).
+    """Read an image as uint8 RGB ``(H, W, 3)`` (or ``(H, W)`` grey), its pixels as stored.
+
+    A JPEG's EXIF orientation tag is ignored, as COLMAP, pycolmap and the benchmarks' ``database.db`` and
+    ground-truth cameras ignore it: keypoints are then in the frame of the image's camera. (OpenCV's default
+    would turn a photo tagged "rotate 90°" upright and put its keypoints 90° off its camera.)
 
     Greyscale files are expanded to RGB unless ``grayscale``. A missing, undecodable or damaged file raises
     :class:`posfeat.io.DataError` naming it: a JPEG without its end marker, one the decoder reports a
@@ -137,7 +141,7 @@ def read_image(path: str | os.PathLike, grayscale: bool = False) -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: image not found")
     check_image_file(path)
-    flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
+    flag = (cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
     img, complaint = _imread_checked(path, flag)
     if complaint:
         raise DataError(f"{path}: damaged image, the decoder reports: {complaint[:300]}")

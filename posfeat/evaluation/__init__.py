@@ -1,0 +1,1 @@
+"""The benchmarks' evaluations: HPatches MMA, Aachen localization, ETH reconstruction, their metrics."""

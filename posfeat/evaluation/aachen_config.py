@@ -16,7 +16,8 @@ class AachenConfig:
     """Settings of the localization pipeline (params.yaml ``eval.aachen``)."""
 
     min_matches: int = 12  # 2D–3D correspondences a query needs before pose estimation is tried
-    min_inliers: int = 10  # RANSAC inliers a pose needs to count as localized
+    min_inliers: int = 10  # RANSAC inliers a pose needs to count as localized (COLMAP image_registrator: 30)
+    min_inlier_ratio: float = 0.0  # inliers / correspondences a pose needs (COLMAP image_registrator: 0.25)
     max_reprojection_error: float = 12.0  # LO-RANSAC inlier threshold (px) of the absolute pose
     mutual: bool = True  # mutual nearest neighbours (the official pipeline)
     ratio: float | None = None  # optional Lowe ratio (the official pipeline: none)
@@ -38,6 +39,8 @@ class AachenConfig:
             )
         if self.min_inliers < 4:
             raise ValueError(f"min_inliers must be >= 4, got {self.min_inliers}")
+        if not 0.0 <= self.min_inlier_ratio <= 1.0:
+            raise ValueError(f"min_inlier_ratio must be in [0, 1], got {self.min_inlier_ratio}")
         if self.max_reprojection_error <= 0:
             raise ValueError(f"max_reprojection_error must be > 0, got {self.max_reprojection_error}")
 

@@ -136,7 +136,8 @@ def localize_queries(
     """Localize each query against the triangulated reference ``rec`` (one :class:`QueryResult` each).
 
     A query with fewer than ``cfg.min_matches`` 2D–3D correspondences, or whose pose has fewer than
-    ``cfg.min_inliers`` inliers, is not localized and gets the fallback pose.
+    ``cfg.min_inliers`` inliers or an inlier ratio below ``cfg.min_inlier_ratio``, is not localized and gets the
+    fallback pose.
     """
     db_of_query: dict[str, list[int]] = {q.name: [] for q in queries}
     for qn, dn in query_pairs:
@@ -160,7 +161,7 @@ def localize_queries(
                 X = np.stack([rec.point3D(int(p)).xyz for p in pid])
                 out = localize(xy, X, q.to_pycolmap(), cfg.max_reprojection_error, cfg.seed + qi)
                 res.num_inliers = int(out["num_inliers"]) if out is not None else 0
-                if res.num_inliers >= cfg.min_inliers:
+                if res.num_inliers >= cfg.min_inliers and res.num_inliers >= cfg.min_inlier_ratio * len(kq):
                     res.localized = True
                     res.qvec, res.tvec = colmap.rigid_to_qvec_tvec(out["cam_from_world"])
             res.seconds = time.perf_counter() - tq

@@ -48,7 +48,7 @@ def gaussian_kernel1d(sigma: float, truncate: float = 4.0) -> torch.Tensor:
 def gaussian_blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur of every channel of ``B×C×H×W`` by the 1-D ``kernel``, reflected borders
     (SciPy's ``mode='reflect'``: the edge pixel repeated)."""
-    c = x.shape[1]
+    c = int(x.shape[1])  # a Python int: exporters see a static kernel shape
     half = (len(kernel) - 1) // 2
     kx = kernel.to(x).view(1, 1, 1, -1).expand(c, 1, 1, -1)
     ky = kernel.to(x).view(1, 1, -1, 1).expand(c, 1, -1, 1)

@@ -20,6 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from posfeat.io import DataError
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -164,7 +166,7 @@ class ResUNet(nn.Module):
     Args:
         encoder: ``small`` | ``resnet18`` | ``resnet34`` | ``resnet50``.
         pretrained: load torchvision's ImageNet weights, **only** from the local torch hub cache (never
-            downloaded); a missing file is a ``RuntimeError`` naming the expected path.
+            downloaded); a missing file is a :class:`~posfeat.io.DataError` naming the expected path and the URL.
         desc_dim: channels of ``local_map`` (128 in the paper).
         global_map: also build ``conv_coarse`` and return ``global_map`` (unused by the method; the
             official parameter count, 20.51 M for resnet50, includes it).
@@ -203,9 +205,10 @@ class ResUNet(nn.Module):
             if pretrained:
                 path = pretrained_weights_path(encoder)
                 if not path.is_file():
-                    raise RuntimeError(
-                        f"ImageNet weights for {encoder} not found at {path} (torch hub cache). Nothing is "
-                        f"downloaded: place {_TORCHVISION_WEIGHTS[encoder].url} there, or set pretrained: false."
+                    raise DataError(
+                        f"{path}: ImageNet weights of {encoder} not found (torch's hub cache; nothing is downloaded "
+                        f"at run time): fetch {_TORCHVISION_WEIGHTS[encoder].url} to that path, or add "
+                        "-S model.pretrained=false"
                     )
                 enc.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
         self.firstconv = enc.conv1
