@@ -106,7 +106,7 @@ def _fundamentals(width: int, height: int, batch: int):
     return t(F12), t(F21)
 
 
-def _cuda_peaks(dev) -> dict:
+def cuda_peaks(dev) -> dict:
     """``torch.cuda.max_memory_allocated`` and ``max_memory_reserved`` since the last reset (MiB); ``None`` off CUDA."""
     import torch
 
@@ -243,7 +243,7 @@ def run_case(
     rss0 = _rss_mb()
     warm_losses = [step(i, inputs(i, b))[0] for i in range(n_warm)]  # allocator, cuDNN autotune, optimiser state
     times, loss_times, losses = timed(n_warm, iters, True)
-    peaks = _cuda_peaks(dev)
+    peaks = cuda_peaks(dev)
     if dev.type == "cuda":
         peak, kind = peaks["peak_allocated_MiB"], "cuda_max_allocated_MiB"
     else:
@@ -283,7 +283,7 @@ def run_case(
         _reset_cuda_peaks(dev, empty_cache=True)
         for i in range(2):
             step(i, inputs(i, int(memory_batch)))
-        res["memory_at_batch"] = {"batch": int(memory_batch), **_cuda_peaks(dev)}
+        res["memory_at_batch"] = {"batch": int(memory_batch), **cuda_peaks(dev)}
     if dev.type == "cuda":
         free, total = torch.cuda.mem_get_info(dev)
         res["cuda_outside_allocator_MiB"] = (total - free - torch.cuda.memory_reserved(dev)) / 2**20

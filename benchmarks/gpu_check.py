@@ -55,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.bench_training import cuda_peaks  # the CUDA peaks both measure the same way
+
 PAPER = {
     "extract_size": (1600, 1200),
     "max_keypoints": 20480,
@@ -130,18 +132,6 @@ def _run(cmd: list[str], timeout: float) -> dict:
     out["error"] = (proc.stderr.strip().splitlines() or lines or ["no output"])[-1]
     out["stderr_tail"] = proc.stderr[-1500:]
     return out
-
-
-def _cuda_peaks(dev) -> dict:
-    """CUDA's peak allocated and reserved memory since the last reset, MiB (``None`` off CUDA)."""
-    import torch
-
-    if dev.type != "cuda":
-        return {"peak_allocated_MiB": None, "peak_reserved_MiB": None}
-    return {
-        "peak_allocated_MiB": torch.cuda.max_memory_allocated(dev) / 2**20,
-        "peak_reserved_MiB": torch.cuda.max_memory_reserved(dev) / 2**20,
-    }
 
 
 def _finite(x) -> float | None:
@@ -263,7 +253,7 @@ def part_extraction(device: str, size: tuple[int, int], max_keypoints: int, mode
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
         times.append(time.perf_counter() - t0)
-    peaks = _cuda_peaks(dev)
+    peaks = cuda_peaks(dev)
     return {
         "image_size": [w, h],
         "model": SCALES[model_scale]["model"],
@@ -296,7 +286,7 @@ def part_matching(device: str, n: int) -> dict:
         t0 = time.perf_counter()
         m = match_descriptors(d0, d1, mutual=True, device=dev)
         times.append(time.perf_counter() - t0)  # match_descriptors returns NumPy: synchronised
-    peaks = _cuda_peaks(dev)
+    peaks = cuda_peaks(dev)
     return {
         "n": n,
         "dim": 128,
@@ -482,7 +472,7 @@ def part_train_real(
         **run,
         "render_seconds": render_s,
         "pairs": len(index["train"]),
-        **_cuda_peaks(dev),
+        **cuda_peaks(dev),
     }
 
 
@@ -508,7 +498,7 @@ def part_train_real_kp(device: str, scale: str, seconds: float, workers: int, wo
     run = _train_for(
         "kp", index, cfg, seconds, work, first_chunk, device, init_checkpoint=desc, optimizer="sgd", lr=1e-3
     )
-    peaks = _cuda_peaks(dev)
+    peaks = cuda_peaks(dev)
     return {
         "stage": "kp",
         "scale": scale,
@@ -581,7 +571,7 @@ def part_ddp(device: str, scale: str, global_batch: int) -> dict | None:
         ref = p.clone()
         dist.broadcast(ref, 0)
         agree = bool(torch.allclose(p, ref))
-        peaks = _cuda_peaks(dev)
+        peaks = cuda_peaks(dev)
         res = {
             "world_size": info.world_size,
             "backend": dist.get_backend(),

@@ -203,6 +203,5 @@ def test_dvc_repro_then_experiments_and_a_fresh_clone(tmp_path):
     _run([py, "-m", "dvc", "checkout", "--force"], repo)
     exp = _run([py, "-m", "dvc", "exp", "run", "-S", "scale=tiny", "-S", "weights=given"], repo)
     assert not {s for s in _stages_run(exp) if s.startswith("train")}, exp[-2000:]
-    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]
-    assert not {s for s in lock if s.startswith("train")}
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())["stages"]  # (DVC keeps the lock entries of absent stages)
     assert "checkpoints/posfeat.pt" in {d["path"] for d in lock["extract_eth@posfeat"]["deps"]}
