@@ -27,7 +27,9 @@ from stages.common import ROOT, load_params, param, stage_entry
 
 OUT_PATH = Path("data/preflight.json")
 CHECKS = ("device", "datasets", "weights", "pretrained", "given_features")
-WAY_BACK = "nothing else ran and no result changed; back to the committed study: git checkout -- params.yaml && dvc checkout"
+WAY_BACK = (
+    "nothing else ran and no result changed; back to the committed study: git checkout -- params.yaml && dvc checkout"
+)
 
 
 def _made_by_the_pipeline(params: dict) -> list[str]:
