@@ -167,6 +167,44 @@ def test_determinism(tmp_path):
         demo.generate_demo(tmp_path / "d", seed=3, megadepth_scene=2)
 
 
+#: tree_digest of the TINY world, seed 3, with the pinned numpy / OpenCV / scikit-image of requirements.txt
+TINY_SEED3_DIGEST = "45f6a1bccd15c04d5bb4587e49191bd30c8d754be5a6cf2feab9262958c5db20"
+#: numpy's dispatch switch set as a CPU without AVX-512 (or with AVX-512 off) would leave it, for the parent
+OTHER_CPU_ENV = {"NPY_DISABLE_CPU_FEATURES": "AVX512_ICL AVX512_SPR", "OMP_NUM_THREADS": "1"}
+
+
+def test_world_is_the_committed_one(tmp_path):
+    """The TINY world hashes to the committed digest, rendered here and in a process whose numpy dispatches
+    differently (its parent's CPU switches do not reach the renderer: the workers run on the baseline paths)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import cv2
+    import skimage
+
+    versions = f"numpy {np.__version__}, opencv {cv2.__version__}, scikit-image {skimage.__version__}"
+    a = tmp_path / "here"
+    summary = demo.generate_demo(a, seed=3, workers=2, **TINY)
+    assert summary["code_paths"] == {"numpy_dispatch": [], "opencv_optimized": False}
+    assert demo.tree_digest(a) == TINY_SEED3_DIGEST, f"a different demo world with {versions}"
+    b = tmp_path / "other"
+    code = (
+        "import json, sys\nfrom posfeat.data import demo\n"
+        "demo.generate_demo(sys.argv[1], seed=3, workers=1, **json.loads(sys.argv[2]))\n"
+        "print(demo.tree_digest(sys.argv[1]))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(b), json.dumps(TINY)],
+        env={**os.environ, **OTHER_CPU_ENV},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split()[-1] == TINY_SEED3_DIGEST
+
+
 # ------------------------------------------------------------------------------------------ stage
 def test_stage_main(tmp_path):
     """The stage renders into data/demo with its manifest, replaces an old world, and refuses unknown keys."""

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from posfeat.data.demo import portable
 from posfeat.data.demo.aachen import write_aachen
 from posfeat.data.demo.eth import write_eth_scene
 from posfeat.data.demo.hpatches import write_hpatches_i, write_hpatches_v
@@ -100,14 +101,16 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
     Args:
         out_dir: output folder.
         seed: world seed.
-        workers: processes rendering scenes in parallel (default: the CPU count, at most 8; ``1``: in this
-            process). Every scene has its own random stream, so the files do not depend on it.
+        workers: processes rendering scenes in parallel (default: the CPU count, at most 8). Every scene has
+            its own random stream, so the files do not depend on it; the processes render on the baseline
+            code paths of numpy and OpenCV (:mod:`posfeat.data.demo.portable`), so they do not depend on
+            the CPU either.
         **sizes: overrides of :data:`DEFAULT_SIZES` (counts, ``*_size`` ``(W, H)`` image sizes,
             ``min_covisibility`` for MegaDepth pairs, ``jpeg_quality``, ``textures``: ``classic`` |
             ``photographic``).
 
     Returns:
-        A summary dict (counts per dataset, ``seconds``, ``bytes``).
+        A summary dict (counts per dataset, ``seconds``, ``bytes``, the workers' ``code_paths``).
     """
     unknown = set(sizes) - set(DEFAULT_SIZES)
     if unknown:
@@ -125,19 +128,16 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
     workers = min(os.cpu_count() or 1, 8) if workers is None else int(workers)
     workers = max(1, min(workers, len(tasks)))
     results: dict[tuple[str, int], object] = {}
-    with tqdm(total=len(tasks), desc="demo world", unit="scene") as bar:
-        if workers == 1:
-            for task in tasks:
-                results[task] = _run_task(out, seed, cfg, *task)
+    # spawned processes (never fork: the parent may hold torch's thread pools, and numpy reads its CPU switch
+    # at import) on the code paths every CPU of the architecture has (posfeat.data.demo.portable)
+    ctx = multiprocessing.get_context("spawn")
+    with tqdm(total=len(tasks), desc="demo world", unit="scene") as bar, portable.baseline_environment():
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=portable.init_worker) as pool:
+            code_paths = pool.submit(portable.worker_code_paths).result()
+            futures = {pool.submit(_run_task, out, seed, cfg, *task): task for task in tasks}
+            for fut in as_completed(futures):
+                results[futures[fut]] = fut.result()
                 bar.update()
-        else:
-            # spawn, not fork: the parent may hold OpenMP/BLAS thread pools (torch) that fork does not survive
-            ctx = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-                futures = {pool.submit(_run_task, out, seed, cfg, *task): task for task in tasks}
-                for fut in as_completed(futures):
-                    results[futures[fut]] = fut.result()
-                    bar.update()
     summary = {"seed": int(seed), "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()}}
     summary["megadepth"] = {"scenes": dict(results[("megadepth", k)] for k in range(cfg["megadepth_scenes"]))}
     summary["hpatches"] = {
@@ -146,6 +146,7 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
     summary["eth"] = dict(results[("eth", k)] for k in range(cfg["eth_scenes"]))
     summary["aachen"] = results[("aachen", 0)]
     summary["workers"] = workers
+    summary["code_paths"] = code_paths
     summary["seconds"] = round(time.perf_counter() - t0, 2)
     summary["bytes"] = int(sum(p.stat().st_size for p in out.rglob("*") if p.is_file()))
     return summary
