@@ -14,13 +14,17 @@ Everything the ETH and Aachen evaluations write to or read from a COLMAP databas
 * matches are written with :func:`import_matches` (pycolmap orders the pair and swaps columns) and read
   back, raw or verified, with :func:`read_matches` / :func:`read_inlier_matches`;
 * pose helpers convert between ``pycolmap.Rigid3d`` (cam_from_world) and R/t or qvec (w, x, y, z)/t;
-* model helpers give the ETH benchmark's statistics, the largest model and the mapper's options.
+* model helpers give the ETH benchmark's statistics, the largest model and the mapper's options;
+* :func:`watch_space`: inside it, every keypoint and match import first checks that the database's disk has
+  room for it. pycolmap ends the whole process (``std::terminate``) when SQLite cannot write, so a full disk
+  must be found before the write, where it can still be one clear error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
@@ -179,9 +183,40 @@ def add_image(db: pycolmap.Database, name: str, camera_id: int, image_id: int | 
     return image_id
 
 
+#: bytes a database's disk must keep free beyond the write at hand (SQLite's journal, pages, the mapper's models)
+SPACE_MARGIN = 64 << 20
+_WATCHED: list[Path] = []
+
+
+@contextlib.contextmanager
+def watch_space(database_path: str | os.PathLike):
+    """Check the free space of ``database_path``'s disk before every import in the block (:func:`need_space`)."""
+    _WATCHED.append(Path(database_path))
+    try:
+        yield
+    finally:
+        _WATCHED.pop()
+
+
+def need_space(nbytes: int) -> None:
+    """Inside :func:`watch_space`: a :class:`DataError` naming the database unless its disk has ``nbytes``
+    (twice, for SQLite's journal) plus :data:`SPACE_MARGIN` free."""
+    if not _WATCHED:
+        return
+    path = _WATCHED[-1]
+    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    need = 2 * int(nbytes) + SPACE_MARGIN
+    if free < need:
+        raise DataError(
+            f"{path}: not written, no space left: {free / 1e6:.0f} MB free on its disk, the next write needs "
+            f"{need / 1e6:.0f} MB; free space or put the work folder elsewhere, then rerun"
+        )
+
+
 def import_keypoints(db: pycolmap.Database, image_id: int, keypoints_xy: np.ndarray) -> int:
     """Store an image's keypoints (our convention, N×2) in COLMAP's convention; returns N."""
     kp = to_colmap_keypoints(keypoints_xy)
+    need_space(kp.nbytes)
     db.write_keypoints(int(image_id), kp)
     return len(kp)
 
@@ -193,6 +228,7 @@ def import_matches(db: pycolmap.Database, image_id1: int, image_id2: int, matche
         return 0
     if image_id1 == image_id2:
         raise ValueError(f"cannot match image {image_id1} with itself")
+    need_space(m.shape[0] * 8)
     db.write_matches(int(image_id1), int(image_id2), np.ascontiguousarray(m, dtype=np.uint32))
     return len(m)
 

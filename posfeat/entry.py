@@ -8,6 +8,8 @@ through :func:`run_entry`:
   :data:`EXIT_BAD_INPUT`;
 * ``--debug`` anywhere on the command line, or ``POSFEAT_DEBUG=1`` in the environment, shows its
   traceback instead;
+* a write that ran out of space (a full disk or quota, a file-size limit; :func:`posfeat.io.is_no_space`)
+  is one line too, with the same exit status: outputs are written atomically, so nothing half-written is left;
 * any other exception is a bug and keeps its traceback (Python's exit status 1);
 * Ctrl-C ends with status 130 and one line.
 """
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from posfeat.io import DataError
+from posfeat.io import DataError, is_no_space
 
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "POSFEAT_DEBUG"
@@ -67,6 +69,14 @@ def run_entry(func: Callable[[list[str]], Any], argv: Sequence[str] | None = Non
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:
+        if debug or not is_no_space(e):
+            raise
+        first = " ".join(str(e).split())[:200] or type(e).__name__
+        _close_progress_bars()
+        print(f"{prog}: error: no space left to write (disk or quota full, or a file-size limit): {first}",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
     if isinstance(rc, bool) or not isinstance(rc, int):
         return 0
     return rc

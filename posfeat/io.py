@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -18,6 +19,35 @@ import numpy as np
 
 class DataError(ValueError):
     """Bad input: the message names the file (and line) and what was expected."""
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+"""A full disk, a full quota, a file-size limit."""
+_NO_SPACE_WORDS = ("no space left", "disk is full", "file too large", "quota exceeded", "errno = 28", "errno = 27",
+                   "errno = 122")  # fmt: skip
+"""How the C libraries that write for us (HDF5, SQLite under COLMAP) report the same."""
+
+
+def is_no_space(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or an exception it was raised from) says the disk, a quota or a file-size limit is full."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+            return True
+        if any(w in str(exc).lower() for w in _NO_SPACE_WORDS):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def no_space_error(path: str | os.PathLike, exc: BaseException) -> DataError:
+    """The one-line error of a write of ``path`` that ran out of space (``exc``: what the writer raised)."""
+    first = " ".join(str(exc).split())[:160]
+    return DataError(
+        f"{path}: not written, no space left (the disk or quota is full, or a file-size limit was hit: {first}); "
+        "nothing half-written was kept: free space or write elsewhere, then rerun"
+    )
 
 
 def _pid_alive(pid: int) -> bool:
@@ -88,6 +118,10 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         if tmp.is_dir() and path.is_dir():
             shutil.rmtree(path)
         os.replace(tmp, path)
+    except Exception as e:
+        if is_no_space(e) and not isinstance(e, DataError):
+            raise no_space_error(path, e) from e
+        raise
     finally:
         if tmp.is_dir():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -232,7 +266,19 @@ class FeatureWriter:
             g.create_dataset(key, data=v)
 
     def close(self, ok: bool = True) -> None:
-        self._h5.close()
+        """Close the file; it appears under its name if ``ok``, else the temporary is removed.
+
+        A write that ran out of space (here or in :meth:`add`) becomes :func:`no_space_error` naming the file.
+        """
+        if self._h5 is None:
+            return
+        try:
+            self._h5.close()
+        except Exception as e:
+            self._h5 = None
+            self._ctx.__exit__(type(e), e, None)
+            raise no_space_error(self.path, e) if is_no_space(e) else e
+        self._h5 = None
         if ok:
             self._ctx.__exit__(None, None, None)
         else:
@@ -243,6 +289,8 @@ class FeatureWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close(ok=exc_type is None)
+        if exc is not None and is_no_space(exc) and not isinstance(exc, DataError):
+            raise no_space_error(self.path, exc) from exc
 
 
 FEATURE_DATASETS = ("keypoints", "scores", "descriptors", "image_size")

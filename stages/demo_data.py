@@ -59,7 +59,7 @@ def main(params: dict | None = None, base_dir: str | Path = ROOT, workers: int |
     announce("stages.demo_data", data=f"the demo world, seed {seed}, into {out}")
     with atomic_path(out) as tmp:
         summary = generate_demo(tmp, seed=seed, workers=workers, **sizes)
-        manifest = write_metadata_manifest(tmp / "megadepth", tmp / MANIFEST_NAME)
+        manifest = write_metadata_manifest(tmp / "megadepth", tmp / MANIFEST_NAME, with_images=True)
     summary["manifest_files"] = len(manifest["files"])
     md = summary["megadepth"]["scenes"]
     log.info(

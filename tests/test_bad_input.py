@@ -644,3 +644,91 @@ def test_stage_says_what_it_runs_on_when_the_work_starts(tmp_path, demo_root):
     n = sum(1 for _ in (demo_root / "eth").glob("*/images/*"))
     assert len(starts) == 1 and "model OpenCV SIFT" in starts[0], p.stderr
     assert f"data {n} images under {demo_root / 'eth'}" in starts[0]
+
+
+# ------------------------------------------------------------------------------------------ full disk
+_FILE_SIZE_LIMIT = """
+import resource, runpy, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[1]), int(sys.argv[1])))
+sys.argv = ["posfeat"] + sys.argv[2:]
+runpy.run_module("posfeat", run_name="__main__")
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_FSIZE and SIGXFSZ as on Linux")
+def test_feature_file_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
+    """A feature file that cannot grow (a file-size limit stands in for a full disk): one line naming the file,
+    exit status 2, no file and no temporary."""
+    d = tmp_path / "images"
+    d.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(d / f"{i}.png"), _texture(360, 480, seed=i))
+    out = tmp_path / "feats" / "f.h5"
+    args = ["extract", "--method", "sift", "--images", str(d), "--out", str(out), "--max-keypoints", "4096"]
+    p = _subprocess([sys.executable, "-c", _FILE_SIZE_LIMIT, str(64 << 10), *args])
+    lines = p.stderr.strip().splitlines()
+    assert p.returncode == EXIT_BAD_INPUT, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    assert lines[-1].startswith(f"posfeat: error: {out}: not written, no space left"), lines[-1]
+    assert list(out.parent.iterdir()) == []
+
+
+def test_colmap_database_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
+    """pycolmap ends the process when SQLite cannot write, so the free space is checked before each import:
+    one line naming the database, exit status 2, and no results file."""
+    from posfeat import colmap
+
+    d = tmp_path / "S" / "images"
+    d.mkdir(parents=True)
+    for i in range(3):
+        cv2.imwrite(str(d / f"{i}.png"), _texture(240, 320, seed=i))
+    feats = tmp_path / "f.h5"
+    assert _extract(d, feats, capsys)[0] == 0
+    real = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: real(p)._replace(free=colmap.SPACE_MARGIN // 2))
+    out = tmp_path / "res.json"
+    rc, err = _cli(["eval-eth", "--root", tmp_path / "S", "--features", feats, "--out", out, "--device", "cpu"], capsys)
+    assert rc == EXIT_BAD_INPUT
+    assert (
+        err.strip()
+        .splitlines()[-1]
+        .startswith(f"posfeat: error: {tmp_path / 'res_work' / 'database.db'}: not written, no space left")
+    )
+    assert not out.exists()
+
+
+# ------------------------------------------------------------------------------------ photo corpus
+def test_mixed_photo_corpus_is_read_as_colmap_reads_it(tmp_path):
+    """Photos as people have them: a 50-megapixel JPEG, a PNG with alpha, a CMYK JPEG, a 16-bit PNG, a grey
+    JPEG and one tagged "rotate 90°". The own-photos copy makes each one at most max_image_size, upright and
+    plain 8-bit; our reader and pycolmap's then read the same pixels in the same frame from every copy."""
+    import pycolmap
+    from PIL import Image
+
+    from posfeat.data.images import read_image
+    from posfeat.data.photo_reconstruction import _downscaled_copy
+
+    src, out = tmp_path / "photos", tmp_path / "copy"
+    src.mkdir()
+    rgb = cv2.cvtColor(_texture(600, 800, seed=1), cv2.COLOR_BGR2RGB)
+    big = cv2.resize(rgb, (8688, 5792), interpolation=cv2.INTER_LINEAR)  # 50.3 MP
+    Image.fromarray(big).save(src / "big.jpg", quality=85)
+    Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 90, np.uint8)])).save(src / "alpha.png")
+    Image.fromarray(rgb).convert("CMYK").save(src / "cmyk.jpg", quality=92)
+    cv2.imwrite(str(src / "deep.png"), rgb[:, :, ::-1].astype(np.uint16) * 257)
+    cv2.imwrite(str(src / "grey.jpg"), cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(rgb).save(src / "turned.jpg", quality=92, exif=exif)
+    names = sorted(p.name for p in src.iterdir())
+    _downscaled_copy(src, names, out, 1600)
+    expected = {"big.jpg": (1600, 1067), "turned.jpg": (600, 800)}  # downscaled; turned upright (w, h)
+    for n in names:
+        ours = read_image(out / n)  # RGB
+        theirs = np.asarray(pycolmap.Bitmap.read(str(out / n), True).to_array()).reshape(ours.shape[:2] + (-1,))
+        assert ours.shape[:2] == expected.get(n, (800, 600))[::-1], n
+        theirs = np.repeat(theirs, 3, axis=2) if theirs.shape[2] == 1 else theirs
+        assert np.abs(ours.astype(float) - theirs.astype(float)).mean() < 1.0, n  # the same pixels
+    with Image.open(out / "big.jpg") as im:
+        assert im.mode == "RGB" and im.getexif().get(0x0112, 1) == 1

@@ -105,3 +105,17 @@ def test_cli_writes_manifest(md_copy, tmp_path, capsys):
     assert cli.main(["megadepth-manifest", "--root", str(md_copy), "--out", str(out)]) == 0
     assert json.loads(out.read_text()) == metadata_manifest(md_copy)
     assert "6 metadata files" in capsys.readouterr().out
+
+
+def test_demo_manifest_follows_its_images(md_copy, tmp_path):
+    """with_images: one pixel of one image changes the manifest (so training reruns); the check still passes."""
+    out = tmp_path / "m.json"
+    before = write_metadata_manifest(md_copy, out, with_images=True)
+    assert set(before) == {"version", "files", "images"} and "images" not in write_metadata_manifest(md_copy, out)
+    img = sorted((md_copy / "0015" / "dense0" / "aligned" / "images").iterdir())[0]
+    data = bytearray(img.read_bytes())
+    data[-10] ^= 1
+    img.write_bytes(bytes(data))
+    after = write_metadata_manifest(md_copy, out, with_images=True)
+    assert after["files"] == before["files"] and after["images"] != before["images"]
+    check_metadata_manifest(md_copy, out)

@@ -30,6 +30,6 @@ def run(args: argparse.Namespace) -> int:
         logger.info("replacing %s", out)
     with atomic_path(out) as tmp:
         summary = generate_demo(tmp, seed=args.seed)
-        write_metadata_manifest(tmp / "megadepth", tmp / "megadepth_metadata.json")
+        write_metadata_manifest(tmp / "megadepth", tmp / "megadepth_metadata.json", with_images=True)
     logger.info("demo world written to %s in %.1f s (%.1f MB)", out, summary["seconds"], summary["bytes"] / 1e6)
     return 0

@@ -1,4 +1,5 @@
-"""A fingerprint of a MegaDepth root's *metadata* (``img_cam.txt`` and ``pairs.txt``), never of its images.
+"""A fingerprint of a MegaDepth root's *metadata* (``img_cam.txt`` and ``pairs.txt``), and of the demo world's
+images, never of a real dataset's images.
 
 A big real dataset is an immutable external input: DVC stages must not hash hundreds of GB
 of images. The ``prepare_megadepth`` and training stages therefore depend on one small JSON file, the
@@ -52,9 +53,25 @@ def metadata_manifest(root: str | os.PathLike) -> dict:
     return {"version": MANIFEST_VERSION, "files": files}
 
 
-def write_metadata_manifest(root: str | os.PathLike, out: str | os.PathLike) -> dict:
-    """Compute :func:`metadata_manifest` of ``root`` and write it atomically to ``out``."""
+def images_digest(root: str | os.PathLike) -> str:
+    """One MD5 over the relative paths and MD5s of every file in the scene folders under ``root``."""
+    h = hashlib.md5()
+    for scene in find_scenes(root):
+        for path in sorted(p for p in scene.path.rglob("*") if p.is_file()):
+            h.update(f"{scene.key}/aligned/{path.relative_to(scene.path).as_posix()} {_md5(path)}\n".encode())
+    return h.hexdigest()
+
+
+def write_metadata_manifest(root: str | os.PathLike, out: str | os.PathLike, with_images: bool = False) -> dict:
+    """Compute :func:`metadata_manifest` of ``root`` and write it atomically to ``out``.
+
+    ``with_images``: also an ``images`` entry (:func:`images_digest`), so that the stages depending on the
+    manifest rerun when an image changes. For the demo world, whose images change with the renderer; never for
+    a real dataset (hundreds of GB, immutable).
+    """
     manifest = metadata_manifest(root)
+    if with_images:
+        manifest["images"] = images_digest(root)
     write_json(out, manifest)
     return manifest
 

@@ -220,7 +220,8 @@ def evaluate_aachen(
     _announce(data, dev, features_path)
     work = _fresh_dir(Path(workdir))
     db_path = work / "database.db"
-    ids, keys, s_db, s_q = _import_and_match(data, features_path, db_path, cfg, dev, progress, timer)
+    with colmap.watch_space(db_path):
+        ids, keys, s_db, s_q = _import_and_match(data, features_path, db_path, cfg, dev, progress, timer)
     _log_matches(s_db, s_q)
     with timer("verification"):
         sfm.verify(db_path, s_db.matched_pairs + s_q.matched_pairs, _verification_options(cfg), work)

@@ -159,7 +159,7 @@ def _import_and_match(
     Returns ``({name: image id}, names in the database, match counts)``.
     """
     cfg, timer, dev, progress = run.cfg, run.timer, run.device, run.progress
-    with FeatureReader(features_path) as features:
+    with FeatureReader(features_path) as features, colmap.watch_space(run.db_path):
         with timer("import"):
             db, ids, keys, db_names = open_scene_database(
                 run.scene_dir, run.db_path, features, names, cfg, run.protocol

@@ -63,6 +63,8 @@ def verify(db_path: Path, matched_pairs: Sequence[tuple[str, str]], options: pyc
     returned)."""
     pairs_path = Path(work) / "pairs.txt"
     colmap.write_pairs_file(pairs_path, matched_pairs)
+    with colmap.watch_space(db_path):  # the verified geometries take at most what the raw matches take
+        colmap.need_space(Path(db_path).stat().st_size)
     with colmap.colmap_log_level(False):
         colmap_verification.verify_pairs(db_path, pairs_path, options)
     return pairs_path
