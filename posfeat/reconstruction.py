@@ -19,6 +19,14 @@ removes that dependence in two steps:
    the mapper's bundle adjustment still refines them.
 2. :func:`reconstruct` — the mapper, with a **restart** when the largest model leaves images out:
    further attempts with other seeds, the largest model kept (most registered images, then points).
+3. :func:`self_calibrate` — **accurate intrinsics where no camera prior exists.** Refining a focal length
+   and a distortion per image while the model grows lets early, poorly constrained images drift into a
+   wrong basin (measured on a 10-photo collection without EXIF: the mapper's model had 0.7–2.3° median
+   rotation error over seeds, and even true focal lengths as the start drifted to 1.5–2°, while the same
+   model with the true focals held fixed had 0.4°). So the mapper's model is bundle-adjusted once more with
+   a robust (Cauchy) loss, its intrinsics are written back as fixed priors, the scene is mapped again with
+   them held, and adjusted again; until the median focal length moves by less than
+   :data:`FOCAL_TOLERANCE` or the rounds run out. A round that registers fewer images is not kept.
 
 Both record what they did (:class:`FocalEstimate`, :class:`MappingReport`) so that the metrics say
 where each focal length came from and how many attempts were made.
@@ -49,6 +57,10 @@ MIN_PAIRS_PER_IMAGE = 2
 MAX_PAIRS_PER_IMAGE = 50
 #: sources of an initial focal length
 FOCAL_SOURCES = ("prior", "two_view", "guess")
+#: px, scale of the Cauchy loss of the self-calibration's bundle adjustment (residuals beyond it weigh less)
+ROBUST_LOSS_SCALE = 1.0
+#: self-calibration stops once the median relative change of the registered images' focal lengths is below this
+FOCAL_TOLERANCE = 0.01
 
 
 # ------------------------------------------------------------------------------------ the cost
@@ -239,9 +251,10 @@ class MappingReport:
 
     attempts: list[dict] = field(default_factory=list)  # per attempt: seed, models, registered images, points
     best_attempt: int | None = None
+    rounds: list[dict] = field(default_factory=list)  # self-calibration: per round, registered images, focal change
 
     def to_dict(self) -> dict:
-        return {"attempts": self.attempts, "best_attempt": self.best_attempt}
+        return {"attempts": self.attempts, "best_attempt": self.best_attempt, "self_calibration": self.rounds}
 
 
 def _score(rec: pycolmap.Reconstruction | None) -> tuple[int, int]:
@@ -296,8 +309,172 @@ def reconstruct(
     return best, best_path, best_models, report
 
 
+# ------------------------------------------------------------------------------------ self-calibration
+def bundle_adjust(rec: pycolmap.Reconstruction, num_threads: int = 1) -> None:
+    """Global bundle adjustment of ``rec`` in place: poses, points, focal lengths and distortion (principal
+    points held), with a Cauchy loss of scale :data:`ROBUST_LOSS_SCALE` px."""
+    opts = pycolmap.BundleAdjustmentOptions()
+    opts.refine_focal_length = True
+    opts.refine_extra_params = True
+    opts.refine_principal_point = False
+    opts.print_summary = False
+    opts.ceres.loss_function_type = pycolmap.LossFunctionType.CAUCHY
+    opts.ceres.loss_function_scale = ROBUST_LOSS_SCALE
+    opts.ceres.solver_options.num_threads = int(num_threads)
+    with colmap.colmap_log_level(False):
+        pycolmap.bundle_adjustment(rec, opts)
+
+
+def registered_intrinsics(rec: pycolmap.Reconstruction) -> dict[int, np.ndarray]:
+    """``{camera id: parameters}`` of the cameras of the registered images."""
+    return {
+        int(im.camera_id): np.asarray(rec.cameras[im.camera_id].params, np.float64).copy()
+        for im in rec.images.values()
+        if im.has_pose
+    }
+
+
+def registered_focals(rec: pycolmap.Reconstruction) -> dict[int, float]:
+    """``{camera id: focal length (px)}`` of the cameras of the registered images."""
+    return {
+        int(im.camera_id): float(rec.cameras[im.camera_id].mean_focal_length())
+        for im in rec.images.values()
+        if im.has_pose
+    }
+
+
+def hold_intrinsics(db: pycolmap.Database, params: dict[int, np.ndarray]) -> int:
+    """Write ``{camera id: parameters}`` into the database as priors (the mapper then starts from them);
+    returns how many cameras were written."""
+    n = 0
+    for cam in db.read_all_cameras():
+        c = int(cam.camera_id)
+        if c in params:
+            cam.params = params[c]
+            cam.has_prior_focal_length = True
+            db.update_camera(cam)
+            n += 1
+    return n
+
+
+def median_focal_change(before: dict[int, float], after: dict[int, float]) -> float:
+    """Median of |f_after / f_before − 1| over the cameras in both (inf when none is)."""
+    common = [c for c in after if c in before]
+    return float(np.median([abs(after[c] / before[c] - 1.0) for c in common])) if common else float("inf")
+
+
+def self_calibrate(
+    database_path: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    options: pycolmap.IncrementalPipelineOptions,
+    rec: pycolmap.Reconstruction,
+    num_images: int,
+    rounds: int = 3,
+    max_attempts: int = 1,
+    report: MappingReport | None = None,
+) -> tuple[pycolmap.Reconstruction, Path]:
+    """Refine the intrinsics of a model built without camera priors (module doc, step 3).
+
+    ``rec`` (the mapper's model) is bundle-adjusted with a robust loss; then, for up to ``rounds`` rounds while
+    the median focal length moved by :data:`FOCAL_TOLERANCE` or more in the last adjustment: its intrinsics
+    are written into the database as fixed priors, the scene is mapped again with them held (``max_attempts``
+    seeds as in :func:`reconstruct`) and the new model adjusted. A round whose model registers fewer images
+    ends the loop and is dropped. The database's cameras are restored afterwards (they keep describing the
+    protocol's inputs; the model holds the refined ones). Each adjustment is recorded in ``report.rounds``.
+    Returns the final model and the folder it is written to (``out_dir/final``).
+    """
+    out_dir = Path(out_dir)
+    report = report if report is not None else MappingReport()
+    threads = int(options.num_threads) if int(options.num_threads) > 0 else (os.cpu_count() or 1)
+    before = registered_focals(rec)
+    bundle_adjust(rec, threads)
+    change = median_focal_change(before, registered_focals(rec))
+    report.rounds.append({"round": 0, "num_reg_images": int(rec.num_reg_images()), "focal_change": change})
+    held = pycolmap.IncrementalPipelineOptions(options.todict())
+    held.ba_refine_focal_length = False
+    held.ba_refine_extra_params = False
+    db = pycolmap.Database.open(str(database_path))
+    try:
+        cameras = db.read_all_cameras()
+    finally:
+        db.close()
+    try:
+        rec = _held_rounds(database_path, image_dir, out_dir, held, rec, num_images, rounds, max_attempts, report,
+                           threads, change)  # fmt: skip
+    finally:
+        db = pycolmap.Database.open(str(database_path))
+        try:
+            for cam in cameras:
+                db.update_camera(cam)
+        finally:
+            db.close()
+    final = out_dir / "final"
+    final.mkdir(parents=True, exist_ok=True)
+    rec.write(str(final))
+    return rec, final
+
+
+def _held_rounds(
+    database_path: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    out_dir: Path,
+    held: pycolmap.IncrementalPipelineOptions,
+    rec: pycolmap.Reconstruction,
+    num_images: int,
+    rounds: int,
+    max_attempts: int,
+    report: MappingReport,
+    threads: int,
+    change: float,
+) -> pycolmap.Reconstruction:
+    """The rounds of :func:`self_calibrate` after its first adjustment (``change``: that adjustment's focal
+    change); the database's cameras are overwritten (the caller restores them). Returns the last kept model."""
+    for k in range(1, int(rounds) + 1):
+        if change < FOCAL_TOLERANCE:
+            break
+        db = pycolmap.Database.open(str(database_path))
+        try:
+            hold_intrinsics(db, registered_intrinsics(rec))
+        finally:
+            db.close()
+        again, _, _, _ = reconstruct(database_path, image_dir, out_dir / f"round{k}", held, num_images, max_attempts)
+        if again is None or again.num_reg_images() < rec.num_reg_images():
+            report.rounds.append({"round": k, "num_reg_images": _score(again)[0], "focal_change": None})
+            log.info("self-calibration round %d registered fewer images; the previous model is kept", k)
+            break
+        before = registered_focals(rec)
+        bundle_adjust(again, threads)
+        change = median_focal_change(before, registered_focals(again))
+        rec = again
+        report.rounds.append({"round": k, "num_reg_images": int(rec.num_reg_images()), "focal_change": change})
+    return rec
+
+
+def focal_factor_summary(rec: pycolmap.Reconstruction) -> dict[str, float | None]:
+    """Min, median and max over the registered images of focal length / max(width, height)."""
+    f = [
+        rec.cameras[im.camera_id].mean_focal_length()
+        / max(rec.cameras[im.camera_id].width, rec.cameras[im.camera_id].height)
+        for im in rec.images.values()
+        if im.has_pose
+    ]
+    if not f:
+        return {"min": None, "median": None, "max": None}
+    return {"min": float(np.min(f)), "median": float(np.median(f)), "max": float(np.max(f))}
+
+
 __all__ = [
+    "focal_factor_summary",
     "FOCAL_SOURCES",
+    "FOCAL_TOLERANCE",
+    "ROBUST_LOSS_SCALE",
+    "bundle_adjust",
+    "registered_intrinsics",
+    "registered_focals",
+    "hold_intrinsics",
+    "median_focal_change",
+    "self_calibrate",
     "FocalEstimate",
     "MappingReport",
     "essential_gap",

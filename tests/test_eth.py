@@ -8,6 +8,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pycolmap
 import pytest
 from synthetic_scenes import make_eth_scene
 
@@ -209,8 +210,6 @@ def test_demo_root_scene(demo_root, tmp_path):
     """The small demo fixture's ETH scene (6 views over 150°: a weakly connected view graph): whatever is
     registered is consistent; a rerun into the same work folder replaces it and, with one COLMAP thread,
     repeats it (with several threads, pycolmap's mapping of this weak view graph varies under CPU load)."""
-    import pycolmap
-
     from posfeat import colmap, colmap_verification
     from posfeat.data.eth import list_scenes
 
@@ -349,5 +348,7 @@ def test_cli_and_stage(tmp_path, monkeypatch):
         assert headline[scene]["registered_images"] == stats["num_reg_images"] >= 2
     detail = read_json(base / "results" / "eth" / "sift.json")
     assert {k: detail["Synth"][k] for k in metrics["Synth"]} == json.loads(json.dumps(metrics["Synth"]))
-    assert detail["Synth2"]["model"].startswith("results/eth/sift/Synth2/sparse/")
+    model = detail["Synth2"]["model"]  # no camera priors: the self-calibrated model, else the mapper's
+    assert model == "results/eth/sift/Synth2/self_calibration/final", model
+    assert pycolmap.Reconstruction(str(base / model)).num_reg_images() == metrics["Synth2"]["num_reg_images"]
     assert (base / "results" / "eth" / "sift" / "Synth" / "database.db").is_file()

@@ -4,14 +4,13 @@ The synthetic tests build exact fundamental matrices F = K₂⁻ᵀ [t]ₓ R K�
 independent computation of the quantity the estimator inverts). The real-photo test reproduces the
 failure of a focal guess on internet-style photos: the Strecha entry images of ``../shared/data``
 (skipped when absent), centre crops of 30–100 % rescaled to 600–1100 px, **no EXIF**, so the true
-focal lengths are 0.76× to 2.41× COLMAP's guess 1.2·max(w, h). With the guess, mapping seed 3 built a
-model with every image registered but a 21.5° median rotation error (seeds 0–2 and 4–5: 0.8–1.8°);
-with the self-calibrated focal lengths, seeds 0–5 gave 0.8–2.2°.
+focal lengths are 0.76× to 2.41× COLMAP's guess 1.2·max(w, h) (:func:`posfeat.data.internet.make_collection`).
+With the guess, mapping seed 3 built a model with every image registered but a 21.5° median rotation error
+(seeds 0–2 and 4–5: 0.8–1.8°); with the two-view focal lengths, seeds 0–4 gave 0.67–2.35°; with the
+self-calibration rounds after the mapper, 0.25–0.35°.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,7 +18,7 @@ import pycolmap
 import pytest
 
 from posfeat import colmap, reconstruction
-from posfeat.data.pairs import scale_intrinsics
+from posfeat.data.internet import make_collection
 
 
 def _rot(rng, deg):
@@ -145,53 +144,27 @@ def test_no_pairs_keeps_the_guess(tmp_path):
 ENTRY = "megadepth-strecha/strecha_entry/dense0/aligned"
 
 
-def make_no_exif_collection(shared: Path, out: Path, seed: int = 1) -> list[float]:
-    """``out/images`` + ``gt_cameras.txt``: centre crops (30–100 %) of the entry images, 600–1100 px, no EXIF.
-
-    Returns each image's true focal length over COLMAP's guess 1.2·max(w, h).
-    """
-    src = shared / ENTRY
-    rows = [ln.split() for ln in (src / "img_cam.txt").read_text().splitlines() if ln and not ln.startswith("#")]
-    (out / "images").mkdir(parents=True)
-    rng = np.random.default_rng(seed)
-    lines, ratios = [], []
-    for r in rows:
-        img = cv2.imread(str(src / "images" / r[0]))
-        h, w = img.shape[:2]
-        fx, fy, cx, cy = map(float, r[3:7])
-        cw = int(w * rng.uniform(0.3, 1.0))
-        rng.uniform(0.3, 1.0)  # the height draw of the measured collection (kept so that its crops are these)
-        ch = int(round(cw * h / w))
-        x0, y0 = int(np.clip(round(cx - cw / 2), 0, w - cw)), int(np.clip(round(cy - ch / 2), 0, h - ch))
-        K = np.array([[fx, 0, cx - x0], [0, fy, cy - y0], [0, 0, 1.0]])
-        s = rng.uniform(600, 1100) / max(cw, ch)
-        nw, nh = int(round(cw * s)), int(round(ch * s))
-        res = cv2.resize(np.ascontiguousarray(img[y0 : y0 + ch, x0 : x0 + cw]), (nw, nh), interpolation=cv2.INTER_AREA)
-        K = scale_intrinsics(K, nw / cw, nh / ch)
-        cv2.imwrite(str(out / "images" / r[0]), res, [cv2.IMWRITE_JPEG_QUALITY, 92])  # OpenCV writes no EXIF
-        ratios.append(K[0, 0] / (1.2 * max(nw, nh)))
-        lines.append(
-            " ".join([r[0], str(nw), str(nh)] + [f"{v:.4f}" for v in (K[0, 0], K[1, 1], K[0, 2], K[1, 2])] + r[7:])
-        )
-    (out / "gt_cameras.txt").write_text("\n".join(lines) + "\n")
-    return ratios
-
-
 @pytest.fixture(scope="module")
 def no_exif_scene(shared_data, tmp_path_factory):
     """(scene folder, SIFT features): the collection above, features as `extract --images SCENE/images`."""
     from synthetic_scenes import sift_features_of_folder
 
     scene = tmp_path_factory.mktemp("noexif") / "Entry"
-    ratios = make_no_exif_collection(shared_data, scene)
+    ratios = make_collection(shared_data / ENTRY, scene)
     assert min(ratios) < 0.8 and max(ratios) > 2.0  # the guess is off both ways
     return scene, sift_features_of_folder(scene / "images", scene.parent / "sift.h5")
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("seed", [0, 3])
-def test_no_exif_collection_registers_for_every_seed(no_exif_scene, tmp_path, seed):
-    """Photos without EXIF: every image registered and a sane model for seeds 0 and 3 (3 broke with the guess)."""
+@pytest.mark.parametrize("seed", [0, 1, 3])
+def test_no_exif_collection_is_accurate_for_every_seed(no_exif_scene, tmp_path, seed):
+    """Photos without EXIF: every image registered, and the poses and focal lengths right, whatever the seed.
+
+    Measured over seeds 0-4 (one thread): median rotation error 0.25-0.35°, largest focal error 2.6-3.4 %, pose
+    AUC@5 0.64-0.70; the mapper alone (``self_calibration_rounds=0``) had 0.67-2.35°, up to 26 %, 0.11-0.50, and
+    the same model with the true focal lengths held fixed 0.32-0.39°. Seeds 1 and 3 were the worst without
+    self-calibration. The bounds are three times the measured worst.
+    """
     from posfeat.evaluation import eth
 
     scene, feats = no_exif_scene
@@ -200,7 +173,38 @@ def test_no_exif_collection_registers_for_every_seed(no_exif_scene, tmp_path, se
     )
     st = res.stats
     assert st["num_reg_images"] == 10, res.message
-    assert st["protocol"]["focal_init"] == "two_view"
+    assert st["protocol"]["focal_init"] == "two_view" and st["protocol"]["self_calibration"]
     assert st["protocol"]["focal_sources"]["two_view"] == 10
-    assert st["median_rotation_error_deg"] < 5.0, st["median_rotation_error_deg"]
     assert st["mapping"]["attempts"][0]["seed"] == seed
+    rounds = st["mapping"]["self_calibration"]
+    assert rounds and all(r["num_reg_images"] == 10 for r in rounds)
+    assert st["median_rotation_error_deg"] < 1.0, st["median_rotation_error_deg"]
+    assert st["max_focal_error"] < 0.1, st["max_focal_error"]
+    assert st["focal_factors"]["min"] < 1.0 < st["focal_factors"]["max"]  # f/max(w, h) converged to 0.9-2.9
+
+
+def test_hold_intrinsics_and_focal_change(tmp_path):
+    """hold_intrinsics writes the given parameters as priors (others untouched); the change is a median ratio."""
+    db = colmap.create_database(tmp_path / "d.db")
+    try:
+        a = colmap.add_camera(db, colmap.guess_camera(640, 480))
+        b = colmap.add_camera(db, colmap.guess_camera(800, 600))
+        assert reconstruction.hold_intrinsics(db, {a: np.array([500.0, 320.0, 240.0, -0.05])}) == 1
+        cams = {c.camera_id: c for c in db.read_all_cameras()}
+    finally:
+        db.close()
+    assert np.allclose(cams[a].params, [500.0, 320.0, 240.0, -0.05]) and cams[a].has_prior_focal_length
+    assert cams[b].mean_focal_length() == pytest.approx(1.2 * 800) and not cams[b].has_prior_focal_length
+    assert reconstruction.median_focal_change({1: 100.0, 2: 200.0, 3: 50.0}, {1: 110.0, 2: 200.0}) == pytest.approx(
+        0.05
+    )
+    assert reconstruction.median_focal_change({1: 100.0}, {2: 100.0}) == float("inf")
+
+
+def test_self_calibration_rounds_setting():
+    from posfeat.evaluation.eth import ETHConfig
+    from posfeat.settings import ParamError
+
+    assert ETHConfig().self_calibration_rounds == 3
+    with pytest.raises(ParamError, match="self_calibration_rounds = -1: expected an int >= 0"):
+        ETHConfig(self_calibration_rounds=-1)

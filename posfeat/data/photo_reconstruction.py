@@ -114,5 +114,10 @@ def _map(db_path: Path, image_dir: Path, out: Path, num_images: int, cfg: Photos
     finally:
         db.close()
     opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed)
-    rec, _, _, _ = reconstruction.reconstruct(db_path, image_dir, out, opts, num_images, cfg.mapping_attempts)
+    rec, _, _, rep = reconstruction.reconstruct(db_path, image_dir, out, opts, num_images, cfg.mapping_attempts)
+    if rec is not None and cfg.self_calibration_rounds > 0 and focals.counts()["prior"] < len(focals.source):
+        rec, _ = reconstruction.self_calibrate(
+            db_path, image_dir, out / "self_calibration", opts, rec, num_images, cfg.self_calibration_rounds,
+            cfg.mapping_attempts, rep,
+        )  # fmt: skip
     return rec, focals

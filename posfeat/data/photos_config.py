@@ -24,6 +24,8 @@ class PhotosConfig:
             the other sees (shared points / each image's points).
         rot_thr: degrees; pairs whose relative rotation is larger are not written (prepare's rule).
         mapping_attempts: mapper restarts while the largest model leaves photos out.
+        self_calibration_rounds: rounds of robust bundle adjustment and mapping with the refined intrinsics
+            held, for places whose photos lack a focal prior.
         seed: RANSAC and mapper seed.
         num_threads: COLMAP threads (1: repeatable).
     """
@@ -39,6 +41,9 @@ class PhotosConfig:
     )
     rot_thr: float = setting(80.0, "degrees; pairs turned more are not written")
     mapping_attempts: int = setting(3, "mapper restarts (seed, seed+1, ...) while photos are left out")
+    self_calibration_rounds: int = setting(
+        3, "photos without a focal prior: rounds of robust BA + mapping with the refined intrinsics held (0: off)"
+    )
     seed: int = setting(0, "RANSAC and mapper seed", param="seed")
     num_threads: int = setting(1, "COLMAP threads (1: repeatable; -1: all cores)")
 

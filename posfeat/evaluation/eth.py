@@ -18,7 +18,10 @@ Per scene (``<root>/<Scene>/images/*``):
 4. two-view geometric verification (``pycolmap.verify_matches``, COLMAP's ``matches_importer``) with
    hloc's RANSAC settings (20000 trials, minimum inlier ratio 0.1); why pairs fail is logged and
    reported (``verification``: pairs per configuration type, inlier ratios);
-5. ``pycolmap.incremental_mapping`` (COLMAP's ``mapper``); the largest model (most registered images)
+5. ``pycolmap.incremental_mapping`` (COLMAP's ``mapper``), for a scene with cameras that have no focal
+   prior started from two-view self-calibrated focal lengths and followed by rounds of robust bundle
+   adjustment and mapping with the refined intrinsics held (:mod:`posfeat.reconstruction`; the rounds and
+   the final focal lengths over max(w, h) are reported); the largest model (most registered images)
    is measured: registered images, sparse points, observations, mean track length, observations per
    image, mean reprojection error — the statistics of ``colmap model_analyzer``;
 6. where ``gt_cameras.txt`` exists (:func:`posfeat.data.eth.read_gt_cameras`): camera-pose accuracy
@@ -229,6 +232,20 @@ def _map(
         rec, model_dir, num_models, mrep = reconstruction.reconstruct(
             run.db_path, run.scene_dir / "images", run.work / "sparse", opts, num_images, cfg.mapping_attempts
         )
+        uncalibrated = sum(n for s, n in run.protocol.get("focal_sources", {}).items() if s != "prior")
+        if rec is not None and cfg.self_calibration_rounds > 0 and uncalibrated:
+            rec, model_dir = reconstruction.self_calibrate(
+                run.db_path,
+                run.scene_dir / "images",
+                run.work / "self_calibration",
+                opts,
+                rec,
+                num_images,
+                cfg.self_calibration_rounds,
+                cfg.mapping_attempts,
+                mrep,
+            )
+    run.protocol["self_calibration"] = bool(mrep.rounds)
     stats["num_models"] = num_models
     stats["mapping"] = mrep.to_dict()
     return rec, model_dir, mrep
@@ -245,6 +262,7 @@ def _measure(
 ) -> SceneResult:
     """The model's statistics and pose accuracy (where GT exists) added to ``stats``: the scene's result."""
     stats.update(colmap.reconstruction_stats(rec))
+    stats["focal_factors"] = reconstruction.focal_factor_summary(rec)
     if gt is not None:
         stats.update(pose_accuracy(rec, gt))
     msg = (

@@ -49,6 +49,11 @@ class ETHConfig:
     mapping_attempts: int = setting(
         3, "mapper runs with seeds seed, seed+1, ... while the largest model leaves images out"
     )
+    self_calibration_rounds: int = setting(
+        3,
+        "for scenes with cameras without a focal prior: rounds of robust bundle adjustment and mapping with the "
+        "refined intrinsics held, until the focal lengths move by < 1 % (0: COLMAP's mapper alone)",
+    )
     num_threads: int = setting(-1, "COLMAP threads (-1: all cores; mapping is then not repeatable, 1 is)")
     seed: int = setting(0, "every random seed: RANSAC, retrieval vocabulary, mapper", param="seed")
 
@@ -57,6 +62,10 @@ class ETHConfig:
             raise ParamError(f"eval.eth.focal_init = {self.focal_init!r}: expected two_view or guess")
         if int(self.mapping_attempts) < 1:
             raise ParamError(f"eval.eth.mapping_attempts = {self.mapping_attempts!r}: expected an int >= 1")
+        if int(self.self_calibration_rounds) < 0:
+            raise ParamError(
+                f"eval.eth.self_calibration_rounds = {self.self_calibration_rounds!r}: expected an int >= 0"
+            )
 
     @classmethod
     def from_dict(cls, d: dict | None, what: str = "eval.eth") -> "ETHConfig":

@@ -173,7 +173,20 @@ def pose_accuracy(rec: pycolmap.Reconstruction | None, gt: dict[str, Camera]) ->
     }
     for t, auc in zip(AUC_THRESHOLDS, pose_auc(rel)):
         out[f"pose_auc@{t:g}"] = auc
+    ferr = focal_errors(rec, gt) if rec is not None else np.zeros(0)
+    out["median_focal_error"] = float(np.median(ferr)) if ferr.size else None
+    out["max_focal_error"] = float(np.max(ferr)) if ferr.size else None
     return out
+
+
+def focal_errors(rec: pycolmap.Reconstruction, gt: dict[str, Camera]) -> np.ndarray:
+    """|f / f_gt − 1| of the registered images with ground truth (f: the mean of fx and fy)."""
+    out = []
+    for im in rec.images.values():
+        if im.has_pose and im.name in gt:
+            K = gt[im.name].K
+            out.append(abs(rec.cameras[im.camera_id].mean_focal_length() / (0.5 * (K[0, 0] + K[1, 1])) - 1.0))
+    return np.asarray(out, np.float64)
 
 
 def pose_error(
@@ -198,5 +211,6 @@ __all__ = [
     "align_similarity",
     "absolute_pose_errors",
     "pose_accuracy",
+    "focal_errors",
     "pose_error",
 ]
