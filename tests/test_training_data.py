@@ -211,3 +211,33 @@ def test_crop_cuts_one_window_of_a_finer_resize_with_exact_cameras(index):
     )
     with pytest.raises(ValueError, match="crop"):
         PairDataset(index, "train", SIZE, None, 0, crop=(0.5, 1.0))
+
+
+def _synthetic_index(n_images: int, n_pairs: int) -> dict:
+    rng = np.random.default_rng(0)
+    cam = {"width": 640, "height": 480, "K": [[500.0, 0, 320], [0, 500.0, 240], [0, 0, 1]],
+           "R": np.eye(3).tolist(), "t": [0.0, 0.0, 1.0]}  # fmt: skip
+    keys = [f"{i // 200:04d}/dense0/aligned/images/{i % 200:04d}.jpg" for i in range(n_images)]
+    pairs = [[keys[a], keys[b]] for a, b in rng.integers(0, n_images, (n_pairs, 2)) if a != b]
+    return {"root": "/nowhere", "images": {k: dict(cam) for k in keys}, "train": pairs, "val": []}
+
+
+def test_training_set_memory_per_pair_is_flat():
+    """The training set keeps flat arrays, not a Python object per pair: its memory grows by at most 32 bytes a
+    pair (two int64 rows; a list of key tuples took over 100), so the loader's workers, which inherit it, do not
+    copy it page by page as they read (measured with tracemalloc, which counts numpy's buffers too)."""
+    import tracemalloc
+
+    def held(n_pairs: int) -> tuple[int, int]:
+        index = _synthetic_index(400, n_pairs)
+        tracemalloc.start()
+        ds = PairDataset(index)
+        size = tracemalloc.get_traced_memory()[0]
+        tracemalloc.stop()
+        return size, len(ds)
+
+    (m1, n1), (m4, n4) = held(5000), held(20000)
+    assert n4 > 3 * n1
+    assert (m4 - m1) / (n4 - n1) <= 32, (m1, m4)
+    ds = PairDataset(_synthetic_index(400, 100))
+    assert ds.pairs[0] == tuple(_synthetic_index(400, 100)["train"][0]) and len(ds.pairs) == len(ds)

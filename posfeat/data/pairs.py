@@ -25,6 +25,7 @@ Differences from the original ``MegaDepth_SIFT`` (on purpose):
 from __future__ import annotations
 
 import os
+from collections import abc
 from pathlib import Path
 from typing import Sequence
 
@@ -191,6 +192,22 @@ def load_index(index: str | os.PathLike | dict) -> tuple[dict, Path]:
     return index, root
 
 
+class PairKeys(abc.Sequence):
+    """``(key1, key2)`` of each pair, read from a dataset's key table and pair rows."""
+
+    def __init__(self, keys: np.ndarray, rows: np.ndarray):
+        self._keys, self._rows = keys, rows
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        a, b = self._rows[i]
+        return str(self._keys[a]), str(self._keys[b])
+
+
 class PairDataset(Dataset):
     """Image pairs with their epipolar geometry, resized to a fixed training size.
 
@@ -233,10 +250,9 @@ class PairDataset(Dataset):
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        self.index, self.root = load_index(index)
+        index, self.root = load_index(index)
         self.split = split
-        self.pairs = [tuple(p) for p in self.index.get(split, [])]
-        self.images = self.index["images"]
+        self._set_tables(index)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.color_jitter = None if color_jitter is None else tuple(float(v) for v in color_jitter)
         self.seed = int(seed)
@@ -255,28 +271,47 @@ class PairDataset(Dataset):
             raise ValueError(f"crop must be a resolution range 1 <= min <= max, got {tuple(crop)}")
         self.num_skipped = 0  # in this process (workers keep their own count; use the 'skipped' field)
 
+    def _set_tables(self, index: dict) -> None:
+        """The index as flat arrays: image keys (fixed-width strings), sizes and cameras per image row, and each
+        pair as two rows. No Python object per pair or image is kept, so the data loader's worker processes,
+        which only read these, share the pages they inherit instead of copying them as reference counts change
+        (a pair list of Python strings grows every worker's memory with the number of pairs)."""
+        images = index["images"]
+        keys = sorted(images)
+        row = {k: i for i, k in enumerate(keys)}
+        self.keys = np.array(keys, dtype=str)
+        self.sizes = np.array([[int(images[k]["width"]), int(images[k]["height"])] for k in keys], np.int64)
+        self.K = np.array([images[k]["K"] for k in keys], np.float64).reshape(-1, 3, 3)
+        self.R = np.array([images[k]["R"] for k in keys], np.float64).reshape(-1, 3, 3)
+        self.t = np.array([images[k]["t"] for k in keys], np.float64).reshape(-1, 3)
+        self.pair_rows = np.array([[row[a], row[b]] for a, b in index.get(self.split, [])], np.int64).reshape(-1, 2)
+
+    @property
+    def pairs(self) -> "PairKeys":
+        """The pairs as ``(key1, key2)`` tuples (a read-only sequence over the arrays)."""
+        return PairKeys(self.keys, self.pair_rows)
+
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.pair_rows)
 
     # ------------------------------------------------------------------------------------------
     def _load(
-        self, key: str, factor: float = 1.0, where: tuple[float, float] = (0.5, 0.5)
+        self, r: int, factor: float = 1.0, where: tuple[float, float] = (0.5, 0.5)
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Image ``key`` at the training size with its camera. ``factor > 1``: the image is resized to
+        """Image of row ``r`` at the training size with its camera. ``factor > 1``: the image is resized to
         ``factor ×`` the training size (at most its own resolution) and the training-size window at relative
         position ``where`` (0 = left/top, 1 = right/bottom) is cut out; ``K`` follows the resize and the cut."""
-        meta = self.images[key]
-        path = self.root / key
+        path = self.root / str(self.keys[r])
         img = read_image(path)
-        w, h = int(meta["width"]), int(meta["height"])
+        w, h = int(self.sizes[r, 0]), int(self.sizes[r, 1])
         if img.shape[1] != w or img.shape[0] != h:
             raise DataError(f"{path}: image is {img.shape[1]}x{img.shape[0]} but the index says {w}x{h}")
         W, H = self.image_size
         factor = min(factor, max(1.0, min(w / W, h / H)))
         Ws, Hs = (W, H) if factor == 1.0 else (max(W, int(round(W * factor))), max(H, int(round(H * factor))))
-        K = scale_intrinsics(np.asarray(meta["K"], np.float64).reshape(3, 3), Ws / w, Hs / h)
-        R = np.asarray(meta["R"], np.float64).reshape(3, 3)
-        t = np.asarray(meta["t"], np.float64).reshape(3)
+        K = scale_intrinsics(self.K[r].copy(), Ws / w, Hs / h)
+        R = self.R[r].copy()
+        t = self.t[r].copy()
         img = resize_image(img, (Ws, Hs))
         if (Ws, Hs) != (W, H):
             x0, y0 = int(round(where[0] * (Ws - W))), int(round(where[1] * (Hs - H)))
@@ -287,14 +322,15 @@ class PairDataset(Dataset):
         return img, K, R, t
 
     def _make(self, idx: int, gen: torch.Generator) -> dict:
-        k1, k2 = self.pairs[idx]
+        r1, r2 = (int(v) for v in self.pair_rows[idx])
+        k1, k2 = str(self.keys[r1]), str(self.keys[r2])
         factor, where = 1.0, (0.5, 0.5)
         if self.crop != (1.0, 1.0):  # one resolution and one window position for both images of the pair
             u = torch.rand(3, generator=gen, dtype=torch.float64).tolist()
             factor = float(np.exp(np.log(self.crop[0]) + u[0] * (np.log(self.crop[1]) - np.log(self.crop[0]))))
             where = (u[1], u[2])
-        img1, K1, R1, t1 = self._load(k1, factor, where)
-        img2, K2, R2, t2 = self._load(k2, factor, where)
+        img1, K1, R1, t1 = self._load(r1, factor, where)
+        img2, K2, R2, t2 = self._load(r2, factor, where)
         if self.rotation > 0 or self.scale != (1.0, 1.0):
             u = torch.rand(2, generator=gen, dtype=torch.float64).tolist()
             angle = (2 * u[0] - 1) * self.rotation
@@ -336,8 +372,8 @@ class PairDataset(Dataset):
             idx, sample_seed = int(item[0]), int(item[1])
         else:
             idx, sample_seed = int(item), derive_seed(self.seed, int(item), 0x5EED)
-        if not 0 <= idx < len(self.pairs):
-            raise IndexError(f"pair index {idx} out of range for {len(self.pairs)} {self.split} pairs")
+        if not 0 <= idx < len(self):
+            raise IndexError(f"pair index {idx} out of range for {len(self)} {self.split} pairs")
         skipped = 0
         for attempt in range(MAX_REPLACEMENTS + 1):
             gen = torch.Generator().manual_seed(derive_seed(sample_seed, attempt))
@@ -346,7 +382,7 @@ class PairDataset(Dataset):
             except DataError as e:
                 skipped += 1
                 self.num_skipped += 1
-                new = int(np.random.default_rng(derive_seed(sample_seed, attempt, 0xBAD)).integers(len(self.pairs)))
+                new = int(np.random.default_rng(derive_seed(sample_seed, attempt, 0xBAD)).integers(len(self)))
                 logger.warning(
                     "skipping %s pair %d (%s); using pair %d instead [%d skipped so far here]",
                     self.split,

@@ -1,0 +1,266 @@
+"""How the cost grows with the number of images and pairs: the scale rehearsal.
+
+Each measurement runs in a fresh process, so its peak resident memory (``ru_maxrss``) is its own.
+
+    python benchmarks/growth.py index --pairs 10000 50000 200000 500000
+    python benchmarks/growth.py eth --images 25 50 100 200
+    python benchmarks/growth.py loader --workers 0 1 2
+    python benchmarks/growth.py plot
+
+* ``index``: a synthetic MegaDepth metadata tree (scenes of 200 images and 5000 pairs each, small relative
+  rotations, no image files) with the given total number of pairs: the ``prepare_megadepth`` pair index built
+  (seconds, peak RSS), written (bytes on disk), and opened as the training set (``PairDataset``: seconds, RSS).
+* ``eth``: an ETH-layout scene rendered by the demo (320×240 JPEGs, cameras on a 150° arc) with the given number of
+  images, OpenCV SIFT (1024 keypoints), then the ETH pipeline (one thread) with exhaustive pairs and with
+  retrieval pairs (10 neighbours): seconds per phase, seconds per pair of matching and verification, peak RSS,
+  the database and feature file on disk, registered images and rotation error.
+* ``loader``: the training loader alone at the paper's size (640×480 JPEG decode, resize, colour jitter 1, 1, 1,
+  0.4, batch 8) over the demo's pair index (``data/prepared/megadepth.json``, run ``dvc repro prepare_megadepth``
+  first), with 0, 1, 2, … worker processes: pairs per second after a warm-up.
+
+Results go to ``benchmarks/results/growth-<part>.json`` (machine, date, commit in each); ``plot`` draws
+``docs/growth.png``, one line per phase. Not a test: run it by hand on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident memory of this process in MB (Linux reports KB)."""
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _du(path: Path) -> int:
+    """Bytes of the files under ``path`` (or of the file)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+# ------------------------------------------------------------------------------------------ index
+def _write_metadata_tree(root: Path, n_pairs: int, seed: int = 0) -> None:
+    """Scenes of 200 images and up to 5000 pairs each (small random rotations), ``n_pairs`` pairs in all."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    k = 0
+    while n_pairs > 0:
+        folder = root / f"{k:04d}" / "dense0" / "aligned"
+        (folder / "images").mkdir(parents=True)
+        rows = ["# name w h fx fy cx cy R t"]
+        for i in range(200):
+            R = cv2.Rodrigues(rng.normal(0, 0.2, 3))[0]
+            t = rng.normal(0, 1, 3)
+            rows.append(" ".join([f"{i:04d}.jpg", "640", "480", "500", "500", "320", "240"]
+                                 + [f"{v:.6f}" for v in R.ravel()] + [f"{v:.6f}" for v in t]))  # fmt: skip
+        (folder / "img_cam.txt").write_text("\n".join(rows) + "\n")
+        m = min(5000, n_pairs)
+        ii, jj = np.triu_indices(200, 1)
+        pick = rng.choice(len(ii), m, replace=False)
+        (folder / "pairs.txt").write_text("".join(f"{ii[p]:04d}.jpg {jj[p]:04d}.jpg\n" for p in pick))
+        n_pairs -= m
+        k += 1
+
+
+def measure_index(n_pairs: int) -> dict:
+    """Build, write and open the pair index of a synthetic tree with ``n_pairs`` pairs (this process)."""
+    from posfeat.data.pairs import PairDataset
+    from posfeat.data.prepare import prepare_megadepth
+    from posfeat.io import write_json
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "md"
+        _write_metadata_tree(root, n_pairs)
+        rss0 = _peak_rss_mb()
+        t0 = time.perf_counter()
+        index, report = prepare_megadepth(root, banned_scenes=(), val_fraction=0.0, check_images=False)
+        t1 = time.perf_counter()
+        write_json(Path(tmp) / "index.json", index)
+        t2 = time.perf_counter()
+        del index
+        rss_build = _peak_rss_mb()
+        ds = PairDataset(Path(tmp) / "index.json")
+        t3 = time.perf_counter()
+        return {
+            "pairs": report["pairs_kept"],
+            "images": report["images"],
+            "build_s": round(t1 - t0, 2),
+            "write_s": round(t2 - t1, 2),
+            "open_s": round(t3 - t2, 2),
+            "index_bytes": _du(Path(tmp) / "index.json"),
+            "rss_before_mb": rss0,
+            "rss_build_mb": rss_build,
+            "rss_open_mb": _peak_rss_mb(),
+            "dataset_pairs": len(ds),
+        }
+
+
+# ------------------------------------------------------------------------------------------ eth
+def measure_eth(n_images: int, pairs: str) -> dict:
+    """Render an ETH scene of ``n_images``, extract SIFT, run the ETH pipeline with ``pairs`` (this process)."""
+    from posfeat.data.demo.eth import write_eth_scene
+    from posfeat.evaluation.eth import ETHConfig, evaluate_scene
+    from posfeat.extraction import ExtractConfig, extract_dataset
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "eth"
+        root.mkdir()
+        scene_name, _ = write_eth_scene(root, 0, 0, n_images, (320, 240), 92)
+        scene = root / scene_name
+        names = sorted(p.name for p in (scene / "images").iterdir())
+        feats = Path(tmp) / "sift.h5"
+        t0 = time.perf_counter()
+        extract_dataset("sift", scene / "images", names, feats, config=ExtractConfig(max_keypoints=1024),
+                        device="cpu", progress=False)  # fmt: skip
+        t_extract = time.perf_counter() - t0
+        rss0 = _peak_rss_mb()
+        cfg = ETHConfig(num_threads=1, max_exhaustive_images=None if pairs == "exhaustive" else 0,
+                        retrieval_neighbors=10)  # fmt: skip
+        res = evaluate_scene(scene, feats, Path(tmp) / "work", cfg, device="cpu", progress=False)
+        st = res.stats
+        out = {
+            "images": n_images,
+            "pairs_kind": pairs,
+            "pairs": st["num_pairs"],
+            "extract_s": round(t_extract, 2),
+            "phases_s": res.timings,
+            "matching_s_per_pair": round(res.timings.get("matching", 0) / max(st["num_pairs"], 1), 5),
+            "verification_s_per_pair": round(res.timings.get("verification", 0) / max(st["num_matched_pairs"], 1), 5),
+            "database_bytes": _du(Path(tmp) / "work" / "database.db"),
+            "features_bytes": _du(feats),
+            "rss_before_mb": rss0,
+            "rss_peak_mb": _peak_rss_mb(),
+            "registered": st["num_reg_images"],
+            "rotation_error_deg": st.get("median_rotation_error_deg"),
+        }
+        return out
+
+
+# ------------------------------------------------------------------------------------------ loader
+def measure_loader(workers: int, batches: int = 12, warmup: int = 3) -> dict:
+    """Pairs per second of the stage-1 training loader at 640×480 with ``workers`` processes (this process)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from posfeat.data.pairs import PairDataset
+
+    torch.set_num_threads(1)
+    ds = PairDataset(ROOT / "data" / "prepared" / "megadepth.json", image_size=(640, 480),
+                     color_jitter=(1.0, 1.0, 1.0, 0.4), seed=0)  # fmt: skip
+    order = [i % len(ds) for i in range((batches + warmup) * 8)]
+    dl = DataLoader(ds, batch_size=8, sampler=order, num_workers=workers, persistent_workers=workers > 0)
+    it = iter(dl)
+    for _ in range(warmup):
+        next(it)
+    t0 = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    dt = time.perf_counter() - t0
+    return {"workers": workers, "batch": 8, "size": [640, 480], "pairs_per_s": round(batches * 8 / dt, 2),
+            "s_per_batch": round(dt / batches, 3), "rss_main_mb": _peak_rss_mb()}  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------------ driver
+def _child(part: str, arg: str, extra: str = "") -> dict:
+    """Run one measurement in a fresh process and return its JSON."""
+    cmd = [sys.executable, __file__, "_one", part, arg] + ([extra] if extra else [])
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    if p.returncode != 0:
+        raise SystemExit(f"{part} {arg}: failed\n{p.stderr[-3000:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def _header() -> dict:
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.node()}",
+            "date": time.strftime("%Y-%m-%d"), "commit": commit.stdout.strip()}  # fmt: skip
+
+
+def plot() -> Path:
+    """``docs/growth.png``: seconds per phase and peak RSS against the count, one line per phase."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    idx = json.loads((RESULTS / "growth-index.json").read_text())["runs"]
+    ax = axes[0]
+    x = [r["pairs"] for r in idx]
+    for key in ("build_s", "write_s", "open_s"):
+        ax.plot(x, [r[key] for r in idx], "o-", label=key[:-2])
+    ax2 = ax.twinx()
+    ax2.plot(x, [r["rss_open_mb"] for r in idx], "k--", label="peak RSS (MB)")
+    ax.set(xlabel="training pairs", ylabel="seconds", title="MegaDepth pair index")
+    ax.legend(loc="upper left")
+    ax2.legend(loc="lower right")
+    eth = json.loads((RESULTS / "growth-eth.json").read_text())["runs"]
+    for ax, kind in zip(axes[1:], ("exhaustive", "retrieval")):
+        runs = [r for r in eth if r["pairs_kind"] == kind]
+        x = [r["images"] for r in runs]
+        for ph in runs[0]["phases_s"]:
+            ax.plot(x, [r["phases_s"].get(ph, 0) for r in runs], "o-", label=ph)
+        ax2 = ax.twinx()
+        ax2.plot(x, [r["rss_peak_mb"] for r in runs], "k--", label="peak RSS (MB)")
+        ax.set(xlabel="images", ylabel="seconds", title=f"ETH, {kind} pairs", xscale="log", yscale="log")
+        ax.legend(loc="upper left", fontsize=7)
+        ax2.legend(loc="lower right")
+    fig.tight_layout()
+    out = ROOT / "docs" / "growth.png"
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        part, arg = sys.argv[2], sys.argv[3]
+        if part == "index":
+            r = measure_index(int(arg))
+        elif part == "eth":
+            r = measure_eth(int(arg), sys.argv[4])
+        else:
+            r = measure_loader(int(arg))
+        print(json.dumps(r))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("part", choices=["index", "eth", "loader", "plot"])
+    ap.add_argument("--pairs", type=int, nargs="+", default=[10000, 50000, 200000, 500000])
+    ap.add_argument("--images", type=int, nargs="+", default=[25, 50, 100, 200])
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    args = ap.parse_args()
+    if args.part == "plot":
+        print(plot())
+        return
+    runs = []
+    if args.part == "index":
+        todo = [(str(n), "") for n in args.pairs]
+    elif args.part == "eth":
+        todo = [(str(n), kind) for kind in ("exhaustive", "retrieval") for n in args.images]
+    else:
+        todo = [(str(n), "") for n in args.workers]
+    for arg, extra in todo:
+        runs.append(_child(args.part, arg, extra))
+        print(json.dumps(runs[-1]), flush=True)
+    out = RESULTS / f"growth-{args.part}.json"
+    out.write_text(json.dumps({**_header(), "runs": runs}, indent=1) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
