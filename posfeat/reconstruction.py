@@ -35,6 +35,7 @@ where each focal length came from and how many attempts were made.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,6 +62,11 @@ FOCAL_SOURCES = ("prior", "two_view", "guess")
 ROBUST_LOSS_SCALE = 1.0
 #: self-calibration stops once the median relative change of the registered images' focal lengths is below this
 FOCAL_TOLERANCE = 0.01
+#: a self-calibration round's mapping may take this many times the longest first mapping attempt (at least
+#: HELD_TIME_MIN seconds); past it, it is cancelled and dropped (a scene where holding the intrinsics made the mapper
+#: 5x slower was measured)
+HELD_TIME_FACTOR = 2.0
+HELD_TIME_MIN = 30.0
 
 
 # ------------------------------------------------------------------------------------ the cost
@@ -269,6 +275,7 @@ def reconstruct(
     num_images: int,
     max_attempts: int = 3,
     verbose: bool = False,
+    time_budget: float | None = None,
 ) -> tuple[pycolmap.Reconstruction | None, Path | None, int, MappingReport]:
     """``pycolmap.incremental_mapping``, restarted with other seeds while the largest model misses images.
 
@@ -285,13 +292,15 @@ def reconstruct(
         options.random_seed = seed0 + k
         folder = out_dir / str(k)
         folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
         with colmap.colmap_log_level(verbose):
-            models = pycolmap.incremental_mapping(str(database_path), str(image_dir), str(folder), options)
+            models = _incremental_mapping(database_path, image_dir, folder, options, time_budget)
         rec = colmap.largest_model(models)
         reg, pts = _score(rec)
         report.attempts.append(
-            {"seed": seed0 + k, "num_models": len(models), "num_reg_images": reg, "num_points3D": pts}
-        )
+            {"seed": seed0 + k, "num_models": len(models), "num_reg_images": reg, "num_points3D": pts,
+             "seconds": round(time.perf_counter() - t0, 2)}
+        )  # fmt: skip
         if rec is not None and _score(rec) > _score(best):
             best, best_models, report.best_attempt = rec, len(models), k
             best_path = folder / str(next(i for i, r in models.items() if r is rec))
@@ -307,6 +316,27 @@ def reconstruct(
         )
     options.random_seed = seed0
     return best, best_path, best_models, report
+
+
+def _incremental_mapping(database_path, image_dir, folder, options, time_budget: float | None) -> dict:
+    """``pycolmap.incremental_mapping``; with ``time_budget`` (seconds) cancelled at the first image registered
+    after the budget ran out, and then no model (``{}``)."""
+    if time_budget is None:
+        return pycolmap.incremental_mapping(str(database_path), str(image_dir), str(folder), options)
+    token, t0 = pycolmap.CancellationToken(), time.perf_counter()
+
+    def check() -> None:
+        if time.perf_counter() - t0 > time_budget:
+            token.cancel()
+
+    try:
+        return pycolmap.incremental_mapping(
+            str(database_path), str(image_dir), str(folder), options, next_image_callback=check,
+            cancellation_token=token,
+        )  # fmt: skip
+    except InterruptedError:
+        log.info("mapping cancelled after %.0f s (its budget: %.0f s)", time.perf_counter() - t0, time_budget)
+        return {}
 
 
 # ------------------------------------------------------------------------------------ self-calibration
@@ -371,22 +401,24 @@ def self_calibrate(
     rec: pycolmap.Reconstruction,
     num_images: int,
     rounds: int = 3,
-    max_attempts: int = 1,
     report: MappingReport | None = None,
 ) -> tuple[pycolmap.Reconstruction, Path]:
     """Refine the intrinsics of a model built without camera priors (module doc, step 3).
 
     ``rec`` (the mapper's model) is bundle-adjusted with a robust loss; then, for up to ``rounds`` rounds while
     the median focal length moved by :data:`FOCAL_TOLERANCE` or more in the last adjustment: its intrinsics
-    are written into the database as fixed priors, the scene is mapped again with them held (``max_attempts``
-    seeds as in :func:`reconstruct`) and the new model adjusted. A round whose model registers fewer images
-    ends the loop and is dropped. The database's cameras are restored afterwards (they keep describing the
-    protocol's inputs; the model holds the refined ones). Each adjustment is recorded in ``report.rounds``.
+    are written into the database as fixed priors, the scene is mapped again with them held (one attempt, at
+    most :data:`HELD_TIME_FACTOR` times the first mapping's time) and the new model adjusted. A round whose
+    model registers fewer images, or that runs out of time, ends the loop and is dropped. The database's cameras
+    are restored afterwards (they keep describing the protocol's inputs; the model holds the refined ones). Each
+    adjustment is recorded in ``report.rounds``.
     Returns the final model and the folder it is written to (``out_dir/final``).
     """
     out_dir = Path(out_dir)
     report = report if report is not None else MappingReport()
     threads = int(options.num_threads) if int(options.num_threads) > 0 else (os.cpu_count() or 1)
+    first = max((a.get("seconds", 0.0) for a in report.attempts), default=0.0)
+    budget = max(HELD_TIME_FACTOR * first, HELD_TIME_MIN)
     before = registered_focals(rec)
     bundle_adjust(rec, threads)
     change = median_focal_change(before, registered_focals(rec))
@@ -400,8 +432,8 @@ def self_calibrate(
     finally:
         db.close()
     try:
-        rec = _held_rounds(database_path, image_dir, out_dir, held, rec, num_images, rounds, max_attempts, report,
-                           threads, change)  # fmt: skip
+        rec = _held_rounds(database_path, image_dir, out_dir, held, rec, num_images, rounds, report, threads, change,
+                           budget)  # fmt: skip
     finally:
         db = pycolmap.Database.open(str(database_path))
         try:
@@ -423,10 +455,10 @@ def _held_rounds(
     rec: pycolmap.Reconstruction,
     num_images: int,
     rounds: int,
-    max_attempts: int,
     report: MappingReport,
     threads: int,
     change: float,
+    budget: float,
 ) -> pycolmap.Reconstruction:
     """The rounds of :func:`self_calibrate` after its first adjustment (``change``: that adjustment's focal
     change); the database's cameras are overwritten (the caller restores them). Returns the last kept model."""
@@ -438,10 +470,13 @@ def _held_rounds(
             hold_intrinsics(db, registered_intrinsics(rec))
         finally:
             db.close()
-        again, _, _, _ = reconstruct(database_path, image_dir, out_dir / f"round{k}", held, num_images, max_attempts)
+        again, _, _, _ = reconstruct(
+            database_path, image_dir, out_dir / f"round{k}", held, num_images, 1, time_budget=budget
+        )
         if again is None or again.num_reg_images() < rec.num_reg_images():
             report.rounds.append({"round": k, "num_reg_images": _score(again)[0], "focal_change": None})
-            log.info("self-calibration round %d registered fewer images; the previous model is kept", k)
+            log.info("self-calibration round %d registered fewer images (or ran past %.0f s); the previous model is "
+                     "kept", k, budget)  # fmt: skip
             break
         before = registered_focals(rec)
         bundle_adjust(again, threads)

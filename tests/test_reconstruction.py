@@ -208,3 +208,24 @@ def test_self_calibration_rounds_setting():
     assert ETHConfig().self_calibration_rounds == 3
     with pytest.raises(ParamError, match="self_calibration_rounds = -1: expected an int >= 0"):
         ETHConfig(self_calibration_rounds=-1)
+
+
+@pytest.mark.slow
+def test_a_held_round_past_its_time_budget_is_dropped(no_exif_scene, tmp_path, monkeypatch):
+    """A self-calibration round whose mapping runs past its budget is cancelled and dropped; the robustly adjusted
+    first model is kept, every image still registered."""
+    from posfeat.evaluation import eth
+
+    monkeypatch.setattr(reconstruction, "HELD_TIME_FACTOR", 0.0)
+    monkeypatch.setattr(reconstruction, "HELD_TIME_MIN", 0.0)
+    scene, feats = no_exif_scene
+    res = eth.evaluate_scene(
+        scene, feats, tmp_path / "work", eth.ETHConfig(num_threads=1, seed=0), device="cpu", progress=False
+    )
+    rounds = res.stats["mapping"]["self_calibration"]
+    assert [r["round"] for r in rounds] == [0, 1] and rounds[1] == {
+        "round": 1,
+        "num_reg_images": 0,
+        "focal_change": None,
+    }
+    assert res.stats["num_reg_images"] == 10 and res.model_path.endswith("final")

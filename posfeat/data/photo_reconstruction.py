@@ -117,7 +117,6 @@ def _map(db_path: Path, image_dir: Path, out: Path, num_images: int, cfg: Photos
     rec, _, _, rep = reconstruction.reconstruct(db_path, image_dir, out, opts, num_images, cfg.mapping_attempts)
     if rec is not None and cfg.self_calibration_rounds > 0 and focals.counts()["prior"] < len(focals.source):
         rec, _ = reconstruction.self_calibrate(
-            db_path, image_dir, out / "self_calibration", opts, rec, num_images, cfg.self_calibration_rounds,
-            cfg.mapping_attempts, rep,
+            db_path, image_dir, out / "self_calibration", opts, rec, num_images, cfg.self_calibration_rounds, rep,
         )  # fmt: skip
     return rec, focals

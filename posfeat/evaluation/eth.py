@@ -242,7 +242,6 @@ def _map(
                 rec,
                 num_images,
                 cfg.self_calibration_rounds,
-                cfg.mapping_attempts,
                 mrep,
             )
     run.protocol["self_calibration"] = bool(mrep.rounds)
