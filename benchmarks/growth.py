@@ -28,7 +28,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -39,9 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status (Linux), in MB."""
+    with open("/proc/self/status") as f:
+        return round(next(int(ln.split()[1]) for ln in f if ln.startswith(field + ":")) / 1024, 1)
+
+
 def _peak_rss_mb() -> float:
-    """Peak resident memory of this process in MB (Linux reports KB)."""
-    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    """Peak resident memory of this process in MB (``VmHWM``: unlike ``ru_maxrss``, not inherited from the parent
+    that started it)."""
+    return _status_mb("VmHWM")
 
 
 def _du(path: Path) -> int:
@@ -79,7 +85,6 @@ def _write_metadata_tree(root: Path, n_pairs: int, seed: int = 0) -> None:
 
 def measure_index(n_pairs: int) -> dict:
     """Build, write and open the pair index of a synthetic tree with ``n_pairs`` pairs (this process)."""
-    from posfeat.data.pairs import PairDataset
     from posfeat.data.prepare import prepare_megadepth
     from posfeat.io import write_json
 
@@ -92,22 +97,33 @@ def measure_index(n_pairs: int) -> dict:
         t1 = time.perf_counter()
         write_json(Path(tmp) / "index.json", index)
         t2 = time.perf_counter()
-        del index
-        rss_build = _peak_rss_mb()
-        ds = PairDataset(Path(tmp) / "index.json")
-        t3 = time.perf_counter()
+        opened = _child("open", str(Path(tmp) / "index.json"))  # in a fresh process: its own peak memory
         return {
             "pairs": report["pairs_kept"],
             "images": report["images"],
             "build_s": round(t1 - t0, 2),
             "write_s": round(t2 - t1, 2),
-            "open_s": round(t3 - t2, 2),
             "index_bytes": _du(Path(tmp) / "index.json"),
             "rss_before_mb": rss0,
-            "rss_build_mb": rss_build,
-            "rss_open_mb": _peak_rss_mb(),
-            "dataset_pairs": len(ds),
+            "rss_build_mb": _peak_rss_mb(),
+            **opened,
         }
+
+
+def measure_open(path: str) -> dict:
+    """Open a pair index as the training set (this process): seconds, peak RSS, RSS held after opening."""
+    import gc
+
+    from posfeat.data.pairs import PairDataset
+
+    rss0 = _peak_rss_mb()
+    t0 = time.perf_counter()
+    ds = PairDataset(path)
+    t1 = time.perf_counter()
+    gc.collect()
+    rss_now = _status_mb("VmRSS")
+    return {"open_s": round(t1 - t0, 2), "rss_open_before_mb": rss0, "rss_open_peak_mb": _peak_rss_mb(),
+            "rss_open_held_mb": round(rss_now, 1), "dataset_pairs": len(ds)}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ eth
@@ -206,7 +222,8 @@ def plot() -> Path:
     for key in ("build_s", "write_s", "open_s"):
         ax.plot(x, [r[key] for r in idx], "o-", label=key[:-2])
     ax2 = ax.twinx()
-    ax2.plot(x, [r["rss_open_mb"] for r in idx], "k--", label="peak RSS (MB)")
+    ax2.plot(x, [r["rss_build_mb"] for r in idx], "k--", label="peak RSS, build (MB)")
+    ax2.plot(x, [r["rss_open_held_mb"] for r in idx], "k:", label="RSS held, training set (MB)")
     ax.set(xlabel="training pairs", ylabel="seconds", title="MegaDepth pair index")
     ax.legend(loc="upper left")
     ax2.legend(loc="lower right")
@@ -232,6 +249,8 @@ def main() -> None:
         part, arg = sys.argv[2], sys.argv[3]
         if part == "index":
             r = measure_index(int(arg))
+        elif part == "open":
+            r = measure_open(arg)
         elif part == "eth":
             r = measure_eth(int(arg), sys.argv[4])
         else:
@@ -243,6 +262,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, nargs="+", default=[10000, 50000, 200000, 500000])
     ap.add_argument("--images", type=int, nargs="+", default=[25, 50, 100, 200])
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/growth-<part>.json)")
     args = ap.parse_args()
     if args.part == "plot":
         print(plot())
@@ -257,7 +277,7 @@ def main() -> None:
     for arg, extra in todo:
         runs.append(_child(args.part, arg, extra))
         print(json.dumps(runs[-1]), flush=True)
-    out = RESULTS / f"growth-{args.part}.json"
+    out = args.out or RESULTS / f"growth-{args.part}.json"
     out.write_text(json.dumps({**_header(), "runs": runs}, indent=1) + "\n")
     print(f"wrote {out}")
 

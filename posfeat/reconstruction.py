@@ -355,6 +355,30 @@ def bundle_adjust(rec: pycolmap.Reconstruction, num_threads: int = 1) -> None:
         pycolmap.bundle_adjustment(rec, opts)
 
 
+def bogus_cameras(rec: pycolmap.Reconstruction) -> list[int]:
+    """Camera ids of registered images whose intrinsics COLMAP's mapper would reject (focal length outside
+    [0.1, 10] × the image size, or a distortion beyond 1: its ``min/max_focal_length_ratio`` and
+    ``max_extra_param`` defaults)."""
+    opts = pycolmap.IncrementalPipelineOptions()
+    ids = {int(im.camera_id) for im in rec.images.values() if im.has_pose}
+    return sorted(
+        c for c in ids
+        if rec.cameras[c].has_bogus_params(opts.min_focal_length_ratio, opts.max_focal_length_ratio, 1.0)
+    )  # fmt: skip
+
+
+def adjusted(rec: pycolmap.Reconstruction, num_threads: int = 1) -> pycolmap.Reconstruction | None:
+    """:func:`bundle_adjust` of a copy of ``rec``; None when it leaves a camera with bogus intrinsics
+    (:func:`bogus_cameras`), e.g. a focal length run off to 17 times the truth on a weakly constrained image."""
+    out = pycolmap.Reconstruction(rec)
+    bundle_adjust(out, num_threads)
+    bad = bogus_cameras(out)
+    if bad:
+        log.info("robust bundle adjustment left bogus intrinsics on camera(s) %s; not kept", bad[:5])
+        return None
+    return out
+
+
 def registered_intrinsics(rec: pycolmap.Reconstruction) -> dict[int, np.ndarray]:
     """``{camera id: parameters}`` of the cameras of the registered images."""
     return {
@@ -420,7 +444,11 @@ def self_calibrate(
     first = max((a.get("seconds", 0.0) for a in report.attempts), default=0.0)
     budget = max(HELD_TIME_FACTOR * first, HELD_TIME_MIN)
     before = registered_focals(rec)
-    bundle_adjust(rec, threads)
+    first = adjusted(rec, threads)
+    if first is None:  # the mapper's model stays as it is
+        report.rounds.append({"round": 0, "num_reg_images": int(rec.num_reg_images()), "focal_change": None})
+        return rec, _write_final(rec, out_dir)
+    rec = first
     change = median_focal_change(before, registered_focals(rec))
     report.rounds.append({"round": 0, "num_reg_images": int(rec.num_reg_images()), "focal_change": change})
     held = pycolmap.IncrementalPipelineOptions(options.todict())
@@ -441,10 +469,15 @@ def self_calibrate(
                 db.update_camera(cam)
         finally:
             db.close()
+    return rec, _write_final(rec, out_dir)
+
+
+def _write_final(rec: pycolmap.Reconstruction, out_dir: Path) -> Path:
+    """Write the final model to ``out_dir/final``; returns that folder."""
     final = out_dir / "final"
     final.mkdir(parents=True, exist_ok=True)
     rec.write(str(final))
-    return rec, final
+    return final
 
 
 def _held_rounds(
@@ -479,7 +512,10 @@ def _held_rounds(
                      "kept", k, budget)  # fmt: skip
             break
         before = registered_focals(rec)
-        bundle_adjust(again, threads)
+        again = adjusted(again, threads)
+        if again is None:
+            report.rounds.append({"round": k, "num_reg_images": int(rec.num_reg_images()), "focal_change": None})
+            break
         change = median_focal_change(before, registered_focals(again))
         rec = again
         report.rounds.append({"round": k, "num_reg_images": int(rec.num_reg_images()), "focal_change": change})
@@ -505,6 +541,8 @@ __all__ = [
     "FOCAL_TOLERANCE",
     "ROBUST_LOSS_SCALE",
     "bundle_adjust",
+    "bogus_cameras",
+    "adjusted",
     "registered_intrinsics",
     "registered_focals",
     "hold_intrinsics",

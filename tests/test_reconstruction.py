@@ -229,3 +229,13 @@ def test_a_held_round_past_its_time_budget_is_dropped(no_exif_scene, tmp_path, m
         "focal_change": None,
     }
     assert res.stats["num_reg_images"] == 10 and res.model_path.endswith("final")
+    # a focal length run off to 20x (what an adjustment did to one castle photo) is what the mapper would reject
+    rec = pycolmap.Reconstruction(res.model_path)
+    assert reconstruction.bogus_cameras(rec) == []
+    cam_id = sorted(rec.cameras)[0]
+    cam = rec.cameras[cam_id]
+    p = np.asarray(cam.params).copy()
+    p[0] *= 20
+    cam.params = p
+    rec.cameras[cam_id] = cam
+    assert reconstruction.bogus_cameras(rec) == [cam_id]
