@@ -52,7 +52,7 @@ class ETHConfig:
     self_calibration_rounds: int = setting(
         3,
         "for scenes with cameras without a focal prior: rounds of robust bundle adjustment and mapping with the "
-        "refined intrinsics held, until the focal lengths move by < 1 % (0: COLMAP's mapper alone)",
+        "refined intrinsics held, until the focal lengths move by less than one percent (0: COLMAP's mapper alone)",
     )
     num_threads: int = setting(-1, "COLMAP threads (-1: all cores; mapping is then not repeatable, 1 is)")
     seed: int = setting(0, "every random seed: RANSAC, retrieval vocabulary, mapper", param="seed")
