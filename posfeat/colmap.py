@@ -26,7 +26,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import pycolmap
@@ -183,6 +183,16 @@ def add_image(db: pycolmap.Database, name: str, camera_id: int, image_id: int | 
     return image_id
 
 
+@contextlib.contextmanager
+def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
+    """An existing COLMAP database, closed on exit."""
+    db = pycolmap.Database.open(str(path))
+    try:
+        yield db
+    finally:
+        db.close()
+
+
 #: bytes a database's disk must keep free beyond the write at hand (SQLite's journal, pages, the mapper's models)
 SPACE_MARGIN = 64 << 20
 _WATCHED: list[Path] = []
@@ -199,12 +209,16 @@ def watch_space(database_path: str | os.PathLike):
 
 
 def need_space(nbytes: int) -> None:
-    """Inside :func:`watch_space`: a :class:`DataError` naming the database unless its disk has ``nbytes``
-    (twice, for SQLite's journal) plus :data:`SPACE_MARGIN` free."""
-    if not _WATCHED:
-        return
-    path = _WATCHED[-1]
-    free = shutil.disk_usage(path.parent if path.parent.exists() else Path.cwd()).free
+    """Inside :func:`watch_space`: :func:`check_space` of the watched database; outside it, nothing."""
+    if _WATCHED:
+        check_space(_WATCHED[-1], nbytes)
+
+
+def check_space(path: str | os.PathLike, nbytes: int) -> None:
+    """A :class:`DataError` naming the database ``path`` unless its disk has ``nbytes`` (twice, for SQLite's
+    journal) plus :data:`SPACE_MARGIN` free."""
+    path = Path(path)
+    free = shutil.disk_usage(path.parent).free
     need = 2 * int(nbytes) + SPACE_MARGIN
     if free < need:
         raise DataError(

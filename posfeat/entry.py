@@ -56,7 +56,13 @@ def run_entry(func: Callable[[list[str]], Any], argv: Sequence[str] | None = Non
     rest = [a for a in argv if a != DEBUG_FLAG]
     prog = prog or Path(sys.argv[0]).name
     try:
-        rc = func(rest)
+        try:
+            rc = func(rest)
+        except Exception as e:  # running out of space is bad input too: the same one line
+            if debug or isinstance(e, DataError) or not is_no_space(e):
+                raise
+            first = " ".join(str(e).split())[:200] or type(e).__name__
+            raise DataError(f"no space left to write (disk or quota full, or a file-size limit): {first}") from e
     except DataError as e:
         if debug:
             raise
@@ -69,14 +75,6 @@ def run_entry(func: Callable[[list[str]], Any], argv: Sequence[str] | None = Non
             raise
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:
-        if debug or not is_no_space(e):
-            raise
-        first = " ".join(str(e).split())[:200] or type(e).__name__
-        _close_progress_bars()
-        print(f"{prog}: error: no space left to write (disk or quota full, or a file-size limit): {first}",
-              file=sys.stderr)  # fmt: skip
-        return EXIT_BAD_INPUT
     if isinstance(rc, bool) or not isinstance(rc, int):
         return 0
     return rc

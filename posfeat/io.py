@@ -266,31 +266,30 @@ class FeatureWriter:
             g.create_dataset(key, data=v)
 
     def close(self, ok: bool = True) -> None:
-        """Close the file; it appears under its name if ``ok``, else the temporary is removed.
+        """Close the file; it appears under its name if ``ok``, else the temporary is removed."""
+        self._end(None if ok else RuntimeError("aborted"))
 
-        A write that ran out of space (here or in :meth:`add`) becomes :func:`no_space_error` naming the file.
-        """
+    def _end(self, error: BaseException | None) -> None:
+        """Close the HDF5 file and end the atomic write with ``error`` (None: keep the file). Errors go through
+        :func:`atomic_path`, which removes the temporary and turns running out of space into one naming the file."""
         if self._h5 is None:
             return
+        h5, self._h5 = self._h5, None
         try:
-            self._h5.close()
+            h5.close()
         except Exception as e:
-            self._h5 = None
-            self._ctx.__exit__(type(e), e, None)
-            raise no_space_error(self.path, e) if is_no_space(e) else e
-        self._h5 = None
-        if ok:
+            self._ctx.__exit__(type(e), e, e.__traceback__)
+            raise
+        if error is None:
             self._ctx.__exit__(None, None, None)
         else:
-            self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+            self._ctx.__exit__(type(error), error, error.__traceback__)
 
     def __enter__(self) -> "FeatureWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self.close(ok=exc_type is None)
-        if exc is not None and is_no_space(exc) and not isinstance(exc, DataError):
-            raise no_space_error(self.path, exc) from exc
+        self._end(exc)
 
 
 FEATURE_DATASETS = ("keypoints", "scores", "descriptors", "image_size")

@@ -355,16 +355,18 @@ def bundle_adjust(rec: pycolmap.Reconstruction, num_threads: int = 1) -> None:
         pycolmap.bundle_adjustment(rec, opts)
 
 
+def registered_cameras(rec: pycolmap.Reconstruction) -> dict[int, pycolmap.Camera]:
+    """``{camera id: camera}`` of the registered images."""
+    return {int(im.camera_id): rec.cameras[im.camera_id] for im in rec.images.values() if im.has_pose}
+
+
 def bogus_cameras(rec: pycolmap.Reconstruction) -> list[int]:
     """Camera ids of registered images whose intrinsics COLMAP's mapper would reject (focal length outside
     [0.1, 10] × the image size, or a distortion beyond 1: its ``min/max_focal_length_ratio`` and
     ``max_extra_param`` defaults)."""
     opts = pycolmap.IncrementalPipelineOptions()
-    ids = {int(im.camera_id) for im in rec.images.values() if im.has_pose}
-    return sorted(
-        c for c in ids
-        if rec.cameras[c].has_bogus_params(opts.min_focal_length_ratio, opts.max_focal_length_ratio, 1.0)
-    )  # fmt: skip
+    lo, hi = opts.min_focal_length_ratio, opts.max_focal_length_ratio
+    return sorted(c for c, cam in registered_cameras(rec).items() if cam.has_bogus_params(lo, hi, 1.0))
 
 
 def adjusted(rec: pycolmap.Reconstruction, num_threads: int = 1) -> pycolmap.Reconstruction | None:
@@ -381,20 +383,12 @@ def adjusted(rec: pycolmap.Reconstruction, num_threads: int = 1) -> pycolmap.Rec
 
 def registered_intrinsics(rec: pycolmap.Reconstruction) -> dict[int, np.ndarray]:
     """``{camera id: parameters}`` of the cameras of the registered images."""
-    return {
-        int(im.camera_id): np.asarray(rec.cameras[im.camera_id].params, np.float64).copy()
-        for im in rec.images.values()
-        if im.has_pose
-    }
+    return {c: np.asarray(cam.params, np.float64).copy() for c, cam in registered_cameras(rec).items()}
 
 
 def registered_focals(rec: pycolmap.Reconstruction) -> dict[int, float]:
     """``{camera id: focal length (px)}`` of the cameras of the registered images."""
-    return {
-        int(im.camera_id): float(rec.cameras[im.camera_id].mean_focal_length())
-        for im in rec.images.values()
-        if im.has_pose
-    }
+    return {c: float(cam.mean_focal_length()) for c, cam in registered_cameras(rec).items()}
 
 
 def hold_intrinsics(db: pycolmap.Database, params: dict[int, np.ndarray]) -> int:
@@ -441,34 +435,28 @@ def self_calibrate(
     out_dir = Path(out_dir)
     report = report if report is not None else MappingReport()
     threads = int(options.num_threads) if int(options.num_threads) > 0 else (os.cpu_count() or 1)
-    first = max((a.get("seconds", 0.0) for a in report.attempts), default=0.0)
-    budget = max(HELD_TIME_FACTOR * first, HELD_TIME_MIN)
+    mapping_seconds = max((a.get("seconds", 0.0) for a in report.attempts), default=0.0)
+    budget = max(HELD_TIME_FACTOR * mapping_seconds, HELD_TIME_MIN)
     before = registered_focals(rec)
-    first = adjusted(rec, threads)
-    if first is None:  # the mapper's model stays as it is
+    refined = adjusted(rec, threads)
+    if refined is None:  # the mapper's model stays as it is
         report.rounds.append({"round": 0, "num_reg_images": int(rec.num_reg_images()), "focal_change": None})
         return rec, _write_final(rec, out_dir)
-    rec = first
+    rec = refined
     change = median_focal_change(before, registered_focals(rec))
     report.rounds.append({"round": 0, "num_reg_images": int(rec.num_reg_images()), "focal_change": change})
     held = pycolmap.IncrementalPipelineOptions(options.todict())
     held.ba_refine_focal_length = False
     held.ba_refine_extra_params = False
-    db = pycolmap.Database.open(str(database_path))
-    try:
+    with colmap.open_database(database_path) as db:
         cameras = db.read_all_cameras()
-    finally:
-        db.close()
     try:
         rec = _held_rounds(database_path, image_dir, out_dir, held, rec, num_images, rounds, report, threads, change,
                            budget)  # fmt: skip
     finally:
-        db = pycolmap.Database.open(str(database_path))
-        try:
+        with colmap.open_database(database_path) as db:
             for cam in cameras:
                 db.update_camera(cam)
-        finally:
-            db.close()
     return rec, _write_final(rec, out_dir)
 
 
@@ -498,11 +486,8 @@ def _held_rounds(
     for k in range(1, int(rounds) + 1):
         if change < FOCAL_TOLERANCE:
             break
-        db = pycolmap.Database.open(str(database_path))
-        try:
+        with colmap.open_database(database_path) as db:
             hold_intrinsics(db, registered_intrinsics(rec))
-        finally:
-            db.close()
         again, _, _, _ = reconstruct(
             database_path, image_dir, out_dir / f"round{k}", held, num_images, 1, time_budget=budget
         )
@@ -523,13 +508,8 @@ def _held_rounds(
 
 
 def focal_factor_summary(rec: pycolmap.Reconstruction) -> dict[str, float | None]:
-    """Min, median and max over the registered images of focal length / max(width, height)."""
-    f = [
-        rec.cameras[im.camera_id].mean_focal_length()
-        / max(rec.cameras[im.camera_id].width, rec.cameras[im.camera_id].height)
-        for im in rec.images.values()
-        if im.has_pose
-    ]
+    """Min, median and max over the registered cameras of focal length / max(width, height)."""
+    f = [cam.mean_focal_length() / max(cam.width, cam.height) for cam in registered_cameras(rec).values()]
     if not f:
         return {"min": None, "median": None, "max": None}
     return {"min": float(np.min(f)), "median": float(np.median(f)), "max": float(np.max(f))}
@@ -541,6 +521,7 @@ __all__ = [
     "FOCAL_TOLERANCE",
     "ROBUST_LOSS_SCALE",
     "bundle_adjust",
+    "registered_cameras",
     "bogus_cameras",
     "adjusted",
     "registered_intrinsics",

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from posfeat.data.megadepth import check_field_count, iter_records
 from posfeat.data.pairs import scale_intrinsics
 from posfeat.io import DataError
 
@@ -27,15 +28,11 @@ COLMAP_FOCAL_GUESS = 1.2
 
 
 def _img_cam_rows(path: Path) -> list[list[str]]:
-    """The rows of an ``img_cam.txt`` (``name w h fx fy cx cy R t``), comments and blank lines left out."""
+    """The rows of an ``img_cam.txt`` (``name w h fx fy cx cy R t``) as text fields, so they are copied exactly."""
     rows = []
-    for k, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
-        r = line.split()
-        if len(r) != 19:
-            raise DataError(f"{path}:{k}: expected 19 fields (name w h fx fy cx cy R(9) t(3)), got {len(r)}")
-        rows.append(r)
+    for lineno, fields in iter_records(path, "img_cam.txt: name w h fx fy cx cy R(9) t(3)"):
+        check_field_count(fields, 19, f"{path}:{lineno}", "name w h fx fy cx cy R(9) t(3)")
+        rows.append(fields)
     return rows
 
 

@@ -201,9 +201,7 @@ class PairKeys(abc.Sequence):
     def __len__(self) -> int:
         return len(self._rows)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int) -> tuple[str, str]:
         a, b = self._rows[i]
         return str(self._keys[a]), str(self._keys[b])
 

@@ -9,7 +9,6 @@ Both pipelines are short sequences of these calls (:func:`posfeat.evaluation.eth
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
@@ -39,14 +38,7 @@ class PhaseTimer:
         return {k: round(v, digits) for k, v in self.seconds.items()}
 
 
-@contextlib.contextmanager
-def open_database(path: str | os.PathLike) -> Iterator[pycolmap.Database]:
-    """An existing COLMAP database, closed on exit."""
-    db = pycolmap.Database.open(str(path))
-    try:
-        yield db
-    finally:
-        db.close()
+open_database = colmap.open_database
 
 
 def import_keypoints(db: pycolmap.Database, ids: Mapping[str, int], features: FeatureReader,
@@ -63,8 +55,7 @@ def verify(db_path: Path, matched_pairs: Sequence[tuple[str, str]], options: pyc
     returned)."""
     pairs_path = Path(work) / "pairs.txt"
     colmap.write_pairs_file(pairs_path, matched_pairs)
-    with colmap.watch_space(db_path):  # the verified geometries take at most what the raw matches take
-        colmap.need_space(Path(db_path).stat().st_size)
+    colmap.check_space(db_path, Path(db_path).stat().st_size)  # verified geometries take at most what matches take
     with colmap.colmap_log_level(False):
         colmap_verification.verify_pairs(db_path, pairs_path, options)
     return pairs_path
