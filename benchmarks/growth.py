@@ -3,7 +3,8 @@
 Each measurement runs in a fresh process, so its peak resident memory (``ru_maxrss``) is its own.
 
     python benchmarks/growth.py index --pairs 10000 50000 200000 500000
-    python benchmarks/growth.py eth --images 25 50 100 200
+    python benchmarks/growth.py eth --images 50 100 200 400
+    python benchmarks/growth.py aachen --db-images 125 250 500 1000
     python benchmarks/growth.py loader --workers 0 1 2
     python benchmarks/growth.py plot
 
@@ -12,11 +13,20 @@ Each measurement runs in a fresh process, so its peak resident memory (``ru_maxr
   (seconds, peak RSS), written (bytes on disk), and opened as the training set (``PairDataset``: seconds, RSS).
 * ``eth``: an ETH-layout scene rendered by the demo (320×240 JPEGs, cameras on a 150° arc) with the given number of
   images, OpenCV SIFT (1024 keypoints), then the ETH pipeline (one thread) with exhaustive pairs and with
-  retrieval pairs (10 neighbours): seconds per phase, seconds per pair of matching and verification, peak RSS,
-  the database and feature file on disk, registered images and rotation error.
+  retrieval pairs (10 neighbours): seconds and peak RSS per phase, seconds per pair of matching and verification,
+  the database and feature file on disk, registered images and rotation error. Self-calibration and the mapper's
+  structure-less fallback are off by default (``--self-calibration-rounds``, ``--structure-less-fallback``): the
+  rounds repeat the mapping, and each fallback try is a fixed RANSAC of about 10 s, so both would hide how the
+  mapping itself grows.
+* ``aachen``: an Aachen-layout root rendered by the demo (320×240) with the given number of database images and a
+  fixed 30 day and 10 night queries, OpenCV SIFT (1024 keypoints), then the localization pipeline (one thread):
+  seconds and peak RSS per phase, the database and feature file on disk, pairs, 3D points, localized queries.
 * ``loader``: the training loader alone at the paper's size (640×480 JPEG decode, resize, colour jitter 1, 1, 1,
   0.4, batch 8) over the demo's pair index (``data/prepared/megadepth.json``, run ``dvc repro prepare_megadepth``
   first), with 0, 1, 2, … worker processes: pairs per second after a warm-up.
+
+A phase's peak RSS is the process's high-water mark while the phase runs: the kernel's mark is reset
+(``/proc/self/clear_refs``) when the phase starts, so it includes what earlier phases still hold (``rss_start``).
 
 Results go to ``benchmarks/results/growth-<part>.json`` (machine, date, commit in each); ``plot`` draws
 ``docs/growth.png``, one line per phase. Not a test: run it by hand on a quiet machine.
@@ -25,6 +35,7 @@ Results go to ``benchmarks/results/growth-<part>.json`` (machine, date, commit i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -48,6 +59,38 @@ def _peak_rss_mb() -> float:
     """Peak resident memory of this process in MB (``VmHWM``: unlike ``ru_maxrss``, not inherited from the parent
     that started it)."""
     return _status_mb("VmHWM")
+
+
+PHASE_MEMORY: dict[str, dict[str, float]] = {}
+
+
+def _track_phase_memory() -> None:
+    """Make every :class:`posfeat.evaluation.sfm.PhaseTimer` phase also record, in :data:`PHASE_MEMORY`, the RSS
+    at its start and its peak RSS (MB): the kernel's high-water mark is reset when the phase starts."""
+    from posfeat.evaluation import sfm
+
+    timed = sfm.PhaseTimer.__call__
+
+    @contextlib.contextmanager
+    def call(self, phase: str):
+        Path("/proc/self/clear_refs").write_text("5")
+        start = _status_mb("VmRSS")
+        with timed(self, phase):
+            yield
+        seen = PHASE_MEMORY.setdefault(phase, {"rss_start_mb": start, "rss_peak_mb": 0.0})
+        seen["rss_peak_mb"] = max(seen["rss_peak_mb"], _peak_rss_mb())
+
+    sfm.PhaseTimer.__call__ = call
+
+
+def _extract_sift(image_dir: Path, names: list[str], out: Path) -> float:
+    """OpenCV SIFT (1024 keypoints) of ``names`` into ``out``; returns the seconds it took."""
+    from posfeat.extraction import ExtractConfig, extract_dataset
+
+    t0 = time.perf_counter()
+    extract_dataset("sift", image_dir, names, out, config=ExtractConfig(max_keypoints=1024), device="cpu",
+                    progress=False)  # fmt: skip
+    return round(time.perf_counter() - t0, 2)
 
 
 def _du(path: Path) -> int:
@@ -127,44 +170,88 @@ def measure_open(path: str) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ eth
-def measure_eth(n_images: int, pairs: str) -> dict:
+def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fallback: bool = False) -> dict:
     """Render an ETH scene of ``n_images``, extract SIFT, run the ETH pipeline with ``pairs`` (this process)."""
     from posfeat.data.demo.eth import write_eth_scene
     from posfeat.evaluation.eth import ETHConfig, evaluate_scene
-    from posfeat.extraction import ExtractConfig, extract_dataset
 
+    _track_phase_memory()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "eth"
         root.mkdir()
+        t0 = time.perf_counter()
         scene_name, _ = write_eth_scene(root, 0, 0, n_images, (320, 240), 92)
+        t_render = round(time.perf_counter() - t0, 2)
         scene = root / scene_name
         names = sorted(p.name for p in (scene / "images").iterdir())
         feats = Path(tmp) / "sift.h5"
-        t0 = time.perf_counter()
-        extract_dataset("sift", scene / "images", names, feats, config=ExtractConfig(max_keypoints=1024),
-                        device="cpu", progress=False)  # fmt: skip
-        t_extract = time.perf_counter() - t0
-        rss0 = _peak_rss_mb()
+        t_extract = _extract_sift(scene / "images", names, feats)
+        rss0 = _status_mb("VmRSS")
         cfg = ETHConfig(num_threads=1, max_exhaustive_images=None if pairs == "exhaustive" else 0,
-                        retrieval_neighbors=10)  # fmt: skip
+                        retrieval_neighbors=10, self_calibration_rounds=self_calibration_rounds,
+                        structure_less_fallback=fallback)  # fmt: skip
         res = evaluate_scene(scene, feats, Path(tmp) / "work", cfg, device="cpu", progress=False)
         st = res.stats
-        out = {
+        return {
             "images": n_images,
             "pairs_kind": pairs,
             "pairs": st["num_pairs"],
-            "extract_s": round(t_extract, 2),
+            "verified_pairs": st["num_inlier_pairs"],
+            "self_calibration_rounds": self_calibration_rounds,
+            "structure_less_fallback": fallback,
+            "mapping_attempts": len(st["mapping"]["attempts"]),
+            "render_s": t_render,
+            "extract_s": t_extract,
             "phases_s": res.timings,
+            "phases_memory_mb": dict(PHASE_MEMORY),
             "matching_s_per_pair": round(res.timings.get("matching", 0) / max(st["num_pairs"], 1), 5),
             "verification_s_per_pair": round(res.timings.get("verification", 0) / max(st["num_matched_pairs"], 1), 5),
             "database_bytes": _du(Path(tmp) / "work" / "database.db"),
             "features_bytes": _du(feats),
             "rss_before_mb": rss0,
-            "rss_peak_mb": _peak_rss_mb(),
+            "rss_peak_mb": max(m["rss_peak_mb"] for m in PHASE_MEMORY.values()),
             "registered": st["num_reg_images"],
             "rotation_error_deg": st.get("median_rotation_error_deg"),
         }
-        return out
+
+
+# ------------------------------------------------------------------------------------------ aachen
+def measure_aachen(n_db: int, n_day: int = 30, n_night: int = 10) -> dict:
+    """Render an Aachen root with ``n_db`` database images, extract SIFT, localize its queries (this process)."""
+    from posfeat.data.demo.aachen import write_aachen
+    from posfeat.evaluation.aachen import evaluate_aachen
+
+    _track_phase_memory()
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "aachen"
+        t0 = time.perf_counter()
+        written = write_aachen(root, 0, n_db, n_day, n_night, (320, 240), 92)
+        t_render = round(time.perf_counter() - t0, 2)
+        up = root / "images" / "images_upright"
+        names = sorted(str(p.relative_to(up)) for p in up.rglob("*.jpg"))
+        feats = Path(tmp) / "sift.h5"
+        t_extract = _extract_sift(up, names, feats)
+        rss0 = _status_mb("VmRSS")
+        res = evaluate_aachen(root, feats, Path(tmp) / "work", device="cpu", progress=False)
+        st = res.stats
+        return {
+            "db_images": n_db,
+            "queries": st["queries"],
+            "db_pairs": st["db_pairs"],
+            "query_pairs": st["query_pairs"],
+            "points3D": st["points3D"],
+            "written_points3D": written["points3D"],
+            "localized": sum(q.localized for q in res.queries),
+            "recall": res.metrics,
+            "render_s": t_render,
+            "extract_s": t_extract,
+            "phases_s": res.timings,
+            "phases_memory_mb": dict(PHASE_MEMORY),
+            "database_bytes": _du(Path(tmp) / "work" / "database.db"),
+            "features_bytes": _du(feats),
+            "rss_before_mb": rss0,
+            "rss_peak_mb": max(m["rss_peak_mb"] for m in PHASE_MEMORY.values()),
+        }
 
 
 # ------------------------------------------------------------------------------------------ loader
@@ -192,9 +279,9 @@ def measure_loader(workers: int, batches: int = 12, warmup: int = 3) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ driver
-def _child(part: str, arg: str, extra: str = "") -> dict:
+def _child(part: str, arg: str, *extra: str) -> dict:
     """Run one measurement in a fresh process and return its JSON."""
-    cmd = [sys.executable, __file__, "_one", part, arg] + ([extra] if extra else [])
+    cmd = [sys.executable, __file__, "_one", part, arg, *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if p.returncode != 0:
@@ -252,15 +339,21 @@ def main() -> None:
         elif part == "open":
             r = measure_open(arg)
         elif part == "eth":
-            r = measure_eth(int(arg), sys.argv[4])
+            r = measure_eth(int(arg), sys.argv[4], int(sys.argv[5]), sys.argv[6] == "1")
+        elif part == "aachen":
+            r = measure_aachen(int(arg))
         else:
             r = measure_loader(int(arg))
         print(json.dumps(r))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", choices=["index", "eth", "loader", "plot"])
+    ap.add_argument("part", choices=["index", "eth", "aachen", "loader", "plot"])
     ap.add_argument("--pairs", type=int, nargs="+", default=[10000, 50000, 200000, 500000])
-    ap.add_argument("--images", type=int, nargs="+", default=[25, 50, 100, 200])
+    ap.add_argument("--images", type=int, nargs="+", default=[50, 100, 200, 400])
+    ap.add_argument("--pair-kinds", nargs="+", choices=["exhaustive", "retrieval"], default=["exhaustive", "retrieval"])
+    ap.add_argument("--self-calibration-rounds", type=int, default=0, help="eth: rounds after the mapper (default 0)")
+    ap.add_argument("--structure-less-fallback", action="store_true", help="eth: the mapper's 2D-2D fallback on")
+    ap.add_argument("--db-images", type=int, nargs="+", default=[125, 250, 500, 1000])
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/growth-<part>.json)")
     args = ap.parse_args()
@@ -269,13 +362,16 @@ def main() -> None:
         return
     runs = []
     if args.part == "index":
-        todo = [(str(n), "") for n in args.pairs]
+        todo = [(str(n),) for n in args.pairs]
     elif args.part == "eth":
-        todo = [(str(n), kind) for kind in ("exhaustive", "retrieval") for n in args.images]
+        opts = (str(args.self_calibration_rounds), str(int(args.structure_less_fallback)))
+        todo = [(str(n), kind, *opts) for kind in args.pair_kinds for n in args.images]
+    elif args.part == "aachen":
+        todo = [(str(n),) for n in args.db_images]
     else:
-        todo = [(str(n), "") for n in args.workers]
-    for arg, extra in todo:
-        runs.append(_child(args.part, arg, extra))
+        todo = [(str(n),) for n in args.workers]
+    for arg, *extra in todo:
+        runs.append(_child(args.part, arg, *extra))
         print(json.dumps(runs[-1]), flush=True)
     out = args.out or RESULTS / f"growth-{args.part}.json"
     out.write_text(json.dumps({**_header(), "runs": runs}, indent=1) + "\n")

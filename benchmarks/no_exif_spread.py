@@ -63,24 +63,27 @@ def _true_focals(scene: Path, work: Path):
         db.close()
 
 
-def run(scene: Path, feats: Path, seed: int, variant: str, work: Path) -> dict:
-    """One reconstruction of ``scene``: ``mapper`` | ``self_calibration`` | ``true_focals``."""
+def run(scene: Path, feats: Path, seed: int, variant: str, work: Path, fallback: bool = True) -> dict:
+    """One reconstruction of ``scene``: ``mapper`` | ``self_calibration`` | ``true_focals``; ``fallback``: the
+    mapper's structure-less registration."""
     from posfeat import colmap, reconstruction
     from posfeat.evaluation import eth
     from posfeat.evaluation.poses import pose_accuracy
 
     t0 = time.perf_counter()
     if variant == "true_focals":  # the pipeline up to verification, then the mapper with the true cameras held
-        cfg = eth.ETHConfig(num_threads=1, seed=seed, self_calibration_rounds=0, focal_init="guess")
+        cfg = eth.ETHConfig(num_threads=1, seed=seed, self_calibration_rounds=0, focal_init="guess",
+                            structure_less_fallback=fallback)  # fmt: skip
         eth.evaluate_scene(scene, feats, work, cfg, device="cpu", progress=False)
         _true_focals(scene, work)
-        opts = colmap.mapper_options(num_threads=1, seed=seed, refine_intrinsics=False)
+        opts = colmap.mapper_options(num_threads=1, seed=seed, refine_intrinsics=False,
+                                     structure_less_fallback=fallback)  # fmt: skip
         rec, _, _, _ = reconstruction.reconstruct(work / "database.db", scene / "images", work / "held", opts, 10**6, 1)
         stats = {"num_reg_images": rec.num_reg_images(), **pose_accuracy(rec, eth.read_gt_cameras(scene))}
         stats["mapping"] = {"self_calibration": []}
     else:
         rounds = 3 if variant == "self_calibration" else 0
-        cfg = eth.ETHConfig(num_threads=1, seed=seed, self_calibration_rounds=rounds)
+        cfg = eth.ETHConfig(num_threads=1, seed=seed, self_calibration_rounds=rounds, structure_less_fallback=fallback)
         stats = eth.evaluate_scene(scene, feats, work, cfg, device="cpu", progress=False).stats
     out = {k: stats.get(k) for k in KEYS}
     out["self_calibration_rounds"] = len(stats["mapping"]["self_calibration"])
@@ -95,6 +98,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="+", default=["mapper", "self_calibration", "true_focals"])
     ap.add_argument("--scenes", nargs="+", choices=sorted(SCENES), default=list(SCENES))
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "no_exif_spread.json")
+    ap.add_argument("--no-structure-less-fallback", dest="fallback", action="store_false",
+                    help="map without COLMAP's structure-less registration fallback")  # fmt: skip
     args = ap.parse_args()
     from posfeat.data.internet import make_collection
 
@@ -104,6 +109,7 @@ def main() -> None:
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
+        "structure_less_fallback": args.fallback,
         "scenes": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,7 +120,10 @@ def main() -> None:
             feats = _sift(scene / "images", Path(tmp) / f"{name}.h5")
             res = {"true_focal_over_guess": [round(r, 3) for r in ratios], "runs": {}}
             for variant in args.variants:
-                runs = {s: run(scene, feats, s, variant, Path(tmp) / f"{name}_{variant}_{s}") for s in args.seeds}
+                runs = {
+                    s: run(scene, feats, s, variant, Path(tmp) / f"{name}_{variant}_{s}", args.fallback)
+                    for s in args.seeds
+                }
                 res["runs"][variant] = runs
                 for s, r in runs.items():
                     print(name, variant, s, json.dumps(r), flush=True)

@@ -39,14 +39,14 @@ from posfeat.training.distributed import DistInfo  # noqa: E402
 from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
 from posfeat.training.objectives import compute_objective  # noqa: E402
 from posfeat.utils import autocast_dtype  # noqa: E402
-from stages.train_desc import load_stage_index  # noqa: E402
+from stages.common import training_index  # noqa: E402
 
 PHASES = ("data", "network", "loss", "backward", "optimizer")
 
 
 def _batches(params: dict, cfg, steps: int):
     """Collated batches of the trainer's own data order (``StepBatchSampler``), timed one by one."""
-    index = load_stage_index(ROOT)
+    index = training_index(ROOT)
     ds = PairDataset(
         index,
         "train",

@@ -374,13 +374,22 @@ def registered_poses(rec: pycolmap.Reconstruction) -> dict[str, pycolmap.Rigid3d
 
 
 def mapper_options(
-    num_threads: int = -1, seed: int | None = 0, min_num_matches: int = 15, refine_intrinsics: bool = True
+    num_threads: int = -1,
+    seed: int | None = 0,
+    min_num_matches: int = 15,
+    refine_intrinsics: bool = True,
+    structure_less_fallback: bool = True,
 ) -> pycolmap.IncrementalPipelineOptions:
-    """Incremental mapper options (COLMAP defaults), seeded for repeatable runs."""
+    """Incremental mapper options (COLMAP defaults), seeded for repeatable runs.
+
+    ``structure_less_fallback``: when no image can be registered from its 2D–3D matches, try registration from
+    2D–2D matches (COLMAP 3.13 and later).
+    """
     opts = pycolmap.IncrementalPipelineOptions()
     opts.num_threads = int(num_threads)
     opts.min_num_matches = int(min_num_matches)
     opts.extract_colors = False
+    opts.structure_less_registration_fallback = bool(structure_less_fallback)
     if seed is not None:
         opts.random_seed = int(seed)
     opts.ba_refine_focal_length = bool(refine_intrinsics)

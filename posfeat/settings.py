@@ -142,11 +142,13 @@ def setting(
     flag: str | None = None,
     param: str | None = None,
     cli: bool = True,
+    study: bool = True,
 ) -> Any:
     """A settings dataclass field with its command-line help, read by :func:`posfeat.cli.flags.add_config_flags`.
 
     ``choices``: the allowed values; ``flag``: a flag name other than the field's (``--field-name``); ``param``:
-    the study's parameter when it is not ``<group>.<field>``; ``cli=False``: no flag.
+    the study's parameter when it is not ``<group>.<field>``; ``cli=False``: no flag; ``study=False``: no
+    parameter either, the study's stage sets the field itself (e.g. from the method).
     """
-    meta = {"help": text, "choices": choices, "flag": flag, "param": param, "cli": cli}
+    meta = {"help": text, "choices": choices, "flag": flag, "param": param, "cli": cli, "study": study}
     return dataclasses.field(default=default, metadata=meta)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -11,6 +12,10 @@ from posfeat.io import read_yaml_mapping
 from posfeat.settings import ParamError, check_param
 
 ROOT = Path(__file__).resolve().parents[1]
+INDEX_PATH = Path("data/prepared/megadepth.json")
+"""The MegaDepth pair index the ``prepare_megadepth`` stage writes and both training stages read."""
+DESC_MODEL_PATH = Path("models/desc.pt")
+"""The descriptor ``train_desc`` writes and ``train_kp`` trains its detector on."""
 _MISSING = object()
 
 
@@ -42,6 +47,25 @@ def dataset_root(params: dict, dataset: str, base_dir: Path) -> Path:
     """``datasets.<dataset>`` of ``params`` as a path; a relative one is taken from ``base_dir``."""
     root = Path(param(params, f"datasets.{dataset}", str))
     return root if root.is_absolute() else Path(base_dir) / root
+
+
+def training_index(base_dir: Path) -> dict:
+    """The prepared pair index (checked, :func:`posfeat.data.prepare.read_index`) with its relative dataset root
+    made absolute against ``base_dir``."""
+    from posfeat.data.prepare import read_index
+
+    index, root = read_index(Path(base_dir) / INDEX_PATH, root_base=base_dir)
+    return {**index, "root": str(root)}
+
+
+def write_headline(summary: dict, path: Path) -> None:
+    """A training stage's headline metrics (:func:`posfeat.evaluation.headline.training_headline`) to ``path``,
+    by the main process only (under ``torchrun`` every rank returns the summary)."""
+    from posfeat.evaluation.headline import training_headline
+    from posfeat.io import write_json
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(path, training_headline(summary))
 
 
 def seeded_settings(params: dict, name: str) -> dict:

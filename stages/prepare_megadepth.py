@@ -19,9 +19,8 @@ from posfeat.data.prepare import prepare_megadepth
 from posfeat.evaluation.headline import prepare_headline
 from posfeat.io import write_json
 from posfeat.utils import announce, get_logger
-from stages.common import ROOT, load_params, param, stage_entry
+from stages.common import INDEX_PATH, ROOT, load_params, param, stage_entry
 
-INDEX_PATH = Path("data/prepared/megadepth.json")
 METRICS_PATH = Path("metrics/prepare.json")
 REPORT_PATH = Path("results/prepare.json")
 

@@ -12,39 +12,20 @@ pair index ``data/prepared/megadepth.json``. Writes ``models/desc.pt`` (final mo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from posfeat.evaluation.headline import training_headline
-from posfeat.io import read_json, write_json
+from posfeat.io import read_json
 from posfeat.settings import ParamError
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
 from stages import launch
-from stages.common import ROOT, param, stage_entry
+from stages.common import DESC_MODEL_PATH, ROOT, param, stage_entry, training_index, write_headline
 
-INDEX_PATH = Path("data/prepared/megadepth.json")
-MODEL_PATH = Path("models/desc.pt")
+MODEL_PATH = DESC_MODEL_PATH
 CKPT_DIR = Path("models/ckpt_desc")
 LIVE_DIR = Path("dvclive/train_desc")
 METRICS_PATH = Path("metrics/train_desc.json")
 SUMMARY_PATH = Path("results/train_desc.json")
-
-
-def load_stage_index(base_dir: Path) -> dict:
-    """The prepared pair index with its (possibly relative) dataset root resolved against ``base_dir``."""
-    index = read_json(Path(base_dir) / INDEX_PATH)
-    root = Path(str(index.get("root", "")))
-    if "root" in index and not root.is_absolute():
-        index["root"] = str(Path(base_dir) / root)
-    return index
-
-
-def write_headline(summary: dict, path: Path) -> None:
-    """A training stage's headline metrics (:func:`posfeat.evaluation.headline.training_headline`) to ``path``,
-    by the main process only (under ``torchrun`` every rank returns the summary)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_json(path, training_headline(summary))
 
 
 def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
@@ -63,7 +44,7 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
         raise ParamError(f"params.yaml: lr has no entry for optimizer {opt!r} (have {sorted(lrs)})")
     summary = train(
         "desc",
-        load_stage_index(base_dir),
+        training_index(base_dir),
         dict(param(params, "train_desc", dict)),
         out_model=base_dir / MODEL_PATH,
         ckpt_dir=base_dir / CKPT_DIR,

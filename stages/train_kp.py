@@ -19,9 +19,7 @@ from posfeat.io import read_json
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
 from stages import launch
-from stages.common import ROOT, param, stage_entry
-from stages.train_desc import MODEL_PATH as DESC_MODEL_PATH
-from stages.train_desc import load_stage_index, write_headline
+from stages.common import DESC_MODEL_PATH, ROOT, param, stage_entry, training_index, write_headline
 
 MODEL_PATH = Path("models/posfeat.pt")
 CKPT_DIR = Path("models/ckpt_kp")
@@ -43,7 +41,7 @@ def main(params: dict | None = None, base_dir: Path = ROOT, **kwargs) -> dict:
     cfg.pop("optimizer", None), cfg.pop("lr", None)
     summary = train(
         "kp",
-        load_stage_index(base_dir),
+        training_index(base_dir),
         cfg,
         out_model=base_dir / MODEL_PATH,
         ckpt_dir=base_dir / CKPT_DIR,

@@ -265,13 +265,11 @@ def test_stage_on_aachen_v1_0_layout(aachen, features, tmp_path):
     assert (base / "results" / "aachen" / "work" / "sift" / "database.db").is_file()
 
 
-def test_cli_rerun_over_old_work_is_deterministic(run, aachen, features, tmp_path, monkeypatch):
+def test_cli_rerun_over_old_work_is_deterministic(run, aachen, features, tmp_path):
     """The CLI writes the submission and metrics; a leftover work folder does not disturb a rerun, and
-    the same inputs give the same poses as the first run."""
-    from posfeat.cli import eval_aachen as module
+    the same inputs (the settings as flags) give the same poses as the first run."""
     from posfeat.cli import main
 
-    monkeypatch.setattr(module, "CLI_CONFIG", FAST)
     out = tmp_path / "out"
     (out / "sift_work" / "database.db").parent.mkdir(parents=True)
     (out / "sift_work" / "database.db").write_text("a stale, corrupt database of an earlier run")
@@ -290,6 +288,8 @@ def test_cli_rerun_over_old_work_is_deterministic(run, aachen, features, tmp_pat
                 "sift",
                 "--device",
                 "cpu",
+                "--verification-max-trials",
+                str(FAST.verification_max_trials),
             ]
         )
         == 0

@@ -110,3 +110,59 @@ def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
                 for sub in list(params["extract"]["methods"]) if "${key}" in key else [None]:
                     k = key.replace("${key}", sub) if sub else key
                     assert k in flat or any(f.startswith(k + ".") for f in flat), f"{name}: {k}"
+
+
+SETTINGS = [  # (settings dataclass, its params section)
+    ("posfeat.evaluation.eth_config", "ETHConfig", "eval.eth"),
+    ("posfeat.evaluation.aachen_config", "AachenConfig", "eval.aachen"),
+    ("posfeat.data.photos_config", "PhotosConfig", "photos"),
+    ("posfeat.extraction.config", "ExtractConfig", "extract.hpatches"),
+    ("posfeat.extraction.config", "ExtractConfig", "extract.aachen"),
+    ("posfeat.extraction.config", "ExtractConfig", "extract.eth"),
+]
+
+
+def _settings_fields(module: str, name: str, section: str):
+    """``(field, its params key)`` of every field of the dataclass the study sets from params."""
+    import dataclasses
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name)
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("study", True):
+            yield f, f.metadata.get("param") or f"{section}.{f.name}"
+
+
+def _same(a, b) -> bool:
+    """Equal as YAML sees them (a tuple default is a YAML list)."""
+    norm = lambda v: list(v) if isinstance(v, tuple) else v  # noqa: E731
+    return norm(a) == norm(b)
+
+
+@pytest.mark.parametrize("module, name, section", SETTINGS)
+def test_every_setting_has_a_params_key(module, name, section):
+    """Every field a stage reads (and the CLI documents) is a key of conf/config.yaml, so `-S key=value` can set it."""
+    base = _flat(_compose())
+    missing = [key for _, key in _settings_fields(module, name, section) if key not in base]
+    assert not missing, f"{name}'s settings without a key in conf/config.yaml: {missing}"
+
+
+@pytest.mark.parametrize("module, name, section", [s for s in SETTINGS if not s[2].startswith("extract.")])
+def test_settings_defaults_are_the_study_defaults(module, name, section):
+    """One default per setting: the dataclass (what the CLI and the Python API use) and conf/config.yaml agree.
+    The extraction sections differ per benchmark on purpose, and are excluded."""
+    import dataclasses
+
+    base = _flat(_compose())
+    differ = {
+        key: (f.default, base[key])
+        for f, key in _settings_fields(module, name, section)
+        if f.default is not dataclasses.MISSING and not _same(f.default, base[key])
+    }
+    assert not differ, f"{name} defaults (dataclass, conf) disagree: {differ}"
+
+
+def test_a_setting_the_cli_names_can_be_overridden():
+    """`dvc exp run -S photos.min_images=5` composes (Hydra refuses to override a key the base lacks)."""
+    assert _compose("photos.min_images=5")["photos"]["min_images"] == 5
+    assert _compose("eval.eth.use_exif=false")["eval"]["eth"]["use_exif"] is False

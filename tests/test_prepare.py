@@ -149,7 +149,8 @@ def test_read_index_roundtrip_and_errors(demo_root, tmp_path):
     index, _ = prepare_megadepth(demo_root / "megadepth", banned_scenes=[])
     path = tmp_path / "index.json"
     write_json(path, index)
-    assert read_index(path) == index
+    assert read_index(path)[0] == index
+    assert read_index(index)[0] is index  # a dict is checked as it is
     bad = copy.deepcopy(index)
     bad["train"].append([index["train"][0][0], "nope.jpg"])
     write_json(path, bad)
@@ -161,10 +162,25 @@ def test_read_index_roundtrip_and_errors(demo_root, tmp_path):
     write_json(path, bad)
     with pytest.raises(DataError, match="R \\(rotation\\)"):
         read_index(path)
-    bad = {k: v for k, v in index.items() if k != "val"}
+    bad = {k: v for k, v in index.items() if k != "train"}
     write_json(path, bad)
-    with pytest.raises(DataError, match="expected key 'val'"):
+    with pytest.raises(DataError, match=f"{path.name}: expected key 'train'"):
         read_index(path)
+
+
+def test_read_index_resolves_a_relative_root(tmp_path, monkeypatch):
+    """A relative root: against ``root_base`` (a stage's repository) when given; else the working directory, and
+    failing that the index file's folder; an absolute root as it is."""
+    (tmp_path / "idx" / "md").mkdir(parents=True)
+    path = tmp_path / "idx" / "index.json"
+    write_json(path, {"root": "md", "images": {}, "train": [], "val": []})
+    monkeypatch.chdir(tmp_path)
+    assert read_index(path)[1] == tmp_path / "idx" / "md"  # nothing at ./md: the index's folder
+    (tmp_path / "md").mkdir()
+    assert read_index(path)[1] == Path("md")  # ./md exists: the working directory
+    assert read_index(path, root_base=tmp_path / "repo")[1] == tmp_path / "repo" / "md"
+    write_json(path, {"root": str(tmp_path / "abs"), "images": {}, "train": []})
+    assert read_index(path, root_base=tmp_path / "repo")[1] == tmp_path / "abs"
 
 
 # ------------------------------------------------------------------------------------------- the stage
@@ -191,7 +207,7 @@ def test_stage_end_to_end(demo_root, tmp_path):
     assert {_scene_of(k) for k in written["images"]} == {"0015"}  # 0008 and 21 -> "0021" dropped
     assert metrics["scenes_dropped_banned"] == 2
     assert all(isinstance(v, (int, float)) for v in metrics.values())
-    assert read_index(base / stage.INDEX_PATH) == index
+    assert read_index(base / stage.INDEX_PATH)[0] == index
     for a, b in written["train"] + written["val"]:
         assert _angle(written["images"][a]["R"], written["images"][b]["R"]) <= params["prepare"]["rot_thr"]
     # same params -> the same bytes (DVC would see no change)

@@ -85,7 +85,7 @@ def test_pair_dataset_geometry_and_bad_image(index, tmp_path):
     first = next(i for i, p in enumerate(ds.pairs) if broken in p)
     out = ds[first]
     assert out["skipped"] >= 1 and broken not in (out["name1"], out["name2"])
-    with pytest.raises(DataError, match="lacks"):
+    with pytest.raises(DataError, match="expected key .train."):
         PairDataset({"root": ".", "images": {}}, "train")
 
 

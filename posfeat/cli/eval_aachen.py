@@ -7,12 +7,13 @@ from pathlib import Path
 
 NAME = "eval-aachen"
 HELP = "Aachen Day-Night localization with pycolmap"
-CLI_CONFIG = None
-"""The :class:`~posfeat.evaluation.aachen.AachenConfig` the command uses (``None``: its defaults, the protocol's)."""
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
-    """The subcommand's flags."""
+    """The subcommand's flags; the settings are :class:`~posfeat.evaluation.aachen_config.AachenConfig`'s fields."""
+    from posfeat.cli.flags import add_config_flags
+    from posfeat.evaluation.aachen_config import AachenConfig
+
     s.add_argument("--root", required=True, help="Aachen dataset root")
     s.add_argument("--features", required=True, help="features .h5 (names relative to images/images_upright)")
     s.add_argument("--out", required=True, help="output folder: metrics JSON and benchmark submission file")
@@ -20,12 +21,14 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         "--method-name", default=None, help="name of the method in the outputs; None: the method the feature file holds"
     )
     s.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    add_config_flags(s, AachenConfig, "eval.aachen")
 
 
 def run(args: argparse.Namespace) -> int:
     """Localize the queries; write ``OUT/<name>.txt`` (the submission), ``OUT/metrics.json`` (``{name:
     metrics}``) and the work folder ``OUT/<name>_work`` (database, triangulated model). The name defaults to
     the method the feature file holds (``sift``, ``posfeat``, ``posfeat_sift``)."""
+    from posfeat.cli.flags import given_settings
     from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
     from posfeat.evaluation.aachen_results import format_metrics, write_submission
     from posfeat.io import feature_method_name, write_json
@@ -36,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.method_name or feature_method_name(args.features)
     if not name or "/" in name or name.startswith("."):
         raise SystemExit(f"eval-aachen: --method-name must be a plain name, got {name!r}")
-    cfg = CLI_CONFIG or AachenConfig()
+    cfg = AachenConfig.from_dict(given_settings(args, AachenConfig), what="eval-aachen flags")
     result = evaluate_aachen(args.root, args.features, out / f"{name}_work", cfg, device=args.device)
     write_submission(out / f"{name}.txt", result.queries)
     write_json(out / "metrics.json", {name: result.metrics})

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from collections import abc
-from pathlib import Path
 from typing import Sequence
 
 import cv2
@@ -37,8 +36,9 @@ from torch.utils.data import Dataset
 
 from posfeat.data.batch_order import derive_seed
 from posfeat.data.images import read_image
+from posfeat.data.prepare import read_index
 from posfeat.geometry import fundamental_from_poses, relative_pose
-from posfeat.io import DataError, read_json
+from posfeat.io import DataError
 from posfeat.utils import get_logger
 
 logger = get_logger(__name__)
@@ -159,39 +159,6 @@ def night_look(img: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ index
-def load_index(index: str | os.PathLike | dict) -> tuple[dict, Path]:
-    """Read and validate a pair index; returns ``(index, root)`` with ``root`` resolved.
-
-    A relative ``root`` is taken relative to the working directory (where DVC runs the stages) and,
-    if nothing is there, relative to the index file.
-    """
-    where = "<index dict>"
-    base = None
-    if not isinstance(index, dict):
-        where = str(index)
-        base = Path(index).resolve().parent
-        index = read_json(index)
-    for key in ("root", "images", "train"):
-        if key not in index:
-            raise DataError(f"{where}: pair index lacks the key {key!r} (expected root, images, train, val)")
-    images = index["images"]
-    for split in ("train", "val"):
-        for i, pair in enumerate(index.get(split, [])):
-            if len(pair) != 2:
-                raise DataError(f"{where}: {split}[{i}] is not a pair of image keys: {pair!r}")
-            for k in pair:
-                if k not in images:
-                    raise DataError(f"{where}: {split}[{i}] names image {k!r}, which is not in 'images'")
-    for k, meta in images.items():
-        for field in ("width", "height", "K", "R", "t"):
-            if field not in meta:
-                raise DataError(f"{where}: image {k!r} lacks {field!r}")
-    root = Path(index["root"])
-    if not root.is_absolute() and not root.exists() and base is not None and (base / root).exists():
-        root = base / root
-    return index, root
-
-
 class PairKeys(abc.Sequence):
     """``(key1, key2)`` of each pair, read from a dataset's key table and pair rows."""
 
@@ -248,7 +215,7 @@ class PairDataset(Dataset):
     ):
         if split not in ("train", "val"):
             raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-        index, self.root = load_index(index)
+        index, self.root = read_index(index)
         self.split = split
         self._set_tables(index)
         self.image_size = (int(image_size[0]), int(image_size[1]))

@@ -113,7 +113,9 @@ def _map(db_path: Path, image_dir: Path, out: Path, num_images: int, cfg: Photos
         reconstruction.apply_focals(db, focals)
     finally:
         db.close()
-    opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed)
+    opts = colmap.mapper_options(
+        num_threads=cfg.num_threads, seed=cfg.seed, structure_less_fallback=cfg.structure_less_fallback
+    )
     rec, _, _, rep = reconstruction.reconstruct(db_path, image_dir, out, opts, num_images, cfg.mapping_attempts)
     if rec is not None and cfg.self_calibration_rounds > 0 and focals.counts()["prior"] < len(focals.source):
         rec, _ = reconstruction.self_calibrate(

@@ -26,6 +26,7 @@ class PhotosConfig:
         mapping_attempts: mapper restarts while the largest model leaves photos out.
         self_calibration_rounds: rounds of robust bundle adjustment and mapping with the refined intrinsics
             held, for places whose photos lack a focal prior.
+        structure_less_fallback: the mapper's registration from 2D–2D matches when none registers from 2D–3D.
         seed: RANSAC and mapper seed.
         num_threads: COLMAP threads (1: repeatable).
     """
@@ -39,10 +40,13 @@ class PhotosConfig:
     min_covisibility: float = setting(
         0.1, "a pair is written when each image sees this fraction of the other's 3D points"
     )
-    rot_thr: float = setting(80.0, "degrees; pairs turned more are not written")
+    rot_thr: float = setting(80.0, "degrees; pairs turned more are not written", param="prepare.rot_thr")
     mapping_attempts: int = setting(3, "mapper restarts (seed, seed+1, ...) while photos are left out")
     self_calibration_rounds: int = setting(
         3, "photos without a focal prior: rounds of robust BA + mapping with the refined intrinsics held (0: off)"
+    )
+    structure_less_fallback: bool = setting(
+        True, "mapper: when no photo registers from 2D-3D matches, try 2D-2D registration (COLMAP 3.13 and later)"
     )
     seed: int = setting(0, "RANSAC and mapper seed", param="seed")
     num_threads: int = setting(1, "COLMAP threads (1: repeatable; -1: all cores)")

@@ -1,11 +1,12 @@
-"""The Aachen localization pipeline's settings: :class:`AachenConfig` (params.yaml ``eval.aachen``)."""
+"""The Aachen localization pipeline's settings: :class:`AachenConfig` (params.yaml ``eval.aachen``), with the
+command-line help of each field (``metadata["help"]``, read by :mod:`posfeat.cli.flags`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Mapping
 
-from posfeat.settings import config_from_dict
+from posfeat.settings import config_from_dict, setting
 
 FALLBACKS = ("identity", "best_db")
 QUERY_MATCHES = ("verified", "raw")
@@ -15,18 +16,26 @@ QUERY_MATCHES = ("verified", "raw")
 class AachenConfig:
     """Settings of the localization pipeline (params.yaml ``eval.aachen``)."""
 
-    min_matches: int = 12  # 2D–3D correspondences a query needs before pose estimation is tried
-    min_inliers: int = 10  # RANSAC inliers a pose needs to count as localized (COLMAP image_registrator: 30)
-    min_inlier_ratio: float = 0.0  # inliers / correspondences a pose needs (COLMAP image_registrator: 0.25)
-    max_reprojection_error: float = 12.0  # LO-RANSAC inlier threshold (px) of the absolute pose
-    mutual: bool = True  # mutual nearest neighbours (the official pipeline)
-    ratio: float | None = None  # optional Lowe ratio (the official pipeline: none)
-    query_matches: str = "verified"  # 'verified' (as image_registrator) | 'raw' (as hloc) query–db matches
-    verification_max_error: float = 4.0  # two-view RANSAC error (px), COLMAP default
-    verification_min_inliers: int = 15  # COLMAP default
-    verification_max_trials: int = 10000  # RANSAC trials per model (E, F, H), COLMAP default
-    fallback: str = "identity"  # pose of a query that is not localized: 'identity' | 'best_db'
-    seed: int = 0  # RANSAC seeds (verification, triangulation, absolute pose)
+    min_matches: int = setting(12, "2D-3D correspondences a query needs before its pose is estimated (paper: 30)")
+    min_inliers: int = setting(10, "absolute-pose RANSAC inliers a localized query needs (image_registrator: 30)")
+    min_inlier_ratio: float = setting(
+        0.0, "inliers / correspondences a localized query needs (image_registrator: 0.25)"
+    )
+    max_reprojection_error: float = setting(12.0, "px, LO-RANSAC inlier threshold of the absolute pose")
+    mutual: bool = setting(True, "mutual nearest neighbours (the official pipeline)")
+    ratio: float | None = setting(None, "Lowe ratio on both sides of the matches (the official pipeline: none)")
+    query_matches: str = setting(
+        "verified",
+        "query-database matches used: verified by two-view geometry (as image_registrator) or raw (as hloc)",
+        QUERY_MATCHES,
+    )
+    verification_max_error: float = setting(4.0, "px, two-view RANSAC threshold (COLMAP default)")
+    verification_min_inliers: int = setting(15, "inliers a verified pair needs (COLMAP default)")
+    verification_max_trials: int = setting(10000, "two-view RANSAC trials per model (E, F, H; COLMAP default)")
+    fallback: str = setting(
+        "identity", "pose written for a query that is not localized: identity | best_db (its best match)", FALLBACKS
+    )
+    seed: int = setting(0, "RANSAC seed (verification, triangulation, absolute pose)", param="seed")
 
     def __post_init__(self) -> None:
         if self.query_matches not in QUERY_MATCHES:
@@ -45,6 +54,6 @@ class AachenConfig:
             raise ValueError(f"max_reprojection_error must be > 0, got {self.max_reprojection_error}")
 
     @classmethod
-    def from_dict(cls, d: Mapping | None) -> "AachenConfig":
-        """From a params mapping; unknown keys are an error naming them."""
-        return config_from_dict(cls, d, "eval.aachen")
+    def from_dict(cls, d: Mapping | None, what: str = "eval.aachen") -> "AachenConfig":
+        """From params mapping ``what``; unknown keys are an error naming them."""
+        return config_from_dict(cls, d, what)

@@ -228,7 +228,12 @@ def _map(
     report go into ``stats``. Returns ``(largest model or None, its folder, mapping report)``."""
     cfg = run.cfg
     with run.timer("mapping"):
-        opts = colmap.mapper_options(num_threads=cfg.num_threads, seed=cfg.seed, min_num_matches=cfg.min_num_matches)
+        opts = colmap.mapper_options(
+            num_threads=cfg.num_threads,
+            seed=cfg.seed,
+            min_num_matches=cfg.min_num_matches,
+            structure_less_fallback=cfg.structure_less_fallback,
+        )
         rec, model_dir, num_models, mrep = reconstruction.reconstruct(
             run.db_path, run.scene_dir / "images", run.work / "sparse", opts, num_images, cfg.mapping_attempts
         )

@@ -54,7 +54,12 @@ class ETHConfig:
         "for scenes with cameras without a focal prior: rounds of robust bundle adjustment and mapping with the "
         "refined intrinsics held, until the focal lengths move by less than one percent (0: COLMAP's mapper alone)",
     )
-    num_threads: int = setting(-1, "COLMAP threads (-1: all cores; mapping is then not repeatable, 1 is)")
+    structure_less_fallback: bool = setting(
+        True,
+        "mapper: when no image registers from its 2D-3D matches, try registration from 2D-2D matches (COLMAP 3.13 "
+        "and later; each try is a RANSAC of up to 10000 trials)",
+    )
+    num_threads: int = setting(1, "COLMAP threads (1: repeatable mapping; -1: all cores, faster, varies run to run)")
     seed: int = setting(0, "every random seed: RANSAC, retrieval vocabulary, mapper", param="seed")
 
     def __post_init__(self) -> None:

@@ -77,9 +77,11 @@ class ExtractConfig:
         "sub-pixel refinement of a score peak: the official 3x3 centroid or a parabola per axis (PoSFeat)",
         SUBPIXEL_MODES,
     )
-    sift_keypoints: bool = setting(False, "PoSFeat descriptors on SIFT keypoints (--method posfeat_sift)", cli=False)
+    sift_keypoints: bool = setting(
+        False, "PoSFeat descriptors on SIFT keypoints (--method posfeat_sift)", cli=False, study=False
+    )
     batch_size: int | None = setting(None, "images of one size per network call", cli=False)
-    pad_multiple: int = setting(16, "the network's input size multiple", cli=False)
+    pad_multiple: int = setting(16, "the network's input size multiple", cli=False, study=False)
     scales: tuple[float, ...] = setting((1.0,), "image scales the network runs at (PoSFeat)")
     pyramid: bool = setting(
         False, "keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)"
