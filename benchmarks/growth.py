@@ -29,7 +29,8 @@ A phase's peak RSS is the process's high-water mark while the phase runs: the ke
 (``/proc/self/clear_refs``) when the phase starts, so it includes what earlier phases still hold (``rss_start``).
 
 Results go to ``benchmarks/results/growth-<part>.json`` (machine, date, commit in each); ``plot`` draws
-``docs/growth.png``, one line per phase. Not a test: run it by hand on a quiet machine.
+``docs/growth.png``, one line per phase, and fits each phase's growth exponent (the log-log slope of its seconds
+against the count: 1 linear, 2 quadratic) into ``growth-fit.json``. Not a test: run it by hand on a quiet machine.
 """
 
 from __future__ import annotations
@@ -81,6 +82,23 @@ def _track_phase_memory() -> None:
         seen["rss_peak_mb"] = max(seen["rss_peak_mb"], _peak_rss_mb())
 
     sfm.PhaseTimer.__call__ = call
+
+
+MATCH_READS: list[int] = []
+
+
+def _count_descriptor_reads() -> None:
+    """Record, in :data:`MATCH_READS`, the descriptor sets each matching call reads from the feature file."""
+    from posfeat import colmap_matching
+
+    match = colmap_matching.match_and_import
+
+    def counted(*args, **kwargs):
+        stats = match(*args, **kwargs)
+        MATCH_READS.append(stats.descriptor_reads)
+        return stats
+
+    colmap_matching.match_and_import = counted
 
 
 def _extract_sift(image_dir: Path, names: list[str], out: Path) -> float:
@@ -176,6 +194,7 @@ def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fal
     from posfeat.evaluation.eth import ETHConfig, evaluate_scene
 
     _track_phase_memory()
+    _count_descriptor_reads()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "eth"
         root.mkdir()
@@ -205,6 +224,7 @@ def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fal
             "phases_s": res.timings,
             "phases_memory_mb": dict(PHASE_MEMORY),
             "matching_s_per_pair": round(res.timings.get("matching", 0) / max(st["num_pairs"], 1), 5),
+            "descriptor_reads": sum(MATCH_READS),
             "verification_s_per_pair": round(res.timings.get("verification", 0) / max(st["num_matched_pairs"], 1), 5),
             "database_bytes": _du(Path(tmp) / "work" / "database.db"),
             "features_bytes": _du(feats),
@@ -222,6 +242,7 @@ def measure_aachen(n_db: int, n_day: int = 30, n_night: int = 10) -> dict:
     from posfeat.evaluation.aachen import evaluate_aachen
 
     _track_phase_memory()
+    _count_descriptor_reads()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "aachen"
         t0 = time.perf_counter()
@@ -242,6 +263,7 @@ def measure_aachen(n_db: int, n_day: int = 30, n_night: int = 10) -> dict:
             "points3D": st["points3D"],
             "written_points3D": written["points3D"],
             "localized": sum(q.localized for q in res.queries),
+            "descriptor_reads": sum(MATCH_READS),
             "recall": res.metrics,
             "render_s": t_render,
             "extract_s": t_extract,
@@ -295,14 +317,71 @@ def _header() -> dict:
             "date": time.strftime("%Y-%m-%d"), "commit": commit.stdout.strip()}  # fmt: skip
 
 
+def growth_exponent(x: list[float], y: list[float]) -> float | None:
+    """The slope of ``log y`` against ``log x`` (least squares): 1 is linear growth, 2 quadratic; None for fewer
+    than two positive points."""
+    import numpy as np
+
+    pts = [(a, b) for a, b in zip(x, y) if a > 0 and b and b > 0]
+    if len(pts) < 2:
+        return None
+    lx, ly = np.log([a for a, _ in pts]), np.log([b for _, b in pts])
+    return round(float(np.polyfit(lx, ly, 1)[0]), 2)
+
+
+def _series() -> list[tuple[str, str, list[dict]]]:
+    """``(title, count key, runs)`` of each measured series (the files present)."""
+    out = []
+    if (RESULTS / "growth-eth.json").exists():
+        eth = json.loads((RESULTS / "growth-eth.json").read_text())["runs"]
+        for pk in ("exhaustive", "retrieval"):
+            runs = [r for r in eth if r["pairs_kind"] == pk]
+            if runs:
+                out.append((f"ETH, {pk} pairs", "images", runs))
+    if (RESULTS / "growth-aachen.json").exists():
+        out.append(
+            ("Aachen, 40 queries", "db_images", json.loads((RESULTS / "growth-aachen.json").read_text())["runs"])
+        )
+    return out
+
+
+def fit() -> dict:
+    """Growth exponents of every phase's seconds and of the peak RSS above the start, per series; written to
+    ``benchmarks/results/growth-fit.json``."""
+    fits = {}
+    for title, key, runs in _series():
+        x = [r[key] for r in runs]
+        pairs = [r.get("pairs") or (r.get("db_pairs", 0) + r.get("query_pairs", 0)) for r in runs]
+        phases = {ph for r in runs for ph in r["phases_s"]}
+        fits[title] = {
+            "count": key,
+            "counts": x,
+            "pairs": pairs,
+            "pairs_exponent": growth_exponent(x, pairs),
+            "seconds_exponent": {
+                ph: growth_exponent(x, [r["phases_s"].get(ph) for r in runs]) for ph in sorted(phases)
+            },
+            "seconds_vs_pairs_exponent": {  # 1: the same cost per pair at every count
+                ph: growth_exponent(pairs, [r["phases_s"].get(ph) for r in runs])
+                for ph in sorted(phases)
+                if ph.startswith("matching") or ph == "verification"
+            },
+            "memory_exponent": growth_exponent(x, [r["rss_peak_mb"] - r["rss_before_mb"] for r in runs]),
+        }
+    (RESULTS / "growth-fit.json").write_text(json.dumps({**_header(), "fits": fits}, indent=1) + "\n")
+    return fits
+
+
 def plot() -> Path:
-    """``docs/growth.png``: seconds per phase and peak RSS against the count, one line per phase."""
+    """``docs/growth.png``: seconds per phase (solid) and the peak RSS above the start (dashed) against the count,
+    one line per phase, on log-log axes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    series = _series()
+    fig, axes = plt.subplots(1, 1 + len(series), figsize=(5 * (1 + len(series)), 4.2))
     idx = json.loads((RESULTS / "growth-index.json").read_text())["runs"]
     ax = axes[0]
     x = [r["pairs"] for r in idx]
@@ -311,20 +390,18 @@ def plot() -> Path:
     ax2 = ax.twinx()
     ax2.plot(x, [r["rss_build_mb"] for r in idx], "k--", label="peak RSS, build (MB)")
     ax2.plot(x, [r["rss_open_held_mb"] for r in idx], "k:", label="RSS held, training set (MB)")
-    ax.set(xlabel="training pairs", ylabel="seconds", title="MegaDepth pair index")
-    ax.legend(loc="upper left")
-    ax2.legend(loc="lower right")
-    eth = json.loads((RESULTS / "growth-eth.json").read_text())["runs"]
-    for ax, kind in zip(axes[1:], ("exhaustive", "retrieval")):
-        runs = [r for r in eth if r["pairs_kind"] == kind]
-        x = [r["images"] for r in runs]
-        for ph in runs[0]["phases_s"]:
-            ax.plot(x, [r["phases_s"].get(ph, 0) for r in runs], "o-", label=ph)
+    ax.set(xlabel="training pairs", ylabel="seconds", title="MegaDepth pair index", xscale="log", yscale="log")
+    ax.legend(loc="upper left", fontsize=7)
+    ax2.legend(loc="lower right", fontsize=7)
+    for ax, (title, key, runs) in zip(axes[1:], series):
+        x = [r[key] for r in runs]
+        for ph in runs[-1]["phases_s"]:
+            ax.plot(x, [max(r["phases_s"].get(ph, 0), 1e-3) for r in runs], "o-", label=ph)
         ax2 = ax.twinx()
-        ax2.plot(x, [r["rss_peak_mb"] for r in runs], "k--", label="peak RSS (MB)")
-        ax.set(xlabel="images", ylabel="seconds", title=f"ETH, {kind} pairs", xscale="log", yscale="log")
+        ax2.plot(x, [r["rss_peak_mb"] - r["rss_before_mb"] for r in runs], "k--", label="peak RSS above start (MB)")
+        ax.set(xlabel=key.replace("_", " "), ylabel="seconds", title=title, xscale="log", yscale="log")
         ax.legend(loc="upper left", fontsize=7)
-        ax2.legend(loc="lower right")
+        ax2.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     out = ROOT / "docs" / "growth.png"
     fig.savefig(out, dpi=110)
@@ -347,7 +424,7 @@ def main() -> None:
         print(json.dumps(r))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", choices=["index", "eth", "aachen", "loader", "plot"])
+    ap.add_argument("part", choices=["index", "eth", "aachen", "loader", "plot"])  # plot: also the fit
     ap.add_argument("--pairs", type=int, nargs="+", default=[10000, 50000, 200000, 500000])
     ap.add_argument("--images", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--pair-kinds", nargs="+", choices=["exhaustive", "retrieval"], default=["exhaustive", "retrieval"])
@@ -358,6 +435,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/growth-<part>.json)")
     args = ap.parse_args()
     if args.part == "plot":
+        print(json.dumps(fit(), indent=1))
         print(plot())
         return
     runs = []

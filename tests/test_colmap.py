@@ -224,3 +224,63 @@ def test_match_and_import(tmp_path):
     inv = np.argsort(perm)
     np.testing.assert_array_equal(np.sort(m[:, 0]), np.arange(30))
     np.testing.assert_array_equal(m[:, 1], inv[m[:, 0]])
+
+
+def _lru_reads(pairs, cache_size):
+    """Descriptor sets an LRU cache of ``cache_size`` reads to serve ``pairs`` in their order."""
+    from collections import OrderedDict
+
+    cache, reads = OrderedDict(), 0
+    for pair in pairs:
+        for n in pair:
+            if n in cache:
+                cache.move_to_end(n)
+                continue
+            reads += 1
+            cache[n] = True
+            if len(cache) > cache_size:
+                cache.popitem(last=False)
+    return reads
+
+
+def test_cache_friendly_order_reads_fewer_descriptors():
+    names = [f"{i:03d}" for i in range(40)]
+    pairs = [(names[i], names[j]) for i in range(40) for j in range(i + 1, 40)]
+    assert colmap_matching.cache_friendly_order(pairs[:5], 64) == list(range(5))  # fits the cache: as given
+    order = colmap_matching.cache_friendly_order(pairs, 8)
+    assert sorted(order) == list(range(len(pairs)))
+    given, tiled = _lru_reads(pairs, 8), _lru_reads([pairs[k] for k in order], 8)
+    assert given >= len(pairs)  # the given exhaustive order misses about once per pair
+    assert tiled <= len(pairs) / 2  # tiles of 4 × 4 images: 323 reads for 780 pairs
+
+
+def test_match_and_import_in_tiles_matches_the_same(tmp_path):
+    """With more images than the cache, the pairs are matched tile by tile: the same matches reach the database,
+    the matched pairs come back in the order asked, and fewer descriptor sets are read."""
+    rng = np.random.default_rng(1)
+    h5 = tmp_path / "f.h5"
+    names = [f"{i}.jpg" for i in range(9)]
+    with FeatureWriter(h5) as fw:
+        for n in names:
+            d = rng.normal(size=(40, 16)).astype(np.float32)
+            fw.add(n, rng.uniform(0, 100, (40, 2)), np.ones(40), d / np.linalg.norm(d, axis=1, keepdims=True), (99, 99))
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    results = {}
+    for cache_size in (64, 4):
+        db = colmap.create_database(tmp_path / f"db{cache_size}.db")
+        cam = colmap.add_camera(db, colmap.guess_camera(99, 99))
+        ids = {n: colmap.add_image(db, n, cam) for n in names}
+        with FeatureReader(h5) as fr:
+            st = colmap_matching.match_and_import(
+                db, fr, {n: n for n in names}, ids, pairs, ratio=0.9, cache_size=cache_size, progress=False
+            )
+        matches = {p: colmap.read_matches(db, ids[p[0]], ids[p[1]]).tolist() for p in st.matched_pairs}
+        db.close()
+        results[cache_size] = (st, matches)
+    (whole, m_whole), (tiled, m_tiled) = results[64], results[4]
+    assert tiled.matched_pairs == whole.matched_pairs == [p for p in pairs if p in m_whole]
+    assert m_tiled == m_whole and tiled.num_matches == whole.num_matches
+    assert whole.descriptor_reads == 9 and tiled.descriptor_reads == _lru_reads(
+        [pairs[k] for k in colmap_matching.cache_friendly_order(pairs, 4)], 4
+    )
+    assert tiled.descriptor_reads < _lru_reads(pairs, 4)

@@ -256,6 +256,61 @@ def test_demo_root_scene(demo_root, tmp_path):
     assert Path(res2.model_path).is_dir()
 
 
+def _without_seconds(d):
+    """``d`` without its timing entries (``seconds`` anywhere inside), which differ from run to run."""
+    if isinstance(d, dict):
+        return {k: _without_seconds(v) for k, v in d.items() if k != "seconds"}
+    if isinstance(d, list):
+        return [_without_seconds(v) for v in d]
+    return d
+
+
+@pytest.mark.slow
+def test_kill_9_mid_evaluation_then_rerun(demo_root, tmp_path):
+    """``posfeat eval-eth`` killed (SIGKILL) once its database exists: no statistics file is left at ``--out``,
+    and a rerun over the killed run's work folder gives the statistics of a run in a fresh folder."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from posfeat.data.eth import list_scenes
+
+    root = demo_root / "eth"
+    scene = list_scenes(root)[0]
+    _sift(root, scene, tmp_path / "eth.h5", 2048)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+
+    def cmd(out: Path) -> list[str]:
+        return [sys.executable, "-m", "posfeat", "eval-eth", "--root", str(root / scene), "--features",
+                str(tmp_path / "eth.h5"), "--out", str(out), "--device", "cpu", "--mapping-attempts", "1",
+                "--no-structure-less-fallback"]  # fmt: skip
+
+    out = tmp_path / "killed" / "stats.json"
+    proc = subprocess.Popen(cmd(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db = out.parent / "stats_work" / "database.db"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not db.exists() and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    killed = proc.poll() is None
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    print("killed mid-evaluation:", killed)
+    if killed:
+        assert not out.exists(), "a killed evaluation left a statistics file"
+    for o in (out, tmp_path / "fresh" / "stats.json"):
+        p = subprocess.run(cmd(o), env=env, capture_output=True, text=True)
+        assert p.returncode == 0, p.stderr[-2000:]
+    rerun, fresh = (
+        {k: v for k, v in read_json(o)[scene].items() if k not in ("timings_s", "model")}
+        for o in (out, tmp_path / "fresh" / "stats.json")
+    )
+    assert rerun["num_reg_images"] >= 3
+    assert _without_seconds(rerun) == _without_seconds(fresh)
+
+
 def test_no_matches_gives_zeros(tmp_path):
     scene_dir, h5, _ = make_eth_scene(tmp_path, n_images=2, scene="Blank", blank=True)
     res = eth.evaluate_scene(scene_dir, h5, tmp_path / "work", device="cpu", progress=False)
