@@ -206,7 +206,7 @@ def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fal
         feats = Path(tmp) / "sift.h5"
         t_extract = _extract_sift(scene / "images", names, feats)
         rss0 = _status_mb("VmRSS")
-        cfg = ETHConfig(num_threads=1, max_exhaustive_images=None if pairs == "exhaustive" else 0,
+        cfg = ETHConfig(num_threads=1, max_exhaustive_images=None if pairs == "exhaustive" else 1,
                         retrieval_neighbors=10, self_calibration_rounds=self_calibration_rounds,
                         structure_less_fallback=fallback)  # fmt: skip
         res = evaluate_scene(scene, feats, Path(tmp) / "work", cfg, device="cpu", progress=False)
