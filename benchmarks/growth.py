@@ -5,6 +5,7 @@ Each measurement runs in a fresh process, so its peak resident memory (``ru_maxr
     python benchmarks/growth.py index --pairs 10000 50000 200000 500000
     python benchmarks/growth.py eth --images 50 100 200 400
     python benchmarks/growth.py aachen --db-images 125 250 500 1000
+    python benchmarks/growth.py retrieval --images 250 500 1000 2000 4000
     python benchmarks/growth.py loader --workers 0 1 2
     python benchmarks/growth.py plot
 
@@ -21,6 +22,8 @@ Each measurement runs in a fresh process, so its peak resident memory (``ru_maxr
 * ``aachen``: an Aachen-layout root rendered by the demo (320×240) with the given number of database images and a
   fixed 30 day and 10 night queries, OpenCV SIFT (1024 keypoints), then the localization pipeline (one thread):
   seconds and peak RSS per phase, the database and feature file on disk, pairs, 3D points, localized queries.
+* ``retrieval``: the bag-of-words retrieval pairs (1024 words, 10 neighbours) over the given number of synthetic
+  descriptor sets of 1024 × 128: seconds and peak RSS.
 * ``loader``: the training loader alone at the paper's size (640×480 JPEG decode, resize, colour jitter 1, 1, 1,
   0.4, batch 8) over the demo's pair index (``data/prepared/megadepth.json``, run ``dvc repro prepare_megadepth``
   first), with 0, 1, 2, … worker processes: pairs per second after a warm-up.
@@ -84,18 +87,38 @@ def _track_phase_memory() -> None:
     sfm.PhaseTimer.__call__ = call
 
 
-MATCH_READS: list[int] = []
+MATCH_READS: list[tuple[int, int]] = []
+
+
+def _lru_reads(pairs, cache_size: int = 64) -> int:
+    """Descriptor sets an LRU cache of ``cache_size`` reads to serve ``pairs`` in the order given."""
+    from collections import OrderedDict
+
+    cache: OrderedDict = OrderedDict()
+    reads = 0
+    for pair in pairs:
+        for n in pair:
+            if n in cache:
+                cache.move_to_end(n)
+                continue
+            reads += 1
+            cache[n] = True
+            if len(cache) > cache_size:
+                cache.popitem(last=False)
+    return reads
 
 
 def _count_descriptor_reads() -> None:
-    """Record, in :data:`MATCH_READS`, the descriptor sets each matching call reads from the feature file."""
+    """Record, in :data:`MATCH_READS`, the descriptor sets each matching call reads from the feature file, and
+    what it would read taking the pairs in the order given (the matcher before its tiles)."""
     from posfeat import colmap_matching
 
     match = colmap_matching.match_and_import
 
-    def counted(*args, **kwargs):
-        stats = match(*args, **kwargs)
-        MATCH_READS.append(stats.descriptor_reads)
+    def counted(db, features, keys, ids, pairs, **kwargs):
+        pairs = list(pairs)
+        stats = match(db, features, keys, ids, pairs, **kwargs)
+        MATCH_READS.append((stats.descriptor_reads, _lru_reads(pairs, kwargs.get("cache_size", 64))))
         return stats
 
     colmap_matching.match_and_import = counted
@@ -219,12 +242,14 @@ def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fal
             "self_calibration_rounds": self_calibration_rounds,
             "structure_less_fallback": fallback,
             "mapping_attempts": len(st["mapping"]["attempts"]),
+            "mapping_attempt_s": [a["seconds"] for a in st["mapping"]["attempts"]],
             "render_s": t_render,
             "extract_s": t_extract,
             "phases_s": res.timings,
             "phases_memory_mb": dict(PHASE_MEMORY),
             "matching_s_per_pair": round(res.timings.get("matching", 0) / max(st["num_pairs"], 1), 5),
-            "descriptor_reads": sum(MATCH_READS),
+            "descriptor_reads": sum(r for r, _ in MATCH_READS),
+            "descriptor_reads_given_order": sum(r for _, r in MATCH_READS),
             "verification_s_per_pair": round(res.timings.get("verification", 0) / max(st["num_matched_pairs"], 1), 5),
             "database_bytes": _du(Path(tmp) / "work" / "database.db"),
             "features_bytes": _du(feats),
@@ -263,7 +288,8 @@ def measure_aachen(n_db: int, n_day: int = 30, n_night: int = 10) -> dict:
             "points3D": st["points3D"],
             "written_points3D": written["points3D"],
             "localized": sum(q.localized for q in res.queries),
-            "descriptor_reads": sum(MATCH_READS),
+            "descriptor_reads": sum(r for r, _ in MATCH_READS),
+            "descriptor_reads_given_order": sum(r for _, r in MATCH_READS),
             "recall": res.metrics,
             "render_s": t_render,
             "extract_s": t_extract,
@@ -274,6 +300,31 @@ def measure_aachen(n_db: int, n_day: int = 30, n_night: int = 10) -> dict:
             "rss_before_mb": rss0,
             "rss_peak_mb": max(m["rss_peak_mb"] for m in PHASE_MEMORY.values()),
         }
+
+
+# ------------------------------------------------------------------------------------------ retrieval
+def measure_retrieval(n_images: int, keypoints: int = 1024, k: int = 10) -> dict:
+    """Bag-of-words retrieval pairs over ``n_images`` synthetic descriptor sets (``keypoints`` × 128, unit rows;
+    generated per image from its index, none held) with 1024 words (this process): seconds and peak RSS."""
+    import numpy as np
+
+    from posfeat.retrieval import bow_descriptors, nearest_neighbour_pairs
+
+    names = [f"{i:05d}" for i in range(n_images)]
+
+    def descriptors(name: str) -> np.ndarray:
+        d = np.random.default_rng(int(name)).standard_normal((keypoints, 128), dtype=np.float32)
+        return d / np.linalg.norm(d, axis=1, keepdims=True)
+
+    Path("/proc/self/clear_refs").write_text("5")
+    rss0 = _status_mb("VmRSS")
+    t0 = time.perf_counter()
+    g = bow_descriptors(names, descriptors, 1024)
+    t1 = time.perf_counter()
+    pairs = nearest_neighbour_pairs(names, g, k)
+    t2 = time.perf_counter()
+    return {"images": n_images, "keypoints": keypoints, "pairs": len(pairs), "bow_s": round(t1 - t0, 2),
+            "neighbours_s": round(t2 - t1, 2), "rss_before_mb": rss0, "rss_peak_mb": _peak_rss_mb()}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------ loader
@@ -419,12 +470,14 @@ def main() -> None:
             r = measure_eth(int(arg), sys.argv[4], int(sys.argv[5]), sys.argv[6] == "1")
         elif part == "aachen":
             r = measure_aachen(int(arg))
+        elif part == "retrieval":
+            r = measure_retrieval(int(arg))
         else:
             r = measure_loader(int(arg))
         print(json.dumps(r))
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("part", choices=["index", "eth", "aachen", "loader", "plot"])  # plot: also the fit
+    ap.add_argument("part", choices=["index", "eth", "aachen", "retrieval", "loader", "plot"])  # plot: also the fit
     ap.add_argument("--pairs", type=int, nargs="+", default=[10000, 50000, 200000, 500000])
     ap.add_argument("--images", type=int, nargs="+", default=[50, 100, 200, 400])
     ap.add_argument("--pair-kinds", nargs="+", choices=["exhaustive", "retrieval"], default=["exhaustive", "retrieval"])
@@ -446,6 +499,8 @@ def main() -> None:
         todo = [(str(n), kind, *opts) for kind in args.pair_kinds for n in args.images]
     elif args.part == "aachen":
         todo = [(str(n),) for n in args.db_images]
+    elif args.part == "retrieval":
+        todo = [(str(n),) for n in args.images]
     else:
         todo = [(str(n),) for n in args.workers]
     for arg, *extra in todo:

@@ -6,15 +6,17 @@ histogram. The pre-trained vocabulary tree cannot be downloaded here, so this mo
 built from the features being evaluated:
 
 1. a flat vocabulary of ``num_words`` visual words: spherical k-means (dot-product assignment of the
-   L2-normalised descriptors, a few Lloyd iterations, seeded) on a sample of the scene's descriptors;
+   L2-normalised descriptors, a few Lloyd iterations, seeded) on a sample of the scene's descriptors (up to
+   256 an image and :data:`MAX_SAMPLE` in all);
 2. per image a TF-IDF histogram of its words (smoothed ``idf = log((1 + N) / (1 + df)) + 1``),
    square-rooted and L2-normalised;
 3. each image paired with its ``k`` most similar other images (cosine similarity), pairs symmetrised
    and de-duplicated.
 
-Cost: the vocabulary is O(sample · words · iterations); the histograms are one (N_i × words) product per
-image, linear in the number of images; the similarity is N × N × words in row blocks, which is what a
-retrieval protocol costs (COLMAP's inverted file does the same scoring); memory stays O(N · words).
+Cost: the vocabulary is O(sample · words · iterations) with the sample capped, so bounded, and its assignment
+runs in blocks of :data:`BLOCK_ROWS` rows; the histograms are one (N_i × words) product per image, linear in the
+number of images; the similarity is N × N × words in row blocks, which is what a retrieval protocol costs
+(COLMAP's inverted file does the same scoring); memory stays O(N · words) beyond the bounded sample.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+MAX_SAMPLE = 262144
+"""Descriptors sampled for the vocabulary at most, over all images (256 an image up to 1024 images)."""
+BLOCK_ROWS = 16384
+"""Sample rows assigned to their words at once while the vocabulary is built."""
 
 
 @torch.no_grad()
@@ -33,9 +40,13 @@ def build_vocabulary(sample: torch.Tensor, num_words: int, iterations: int = 10,
     g = torch.Generator().manual_seed(int(seed))
     centers = sample[torch.randperm(m, generator=g)[:k].to(sample.device)].clone()
     for _ in range(int(iterations)):
-        assign = (sample @ centers.T).argmax(1)
-        new = torch.zeros_like(centers).index_add_(0, assign, sample)
-        counts = torch.bincount(assign, minlength=k)
+        new = torch.zeros_like(centers)
+        counts = torch.zeros(k, dtype=torch.long, device=sample.device)
+        for s in range(0, m, BLOCK_ROWS):
+            part = sample[s : s + BLOCK_ROWS]
+            assign = (part @ centers.T).argmax(1)
+            new.index_add_(0, assign, part)
+            counts += torch.bincount(assign, minlength=k)
         empty = counts == 0
         if empty.any():  # re-seed empty words with random samples
             new[empty] = sample[torch.randint(0, m, (int(empty.sum()),), generator=g).to(sample.device)]
@@ -56,15 +67,17 @@ def bow_descriptors(
     """TF-IDF bag-of-words global descriptors (N×words, unit rows) of the images ``names``.
 
     ``get_descriptors(name)`` returns that image's local descriptors (n×D). Descriptors are read twice
-    (vocabulary sample, then assignment), one image at a time.
+    (vocabulary sample, then assignment), one image at a time. The sample takes ``sample_per_image``
+    descriptors an image, fewer when that would exceed :data:`MAX_SAMPLE` in all.
     """
     dev = torch.device(device)
     rng = np.random.default_rng(seed)
+    per_image = max(1, min(int(sample_per_image), MAX_SAMPLE // max(len(names), 1)))
     sample = []
     for n in names:
         d = np.asarray(get_descriptors(n), np.float32)
         if len(d):
-            sel = rng.choice(len(d), size=min(sample_per_image, len(d)), replace=False)
+            sel = rng.choice(len(d), size=min(per_image, len(d)), replace=False)
             sample.append(d[sel])
     if not sample:
         return torch.zeros((len(names), 1))
