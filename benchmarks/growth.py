@@ -90,24 +90,6 @@ def _track_phase_memory() -> None:
 MATCH_READS: list[tuple[int, int]] = []
 
 
-def _lru_reads(pairs, cache_size: int = 64) -> int:
-    """Descriptor sets an LRU cache of ``cache_size`` reads to serve ``pairs`` in the order given."""
-    from collections import OrderedDict
-
-    cache: OrderedDict = OrderedDict()
-    reads = 0
-    for pair in pairs:
-        for n in pair:
-            if n in cache:
-                cache.move_to_end(n)
-                continue
-            reads += 1
-            cache[n] = True
-            if len(cache) > cache_size:
-                cache.popitem(last=False)
-    return reads
-
-
 def _count_descriptor_reads() -> None:
     """Record, in :data:`MATCH_READS`, the descriptor sets each matching call reads from the feature file, and
     what it would read taking the pairs in the order given (the matcher before its tiles)."""
@@ -118,7 +100,8 @@ def _count_descriptor_reads() -> None:
     def counted(db, features, keys, ids, pairs, **kwargs):
         pairs = list(pairs)
         stats = match(db, features, keys, ids, pairs, **kwargs)
-        MATCH_READS.append((stats.descriptor_reads, _lru_reads(pairs, kwargs.get("cache_size", 64))))
+        given = colmap_matching.lru_reads(pairs, kwargs.get("cache_size", 64))
+        MATCH_READS.append((stats.descriptor_reads, given))
         return stats
 
     colmap_matching.match_and_import = counted

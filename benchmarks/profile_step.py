@@ -39,7 +39,7 @@ from posfeat.training.distributed import DistInfo  # noqa: E402
 from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
 from posfeat.training.objectives import compute_objective  # noqa: E402
 from posfeat.utils import autocast_dtype  # noqa: E402
-from stages.common import training_index  # noqa: E402
+from stages.training import training_index  # noqa: E402
 
 PHASES = ("data", "network", "loss", "backward", "optimizer")
 

@@ -80,6 +80,23 @@ def cache_friendly_order(pairs: Sequence[tuple[str, str]], cache_size: int) -> l
     return sorted(range(len(pairs)), key=tile)
 
 
+def lru_reads(pairs: Iterable[tuple[str, str]], cache_size: int) -> int:
+    """The descriptor sets a :class:`DescriptorCache` of ``cache_size`` reads to serve ``pairs`` in the order
+    given (an I/O estimate for a pair list before matching it)."""
+    cache: OrderedDict[str, None] = OrderedDict()
+    reads = 0
+    for pair in pairs:
+        for name in pair:
+            if name in cache:
+                cache.move_to_end(name)
+                continue
+            reads += 1
+            cache[name] = None
+            if len(cache) > cache_size:
+                cache.popitem(last=False)
+    return reads
+
+
 def match_and_import(
     db: pycolmap.Database,
     features: FeatureReader,
@@ -151,4 +168,4 @@ def _unique_pairs(
     return out
 
 
-__all__ = ["DescriptorCache", "MatchImportStats", "cache_friendly_order", "match_and_import"]
+__all__ = ["DescriptorCache", "MatchImportStats", "cache_friendly_order", "lru_reads", "match_and_import"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -47,25 +46,6 @@ def dataset_root(params: dict, dataset: str, base_dir: Path) -> Path:
     """``datasets.<dataset>`` of ``params`` as a path; a relative one is taken from ``base_dir``."""
     root = Path(param(params, f"datasets.{dataset}", str))
     return root if root.is_absolute() else Path(base_dir) / root
-
-
-def training_index(base_dir: Path) -> dict:
-    """The prepared pair index (checked, :func:`posfeat.data.prepare.read_index`) with its relative dataset root
-    made absolute against ``base_dir``."""
-    from posfeat.data.prepare import read_index
-
-    index, root = read_index(Path(base_dir) / INDEX_PATH, root_base=base_dir)
-    return {**index, "root": str(root)}
-
-
-def write_headline(summary: dict, path: Path) -> None:
-    """A training stage's headline metrics (:func:`posfeat.evaluation.headline.training_headline`) to ``path``,
-    by the main process only (under ``torchrun`` every rank returns the summary)."""
-    from posfeat.evaluation.headline import training_headline
-    from posfeat.io import write_json
-
-    if int(os.environ.get("RANK", "0")) == 0:
-        write_json(path, training_headline(summary))
 
 
 def seeded_settings(params: dict, name: str) -> dict:

@@ -19,7 +19,8 @@ from posfeat.io import read_json
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
 from stages import launch
-from stages.common import DESC_MODEL_PATH, ROOT, param, stage_entry, training_index, write_headline
+from stages.common import DESC_MODEL_PATH, ROOT, param, stage_entry
+from stages.training import training_index, write_headline
 
 MODEL_PATH = Path("models/posfeat.pt")
 CKPT_DIR = Path("models/ckpt_kp")

@@ -13,7 +13,8 @@ from scipy.spatial.transform import Rotation
 
 from posfeat.data.manifest import write_metadata_manifest
 from posfeat.data.megadepth import find_scenes, load_scene
-from posfeat.data.prepare import num_val_pairs, pair_rotation_deg, pair_rotations_deg, prepare_megadepth, read_index
+from posfeat.data.pairs import read_index
+from posfeat.data.prepare import num_val_pairs, pair_rotation_deg, pair_rotations_deg, prepare_megadepth
 from posfeat.io import DataError, write_json
 from stages import prepare_megadepth as stage
 from stages.common import load_params

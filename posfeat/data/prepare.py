@@ -28,15 +28,14 @@ from __future__ import annotations
 import os
 import zlib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 from tqdm import tqdm
 
 from posfeat.data.megadepth import BANNED_SCENES, Camera, SceneDir, find_scenes, load_scene
-from posfeat.geometry import is_rotation, relative_pose, rotation_angle_deg
-from posfeat.io import DataError, read_json
+from posfeat.geometry import relative_pose, rotation_angle_deg
+from posfeat.io import DataError
 from posfeat.utils import get_logger
 
 log = get_logger(__name__)
@@ -217,42 +216,3 @@ def _log_report(report: dict, scenes_banned: list[str], scenes_empty: list[str],
         report["pairs_val"],
         report["images"],
     )
-
-
-def read_index(index: str | os.PathLike | dict, root_base: str | os.PathLike | None = None) -> tuple[dict, Path]:
-    """Read and check a pair index written by :func:`prepare_megadepth` (a path, or the dict itself).
-
-    Checks the keys (``root``, ``images``, ``train``; ``val`` optional), that every image has a width, height,
-    3×3 ``K``, rotation ``R`` and 3-vector ``t``, and that every pair names two listed images; a violation is a
-    :class:`~posfeat.io.DataError` naming the file and the entry.
-
-    Returns ``(index, root)``: the index as written, and its dataset root resolved. A relative ``root`` is
-    taken relative to ``root_base`` when given (a DVC stage's repository); else relative to the working
-    directory, or, if nothing is there, to the index file's folder.
-    """
-    where, base = "<index dict>", None
-    if not isinstance(index, dict):
-        where, base = str(index), Path(index).resolve().parent
-        index = read_json(index)
-    for key in ("root", "images", "train"):
-        if key not in index:
-            raise DataError(f"{where}: expected key {key!r} in the MegaDepth pair index, found {sorted(index)}")
-    for name, cam in index["images"].items():
-        try:
-            K, R, t = np.asarray(cam["K"], float), np.asarray(cam["R"], float), np.asarray(cam["t"], float)
-            ok = K.shape == (3, 3) and t.shape == (3,) and int(cam["width"]) > 0 and int(cam["height"]) > 0
-        except (KeyError, TypeError, ValueError):
-            ok = False
-        if not ok or not is_rotation(R):
-            raise DataError(f"{where}: expected width, height, K (3x3), R (rotation) and t (3) for image {name!r}")
-    for split in ("train", "val"):
-        for i, pair in enumerate(index.get(split, [])):
-            if len(pair) != 2 or any(n not in index["images"] for n in pair):
-                raise DataError(f"{where}: {split}[{i}] = {pair!r}: expected two image keys listed under 'images'")
-    root = Path(str(index["root"]))
-    if not root.is_absolute():
-        if root_base is not None:
-            root = Path(root_base) / root
-        elif not root.exists() and base is not None and (base / root).exists():
-            root = base / root
-    return index, root
