@@ -45,6 +45,9 @@ STUDY_HPATCHES: dict[str, Any] = {
     "subpixel": "quadratic",
     "amp": False,
     "descriptor_dtype": "float16",
+    "border": 1,
+    "rotation_margin": 4.0,
+    "batch_size": None,
 }
 """The study's extraction settings for HPatches (``extract.hpatches`` of conf/config.yaml, hence params.yaml); any
 other :class:`~posfeat.extraction.ExtractConfig` field keeps its default. ``descriptor_dtype`` does not apply to
