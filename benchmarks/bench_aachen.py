@@ -20,10 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
-from posfeat.data.aachen_layout import AachenLayout  # noqa: E402
-from posfeat.data.images import list_images  # noqa: E402
-from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen  # noqa: E402
-from posfeat.evaluation.aachen_results import format_metrics  # noqa: E402
+from posfeat.datasets.aachen_layout import AachenLayout  # noqa: E402
+from posfeat.datasets.images import list_images  # noqa: E402
+from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen  # noqa: E402
+from posfeat.evaluation.aachen.results import format_metrics  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset  # noqa: E402
 
 #: the test fixture's small Aachen set (tests/conftest.py SMALL_DEMO)
@@ -32,7 +32,7 @@ SMALL = dict(aachen_db_images=8, aachen_day_queries=2, aachen_night_queries=1)
 
 def demo_aachen(out: Path, small: bool) -> Path:
     """Render only the Aachen part of the demo world (default sizes, or the test fixture's)."""
-    from posfeat.data.demo import DEFAULT_SIZES, write_aachen
+    from posfeat.demo import DEFAULT_SIZES, write_aachen
 
     cfg = {**DEFAULT_SIZES, **(SMALL if small else {})}
     root = out / "aachen"

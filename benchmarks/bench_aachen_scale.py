@@ -14,8 +14,8 @@ with ``--query-neighbors`` db images.
 It times the library calls the ``eval_aachen`` stage makes, at several db sizes, to check that the cost
 per pair and per image stays flat (nothing quadratic in the number of db images):
 
-* database: cameras, images and keypoints (:mod:`posfeat.colmap`), per 1000 images;
-* matching: :func:`posfeat.colmap_matching.match_and_import` (mutual NN, torch; CPU, and CUDA when present), per
+* database: cameras, images and keypoints (:mod:`posfeat.sfm.colmap`), per 1000 images;
+* matching: :func:`posfeat.sfm.matching.match_and_import` (mutual NN, torch; CPU, and CUDA when present), per
   1000 pairs;
 * verification: ``pycolmap.verify_matches`` (COLMAP's ``matches_importer``), per 1000 pairs;
 * localization: ``pycolmap.estimate_and_refine_absolute_pose`` on the query's 2D–3D matches, per 1000 queries.
@@ -46,8 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pycolmap  # noqa: E402
 import torch  # noqa: E402
 
-from posfeat import colmap, colmap_matching, colmap_verification  # noqa: E402
 from posfeat.io import FeatureReader, FeatureWriter  # noqa: E402
+from posfeat.sfm import colmap, matching, verification  # noqa: E402
 
 V11 = {"db_images": 6697, "queries": 1015}
 
@@ -137,7 +137,7 @@ def run_size(n_db: int, n_q: int, a, work: Path, devices: list[str]) -> dict:
         t_import = time.perf_counter() - t0
         with FeatureReader(feats) as fr:
             t0 = time.perf_counter()
-            ms = colmap_matching.match_and_import(db, fr, {n: n for n in names}, ids, pairs, device=dev, progress=False)
+            ms = matching.match_and_import(db, fr, {n: n for n in names}, ids, pairs, device=dev, progress=False)
             if dev.startswith("cuda"):
                 torch.cuda.synchronize()
             t_match = time.perf_counter() - t0
@@ -150,10 +150,10 @@ def run_size(n_db: int, n_q: int, a, work: Path, devices: list[str]) -> dict:
     colmap.write_pairs_file(pl, ms.matched_pairs)
     t0 = time.perf_counter()
     with colmap.colmap_log_level(False):
-        colmap_verification.verify_pairs(db_path, pl, colmap_verification.two_view_geometry_options(seed=a.seed))
+        verification.verify_pairs(db_path, pl, verification.two_view_geometry_options(seed=a.seed))
     t_ver = time.perf_counter() - t0
     db = pycolmap.Database.open(str(db_path))
-    vs = colmap_verification.verification_stats(db)
+    vs = verification.verification_stats(db)
     db.close()
     out["verification_s_per_1000_pairs"] = round(1000 * t_ver / max(1, len(ms.matched_pairs)), 3)
     out["inliers_per_verified_pair"] = round(vs.num_inlier_matches / max(1, vs.num_inlier_pairs), 1)

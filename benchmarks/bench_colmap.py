@@ -6,7 +6,7 @@
 
 Without ``--features``, SIFT features are extracted (OpenCV, ``--max-keypoints``) into the work folder,
 with names ``<Scene>/images/<file>`` as the ``extract_*@eth`` stages write them. Per scene it prints the
-seconds of each phase of :func:`posfeat.evaluation.eth.evaluate_scene`, per pair for matching and
+seconds of each phase of :func:`posfeat.evaluation.eth.evaluate.evaluate_scene`, per pair for matching and
 verification, and the reconstruction it got. Not a test: run it by hand.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
-from posfeat.data.eth import list_scene_images, list_scenes  # noqa: E402
-from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
+from posfeat.datasets.eth import list_scene_images, list_scenes  # noqa: E402
+from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset  # noqa: E402
 
 #: the test fixture's small ETH set (tests/conftest.py SMALL_DEMO)
@@ -30,7 +30,7 @@ SMALL = dict(eth_scenes=1, eth_images=6)
 
 def demo_eth(out: Path, small: bool) -> Path:
     """Render only the ETH part of the demo world (the demo stage's default sizes, or the test fixture's)."""
-    from posfeat.data.demo import DEFAULT_SIZES, write_eth
+    from posfeat.demo import DEFAULT_SIZES, write_eth
 
     cfg = {**DEFAULT_SIZES, **(SMALL if small else {})}
     root = out / "eth"

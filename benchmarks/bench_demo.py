@@ -2,7 +2,7 @@
 
     python benchmarks/bench_demo.py [--seed 0] [--keep DIR] [--json out.json] [--no-sift]
 
-Renders the demo world (``posfeat.data.demo.DEFAULT_SIZES``, the sizes of ``params.yaml``'s ``demo``
+Renders the demo world (``posfeat.demo.DEFAULT_SIZES``, the sizes of ``params.yaml``'s ``demo``
 section) into a temporary folder, reports the wall-clock time and the size on disk per dataset, then
 measures how well the written ground truth agrees with OpenCV SIFT matches (ratio test 0.8), per dataset:
 
@@ -30,15 +30,16 @@ import pycolmap
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from posfeat.data.aachen import load_queries, read_ground_truth, read_pair_list  # noqa: E402
-from posfeat.data.demo import DEFAULT_SIZES, generate_demo  # noqa: E402
-from posfeat.data.eth import list_scenes, read_gt_cameras  # noqa: E402
-from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
-from posfeat.data.megadepth import find_scenes, read_img_cam, read_pairs  # noqa: E402
-from posfeat.geometry import (  # noqa: E402
+from posfeat.datasets.aachen import load_queries, read_ground_truth  # noqa: E402
+from posfeat.datasets.aachen import read_pairs as read_pairs_aachen
+from posfeat.datasets.camera import qvec_to_rotmat
+from posfeat.datasets.eth import list_scenes, read_gt_cameras  # noqa: E402
+from posfeat.datasets.hpatches import list_sequences, load_sequence  # noqa: E402
+from posfeat.datasets.megadepth import find_scenes, read_img_cam, read_pairs  # noqa: E402
+from posfeat.demo import DEFAULT_SIZES, generate_demo  # noqa: E402
+from posfeat.geometry import (
     apply_homography_np,
     fundamental_from_poses,
-    qvec_to_rotmat,
     rotation_angle_deg,
     symmetric_epipolar_distance_np,
 )
@@ -110,7 +111,7 @@ def aachen_agreement(root: Path, sm: SiftMatcher) -> dict:
     queries = {q.name: q for q in load_queries(root)}
     truth = read_ground_truth(root / "queries" / "ground_truth_queries.txt")
     errs: dict[str, list[np.ndarray]] = {"day": [], "night": []}
-    for a, b in read_pair_list(root / "others" / "image_pairs_to_match_v1_1.txt"):
+    for a, b in read_pairs_aachen(root / "others" / "image_pairs_to_match_v1_1.txt"):
         if a not in queries:
             continue
         q = queries[a]

@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from posfeat import colmap, colmap_verification  # noqa: E402
 from posfeat.matching import match_descriptors  # noqa: E402
+from posfeat.sfm import colmap, verification  # noqa: E402
 
 
 def _best_of(fn, repeats: int) -> float:
@@ -126,14 +126,14 @@ def bench_verification(n: int, m: int, inlier_ratio: float, pairs: int, settings
             db.close()
         pair_file = Path(tmp) / "pairs.txt"
         colmap.write_pairs_file(pair_file, [(names[2 * p], names[2 * p + 1]) for p in range(pairs)])
-        opts = colmap_verification.two_view_geometry_options(4.0, 15, 0, **settings)
+        opts = verification.two_view_geometry_options(4.0, 15, 0, **settings)
         t0 = time.perf_counter()
         with colmap.colmap_log_level(False):
-            colmap_verification.verify_pairs(db_path, pair_file, opts)
+            verification.verify_pairs(db_path, pair_file, opts)
         dt = time.perf_counter() - t0
         db = colmap.pycolmap.Database.open(str(db_path))
         try:
-            inliers = colmap_verification.verification_stats(db).num_inlier_matches / pairs
+            inliers = verification.verification_stats(db).num_inlier_matches / pairs
         finally:
             db.close()
     return {

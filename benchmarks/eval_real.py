@@ -57,12 +57,12 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from posfeat.data.demo.files import write_image  # noqa: E402
-from posfeat.data.demo.photometry import stylize  # noqa: E402
-from posfeat.data.hpatches import list_sequences, load_sequence  # noqa: E402
-from posfeat.data.images import list_images, read_image  # noqa: E402
-from posfeat.data.megadepth import read_img_cam  # noqa: E402
-from posfeat.evaluation.eth import ETHConfig, evaluate_scene  # noqa: E402
+from posfeat.datasets.hpatches import list_sequences, load_sequence  # noqa: E402
+from posfeat.datasets.images import list_images, read_image  # noqa: E402
+from posfeat.datasets.megadepth import read_img_cam  # noqa: E402
+from posfeat.demo.files import write_image  # noqa: E402
+from posfeat.demo.photometry import stylize  # noqa: E402
+from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene  # noqa: E402
 from posfeat.evaluation.hpatches import evaluate_pairs, summarize  # noqa: E402
 from posfeat.extraction import ExtractConfig, extract_dataset, load_model  # noqa: E402
 from posfeat.geometry import fundamental_from_poses, symmetric_epipolar_distance_np  # noqa: E402

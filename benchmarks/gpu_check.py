@@ -402,8 +402,8 @@ def score_map_stats(model_path: Path, index, size: tuple[int, int], device: str,
     in its top 1 % of pixels (0.01 for a flat map, near 1 for a peaked one)."""
     import torch
 
-    from posfeat.data.pairs import PairDataset
     from posfeat.models import load_checkpoint, normalize_image
+    from posfeat.trainset.pairs import PairDataset
 
     dev = torch.device(device)
     model, _ = load_checkpoint(model_path, map_location=dev)
@@ -443,9 +443,9 @@ def part_train_real(
     import torch
 
     from benchmarks.bench_training import SCALES
-    from posfeat.data.demo import write_megadepth
-    from posfeat.data.prepare import prepare_megadepth
+    from posfeat.demo import write_megadepth
     from posfeat.io import write_json
+    from posfeat.trainset.prepare import prepare_megadepth
 
     work = Path(work)
     spec = SCALES[scale]

@@ -69,11 +69,11 @@ PHASE_MEMORY: dict[str, dict[str, float]] = {}
 
 
 def _track_phase_memory() -> None:
-    """Make every :class:`posfeat.evaluation.sfm.PhaseTimer` phase also record, in :data:`PHASE_MEMORY`, the RSS
+    """Make every :class:`posfeat.sfm.steps.PhaseTimer` phase also record, in :data:`PHASE_MEMORY`, the RSS
     at its start and its peak RSS (MB): the kernel's high-water mark is reset when the phase starts."""
-    from posfeat.evaluation import sfm
+    from posfeat.sfm import steps
 
-    timed = sfm.PhaseTimer.__call__
+    timed = steps.PhaseTimer.__call__
 
     @contextlib.contextmanager
     def call(self, phase: str):
@@ -84,7 +84,7 @@ def _track_phase_memory() -> None:
         seen = PHASE_MEMORY.setdefault(phase, {"rss_start_mb": start, "rss_peak_mb": 0.0})
         seen["rss_peak_mb"] = max(seen["rss_peak_mb"], _peak_rss_mb())
 
-    sfm.PhaseTimer.__call__ = call
+    steps.PhaseTimer.__call__ = call
 
 
 MATCH_READS: list[tuple[int, int]] = []
@@ -93,18 +93,18 @@ MATCH_READS: list[tuple[int, int]] = []
 def _count_descriptor_reads() -> None:
     """Record, in :data:`MATCH_READS`, the descriptor sets each matching call reads from the feature file, and
     what it would read taking the pairs in the order given (the matcher before its tiles)."""
-    from posfeat import colmap_matching
+    from posfeat.sfm import matching
 
-    match = colmap_matching.match_and_import
+    match = matching.match_and_import
 
     def counted(db, features, keys, ids, pairs, **kwargs):
         pairs = list(pairs)
         stats = match(db, features, keys, ids, pairs, **kwargs)
-        given = colmap_matching.lru_reads(pairs, kwargs.get("cache_size", 64))
+        given = matching.lru_reads(pairs, kwargs.get("cache_size", 64))
         MATCH_READS.append((stats.descriptor_reads, given))
         return stats
 
-    colmap_matching.match_and_import = counted
+    matching.match_and_import = counted
 
 
 def _extract_sift(image_dir: Path, names: list[str], out: Path) -> float:
@@ -152,8 +152,8 @@ def _write_metadata_tree(root: Path, n_pairs: int, seed: int = 0) -> None:
 
 def measure_index(n_pairs: int) -> dict:
     """Build, write and open the pair index of a synthetic tree with ``n_pairs`` pairs (this process)."""
-    from posfeat.data.prepare import prepare_megadepth
     from posfeat.io import write_json
+    from posfeat.trainset.prepare import prepare_megadepth
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp) / "md"
@@ -181,7 +181,7 @@ def measure_open(path: str) -> dict:
     """Open a pair index as the training set (this process): seconds, peak RSS, RSS held after opening."""
     import gc
 
-    from posfeat.data.pairs import PairDataset
+    from posfeat.trainset.pairs import PairDataset
 
     rss0 = _peak_rss_mb()
     t0 = time.perf_counter()
@@ -196,8 +196,8 @@ def measure_open(path: str) -> dict:
 # ------------------------------------------------------------------------------------------ eth
 def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fallback: bool = False) -> dict:
     """Render an ETH scene of ``n_images``, extract SIFT, run the ETH pipeline with ``pairs`` (this process)."""
-    from posfeat.data.demo.eth import write_eth_scene
-    from posfeat.evaluation.eth import ETHConfig, evaluate_scene
+    from posfeat.demo.eth import write_eth_scene
+    from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene
 
     _track_phase_memory()
     _count_descriptor_reads()
@@ -246,8 +246,8 @@ def measure_eth(n_images: int, pairs: str, self_calibration_rounds: int = 0, fal
 # ------------------------------------------------------------------------------------------ aachen
 def measure_aachen(n_db: int, n_day: int = 30, n_night: int = 10) -> dict:
     """Render an Aachen root with ``n_db`` database images, extract SIFT, localize its queries (this process)."""
-    from posfeat.data.demo.aachen import write_aachen
-    from posfeat.evaluation.aachen import evaluate_aachen
+    from posfeat.demo.aachen import write_aachen
+    from posfeat.evaluation.aachen.evaluate import evaluate_aachen
 
     _track_phase_memory()
     _count_descriptor_reads()
@@ -291,7 +291,7 @@ def measure_retrieval(n_images: int, keypoints: int = 1024, k: int = 10) -> dict
     generated per image from its index, none held) with 1024 words (this process): seconds and peak RSS."""
     import numpy as np
 
-    from posfeat.retrieval import bow_descriptors, nearest_neighbour_pairs
+    from posfeat.sfm.retrieval import bow_descriptors, nearest_neighbour_pairs
 
     names = [f"{i:05d}" for i in range(n_images)]
 
@@ -316,7 +316,7 @@ def measure_loader(workers: int, batches: int = 12, warmup: int = 3) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from posfeat.data.pairs import PairDataset
+    from posfeat.trainset.pairs import PairDataset
 
     torch.set_num_threads(1)
     ds = PairDataset(ROOT / "data" / "prepared" / "megadepth.json", image_size=(640, 480),

@@ -1,6 +1,6 @@
 """Accuracy of reconstruction without camera priors, over seeds: the mapper alone against self-calibration.
 
-A collection of photos without EXIF is cut from a calibrated real scene (:func:`posfeat.data.internet.
+A collection of photos without EXIF is cut from a calibrated real scene (:func:`posfeat.datasets.internet.
 make_collection`: centre crops of 30-100 % rescaled to 600-1100 px, so the true focal lengths are 0.6-2.4x
 COLMAP's guess), given SIFT features, and reconstructed by the ETH pipeline (exhaustive pairs, two-view
 focal initialisation, one thread) for each seed, once with ``self_calibration_rounds`` 0 (COLMAP's mapper
@@ -48,7 +48,7 @@ def _true_focals(scene: Path, work: Path):
     import numpy as np
     import pycolmap
 
-    from posfeat.data.eth import read_gt_cameras
+    from posfeat.datasets.eth import read_gt_cameras
 
     gt = read_gt_cameras(scene)
     db = pycolmap.Database.open(str(work / "database.db"))
@@ -66,9 +66,9 @@ def _true_focals(scene: Path, work: Path):
 def run(scene: Path, feats: Path, seed: int, variant: str, work: Path, fallback: bool = True) -> dict:
     """One reconstruction of ``scene``: ``mapper`` | ``self_calibration`` | ``true_focals``; ``fallback``: the
     mapper's structure-less registration."""
-    from posfeat import colmap, reconstruction
-    from posfeat.evaluation import eth
+    from posfeat.evaluation.eth import evaluate as eth
     from posfeat.evaluation.poses import pose_accuracy
+    from posfeat.sfm import colmap, reconstruction
 
     t0 = time.perf_counter()
     if variant == "true_focals":  # the pipeline up to verification, then the mapper with the true cameras held
@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--no-structure-less-fallback", dest="fallback", action="store_false",
                     help="map without COLMAP's structure-less registration fallback")  # fmt: skip
     args = ap.parse_args()
-    from posfeat.data.internet import make_collection
+    from posfeat.datasets.internet import make_collection
 
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.node()}",

@@ -22,7 +22,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from posfeat.data.manifest import write_metadata_manifest  # noqa: E402
+from posfeat.trainset.manifest import write_metadata_manifest  # noqa: E402
 from stages import prepare_megadepth, train_desc, train_kp  # noqa: E402
 from stages.common import load_params  # noqa: E402
 

@@ -29,8 +29,6 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
-from posfeat.data.batch_order import StepBatchSampler  # noqa: E402
-from posfeat.data.pairs import PairDataset  # noqa: E402
 from posfeat.models import build_model  # noqa: E402
 from posfeat.training import stage_config  # noqa: E402
 from posfeat.training.config import build_loss, make_optimizer  # noqa: E402
@@ -38,6 +36,8 @@ from posfeat.training.conv_backward import use_channels_last_backward  # noqa: E
 from posfeat.training.distributed import DistInfo  # noqa: E402
 from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
 from posfeat.training.objectives import compute_objective  # noqa: E402
+from posfeat.trainset.batch_order import StepBatchSampler  # noqa: E402
+from posfeat.trainset.pairs import PairDataset  # noqa: E402
 from posfeat.utils import autocast_dtype  # noqa: E402
 from stages.training import training_index  # noqa: E402
 

@@ -37,10 +37,10 @@ def measure(seed: int) -> dict:
     from training_setup import LR, STEPS, TINY_MODEL, tiny_cfg
 
     from posfeat import utils
-    from posfeat.data.demo import generate_demo
-    from posfeat.data.prepare import prepare_megadepth
+    from posfeat.demo import generate_demo
     from posfeat.models import build_model, load_checkpoint
     from posfeat.training import train
+    from posfeat.trainset.prepare import prepare_megadepth
 
     utils.cpu_has_native_bf16 = lambda: True  # as the amp test: autocast even where bf16 is emulated
     with tempfile.TemporaryDirectory() as tmp:
@@ -89,9 +89,9 @@ def measure(seed: int) -> dict:
 
 def _eth_demo(tmp: Path, seed: int) -> dict:
     """The demo ETH scene of test_demo_eth_scene_with_sift, reconstructed with ``seed``."""
-    from posfeat.data.demo import write_eth_scene
-    from posfeat.data.eth import list_scene_images
-    from posfeat.evaluation import eth
+    from posfeat.datasets.eth import list_scene_images
+    from posfeat.demo import write_eth_scene
+    from posfeat.evaluation.eth import evaluate as eth
     from posfeat.extraction import ExtractConfig, extract_dataset
 
     root = tmp / "eth"

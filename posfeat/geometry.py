@@ -134,30 +134,3 @@ def apply_homography_np(H: np.ndarray, xy: np.ndarray) -> np.ndarray:
     """Project pixel points ``(N, 2)`` through a 3×3 homography."""
     h = np.concatenate([np.asarray(xy, float), np.ones((len(xy), 1))], 1) @ np.asarray(H, float).T
     return h[:, :2] / h[:, 2:3]
-
-
-def is_rotation(R: np.ndarray, tol: float = 1e-3) -> bool:
-    """True iff ``R`` is orthonormal with determinant +1 (within ``tol``)."""
-    R = np.asarray(R, float)
-    return R.shape == (3, 3) and np.allclose(R @ R.T, np.eye(3), atol=tol) and abs(np.linalg.det(R) - 1) < tol
-
-
-def qvec_to_rotmat(q) -> np.ndarray:
-    """Unit quaternion ``(w, x, y, z)`` → rotation matrix (COLMAP/Aachen convention)."""
-    w, x, y, z = np.asarray(q, float) / np.linalg.norm(q)
-    return np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
-            [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
-            [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-
-
-def rotmat_to_qvec(R: np.ndarray) -> np.ndarray:
-    """Rotation matrix → unit quaternion ``(w, x, y, z)`` with ``w >= 0``."""
-    from scipy.spatial.transform import Rotation
-
-    x, y, z, w = Rotation.from_matrix(np.asarray(R, float)).as_quat()
-    q = np.array([w, x, y, z])
-    return q if q[0] >= 0 else -q

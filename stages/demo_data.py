@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posfeat.data.demo import DEFAULT_SIZES, generate_demo
-from posfeat.data.manifest import write_metadata_manifest
+from posfeat.demo import DEFAULT_SIZES, generate_demo
 from posfeat.io import atomic_path
 from posfeat.settings import ParamError, check_param
+from posfeat.trainset.manifest import write_metadata_manifest
 from posfeat.utils import announce, get_logger
 from stages.common import ROOT, load_params, stage_entry
 
@@ -29,7 +29,7 @@ log = get_logger(__name__)
 def demo_config(p: dict) -> tuple[int, dict]:
     """``(seed, sizes)`` for :func:`generate_demo` from the ``demo`` params section.
 
-    Every key other than ``seed`` must be a :data:`posfeat.data.demo.DEFAULT_SIZES` key (unknown keys are an
+    Every key other than ``seed`` must be a :data:`posfeat.demo.DEFAULT_SIZES` key (unknown keys are an
     error, so a typo in ``params.yaml`` cannot be silently ignored); ``*_size`` values become ``(W, H)``.
     """
     p = dict(p)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
-from posfeat.evaluation.aachen_results import format_metrics, write_submission
+from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
+from posfeat.evaluation.aachen.results import format_metrics, write_submission
 from posfeat.evaluation.headline import aachen_headline
 from posfeat.io import write_json
 from posfeat.utils import get_logger

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posfeat.data.eth import list_scenes
-from posfeat.evaluation.eth import ETHConfig, evaluate_scene
-from posfeat.evaluation.eth_results import format_table
+from posfeat.datasets.eth import list_scenes
+from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene
+from posfeat.evaluation.eth.results import format_table
 from posfeat.evaluation.headline import eth_headline
 from posfeat.io import write_json
 from posfeat.utils import get_logger

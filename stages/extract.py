@@ -1,5 +1,5 @@
 """DVC stages ``extract_<dataset>@<method>``: one method's local features of one benchmark's images
-(:func:`posfeat.data.benchmarks.benchmark_images`) into ``features/<method>/<dataset>.h5`` (hloc layout).
+(:func:`posfeat.datasets.benchmarks.benchmark_images`) into ``features/<method>/<dataset>.h5`` (hloc layout).
 
     python -m stages.extract <dataset> <method>      # dataset: hpatches | aachen | eth
                                                      # method:  a name in extract.methods
@@ -21,8 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-from posfeat.data.benchmarks import BENCHMARKS as DATASETS
-from posfeat.data.benchmarks import benchmark_images
+from posfeat.datasets.benchmarks import BENCHMARKS as DATASETS
+from posfeat.datasets.benchmarks import benchmark_images
 from posfeat.entry import run_entry
 from posfeat.extraction.config import ExtractConfig
 from posfeat.extraction.methods import MethodSpec, method_specs

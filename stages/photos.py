@@ -16,10 +16,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from posfeat.data.photos import build_training_set
-from posfeat.data.photos_config import PhotosConfig
 from posfeat.entry import run_entry
 from posfeat.io import write_json
+from posfeat.photos.build import build_training_set
+from posfeat.photos.config import PhotosConfig
 from stages.common import ROOT, load_params, param
 
 OUT_DIR = Path("data/photos")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from posfeat.data.manifest import check_metadata_manifest
-from posfeat.data.prepare import prepare_megadepth
 from posfeat.evaluation.headline import prepare_headline
 from posfeat.io import write_json
+from posfeat.trainset.manifest import check_metadata_manifest
+from posfeat.trainset.prepare import prepare_megadepth
 from posfeat.utils import announce, get_logger
 from stages.common import INDEX_PATH, ROOT, load_params, param, stage_entry
 

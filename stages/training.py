@@ -9,9 +9,9 @@ from stages.common import INDEX_PATH
 
 
 def training_index(base_dir: Path) -> dict:
-    """The prepared pair index (checked, :func:`posfeat.data.pairs.read_index`) with its relative dataset root
+    """The prepared pair index (checked, :func:`posfeat.trainset.pairs.read_index`) with its relative dataset root
     made absolute against ``base_dir``."""
-    from posfeat.data.pairs import read_index
+    from posfeat.trainset.pairs import read_index
 
     index, root = read_index(Path(base_dir) / INDEX_PATH, root_base=base_dir)
     return {**index, "root": str(root)}

@@ -45,8 +45,8 @@ IMC-banned ids), 2 ``i_*`` + 2 ``v_*`` HPatches sequences, one ETH scene, one Aa
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory) -> Path:
     """A small demo world (:data:`SMALL_DEMO`), rendered once per session; tests must not modify it."""
-    from posfeat.data.demo import generate_demo
-    from posfeat.data.manifest import write_metadata_manifest
+    from posfeat.demo import generate_demo
+    from posfeat.trainset.manifest import write_metadata_manifest
 
     root = tmp_path_factory.mktemp("demo") / "demo"
     generate_demo(root, seed=0, **SMALL_DEMO)

@@ -1,4 +1,4 @@
-"""Aachen Day-Night localization (posfeat.evaluation.aachen) on the demo world's Aachen set with SIFT."""
+"""Aachen Day-Night localization (posfeat.evaluation.aachen.evaluate) on the demo world's Aachen set with SIFT."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posfeat.data.aachen import load_queries, load_reference, read_ground_truth
-from posfeat.data.images import list_images, read_image
-from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
-from posfeat.evaluation.aachen_localize import QueryResult
-from posfeat.evaluation.aachen_results import localization_recall, read_submission, write_submission
+from posfeat.datasets.aachen import load_queries, load_reference, read_ground_truth
+from posfeat.datasets.images import list_images, read_image
+from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
+from posfeat.evaluation.aachen.localize import QueryResult
+from posfeat.evaluation.aachen.results import localization_recall, read_submission, write_submission
 from posfeat.evaluation.poses import pose_error
 from posfeat.extraction import extract_sift
 from posfeat.io import DataError, FeatureWriter, list_feature_names

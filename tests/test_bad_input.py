@@ -134,7 +134,7 @@ def test_damaged_image_is_an_error_naming_it(tmp_path, capsys, kind, words):
 
 
 def test_intact_jpeg_and_pnm_are_read(tmp_path):
-    from posfeat.data.images import read_image
+    from posfeat.datasets.images import read_image
 
     img = _texture()
     (tmp_path / "a.jpg").write_bytes(_jpeg_bytes() + b"\x00\x00")  # padding after the end marker is fine
@@ -341,7 +341,7 @@ def test_demo_param_types(capsys):
 @pytest.fixture(scope="module")
 def tiny_world(tmp_path_factory) -> Path:
     """A demo world smaller than the session's (2 s): MegaDepth (one banned scene), Aachen layouts."""
-    from posfeat.data.demo import generate_demo
+    from posfeat.demo import generate_demo
 
     root = tmp_path_factory.mktemp("tiny") / "demo"
     generate_demo(
@@ -377,7 +377,7 @@ def megadepth(tiny_world, tmp_path):
 
 def _prepare(root: Path, params: dict, tmp_path: Path, capsys, rewrite_manifest: bool = True):
     import stages.prepare_megadepth as stage
-    from posfeat.data.manifest import write_metadata_manifest
+    from posfeat.trainset.manifest import write_metadata_manifest
 
     if rewrite_manifest:
         write_metadata_manifest(root, tmp_path / "manifest.json")
@@ -677,7 +677,7 @@ def test_feature_file_on_a_full_disk_is_one_line_and_leaves_nothing(tmp_path):
 def test_colmap_database_on_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch):
     """pycolmap ends the process when SQLite cannot write, so the free space is checked before each import:
     one line naming the database, exit status 2, and no results file."""
-    from posfeat import colmap
+    from posfeat.sfm import colmap
 
     d = tmp_path / "S" / "images"
     d.mkdir(parents=True)
@@ -706,8 +706,8 @@ def test_mixed_photo_corpus_is_read_as_colmap_reads_it(tmp_path):
     import pycolmap
     from PIL import Image
 
-    from posfeat.data.images import read_image
-    from posfeat.data.photo_reconstruction import _downscaled_copy
+    from posfeat.datasets.images import read_image
+    from posfeat.photos.reconstruct import _downscaled_copy
 
     src, out = tmp_path / "photos", tmp_path / "copy"
     src.mkdir()

@@ -70,8 +70,8 @@ def test_eval_eth_and_photos_flags_are_their_config_fields():
     """eval-eth's and photos' settings flags are ETHConfig's and PhotosConfig's fields (the old flag names kept:
     --pairs, --no-database); only the flags given reach the config, the rest keep the dataclass defaults."""
     from posfeat.cli.flags import given_settings
-    from posfeat.data.photos_config import PhotosConfig
-    from posfeat.evaluation.eth_config import ETHConfig
+    from posfeat.evaluation.eth.config import ETHConfig
+    from posfeat.photos.config import PhotosConfig
 
     p = build_parser()
     base = ["eval-eth", "--root", "s", "--features", "f.h5", "--out", "o.json"]

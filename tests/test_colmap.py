@@ -1,4 +1,4 @@
-"""posfeat.colmap: database round trip, pixel convention, poses, verification, statistics."""
+"""posfeat.sfm.colmap: database round trip, pixel convention, poses, verification, statistics."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import pycolmap
 import pytest
 
-from posfeat import colmap, colmap_matching, colmap_verification
-from posfeat.geometry import fundamental_from_poses, qvec_to_rotmat, rotmat_to_qvec, symmetric_epipolar_distance_np
+from posfeat.datasets.camera import qvec_to_rotmat, rotmat_to_qvec
+from posfeat.geometry import fundamental_from_poses, symmetric_epipolar_distance_np
 from posfeat.io import DataError, FeatureReader, FeatureWriter
+from posfeat.sfm import colmap, matching, verification
 
 
 def _rot(axis, deg):
@@ -136,11 +137,11 @@ def test_verification_keeps_true_matches(tmp_path):
     db.close()
     colmap.write_pairs_file(tmp_path / "pairs.txt", [("1.png", "2.png")])
     with colmap.colmap_log_level(False):
-        colmap_verification.verify_pairs(db_path, tmp_path / "pairs.txt")
+        verification.verify_pairs(db_path, tmp_path / "pairs.txt")
     db = pycolmap.Database.open(str(db_path))
     try:
         inl = colmap.read_inlier_matches(db, i1, i2)
-        stats = colmap_verification.verification_stats(db)
+        stats = verification.verification_stats(db)
     finally:
         db.close()
     true = {(i, i) for i in range(n)}
@@ -151,7 +152,7 @@ def test_verification_keeps_true_matches(tmp_path):
     assert stats.num_inlier_pairs == 1 and stats.num_inlier_matches == len(inl)
     assert stats.inliers_per_pair == {(i1, i2): len(inl)}
     with pytest.raises(DataError, match="pair list"):
-        colmap_verification.verify_pairs(db_path, tmp_path / "missing.txt")
+        verification.verify_pairs(db_path, tmp_path / "missing.txt")
 
 
 def test_reconstruction_stats_and_largest_model():
@@ -211,11 +212,11 @@ def test_match_and_import(tmp_path):
     ids = {n: colmap.add_image(db, n, cam) for n in ("a", "b", "c")}
     keys = {n: f"s/{n}" for n in ids}
     with FeatureReader(h5) as fr:
-        st = colmap_matching.match_and_import(
+        st = matching.match_and_import(
             db, fr, keys, ids, [("a", "b"), ("b", "a"), ("a", "c"), ("a", "a")], ratio=0.75, progress=False
         )
         with pytest.raises(DataError, match="'zz' is not in the database"):
-            colmap_matching.match_and_import(db, fr, keys, ids, [("a", "zz")], progress=False)
+            matching.match_and_import(db, fr, keys, ids, [("a", "zz")], progress=False)
     m = colmap.read_matches(db, ids["a"], ids["b"])
     db.close()
     assert (st.num_pairs, st.num_matched_pairs, st.num_empty_pairs, st.num_duplicate_pairs) == (2, 1, 1, 2)
@@ -229,10 +230,10 @@ def test_match_and_import(tmp_path):
 def test_cache_friendly_order_reads_fewer_descriptors():
     names = [f"{i:03d}" for i in range(40)]
     pairs = [(names[i], names[j]) for i in range(40) for j in range(i + 1, 40)]
-    assert colmap_matching.cache_friendly_order(pairs[:5], 64) == list(range(5))  # fits the cache: as given
-    order = colmap_matching.cache_friendly_order(pairs, 8)
+    assert matching.cache_friendly_order(pairs[:5], 64) == list(range(5))  # fits the cache: as given
+    order = matching.cache_friendly_order(pairs, 8)
     assert sorted(order) == list(range(len(pairs)))
-    given, tiled = colmap_matching.lru_reads(pairs, 8), colmap_matching.lru_reads([pairs[k] for k in order], 8)
+    given, tiled = matching.lru_reads(pairs, 8), matching.lru_reads([pairs[k] for k in order], 8)
     assert given >= len(pairs)  # the given exhaustive order misses about once per pair
     assert tiled <= len(pairs) / 2  # tiles of 4 × 4 images: 323 reads for 780 pairs
 
@@ -254,7 +255,7 @@ def test_match_and_import_in_tiles_matches_the_same(tmp_path):
         cam = colmap.add_camera(db, colmap.guess_camera(99, 99))
         ids = {n: colmap.add_image(db, n, cam) for n in names}
         with FeatureReader(h5) as fr:
-            st = colmap_matching.match_and_import(
+            st = matching.match_and_import(
                 db, fr, {n: n for n in names}, ids, pairs, ratio=0.9, cache_size=cache_size, progress=False
             )
         matches = {p: colmap.read_matches(db, ids[p[0]], ids[p[1]]).tolist() for p in st.matched_pairs}
@@ -264,7 +265,7 @@ def test_match_and_import_in_tiles_matches_the_same(tmp_path):
     assert tiled.matched_pairs == whole.matched_pairs == [p for p in pairs if p in m_whole]
     assert m_tiled == m_whole and tiled.num_matches == whole.num_matches
     # the cache's own count of its reads is what the estimate says
-    assert whole.descriptor_reads == 9 and tiled.descriptor_reads == colmap_matching.lru_reads(
-        [pairs[k] for k in colmap_matching.cache_friendly_order(pairs, 4)], 4
+    assert whole.descriptor_reads == 9 and tiled.descriptor_reads == matching.lru_reads(
+        [pairs[k] for k in matching.cache_friendly_order(pairs, 4)], 4
     )
-    assert tiled.descriptor_reads < colmap_matching.lru_reads(pairs, 4)
+    assert tiled.descriptor_reads < matching.lru_reads(pairs, 4)

@@ -113,9 +113,9 @@ def test_paper_switch_through_dvc_reaches_every_stage(tmp_path):
 
 
 SETTINGS = [  # (settings dataclass, its params section)
-    ("posfeat.evaluation.eth_config", "ETHConfig", "eval.eth"),
-    ("posfeat.evaluation.aachen_config", "AachenConfig", "eval.aachen"),
-    ("posfeat.data.photos_config", "PhotosConfig", "photos"),
+    ("posfeat.evaluation.eth.config", "ETHConfig", "eval.eth"),
+    ("posfeat.evaluation.aachen.config", "AachenConfig", "eval.aachen"),
+    ("posfeat.photos.config", "PhotosConfig", "photos"),
     ("posfeat.extraction.config", "ExtractConfig", "extract.hpatches"),
     ("posfeat.extraction.config", "ExtractConfig", "extract.aachen"),
     ("posfeat.extraction.config", "ExtractConfig", "extract.eth"),

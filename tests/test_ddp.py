@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from posfeat.data.prepare import prepare_megadepth
 from posfeat.io import write_json
+from posfeat.trainset.prepare import prepare_megadepth
 
 ROOT = Path(__file__).resolve().parents[1]
 

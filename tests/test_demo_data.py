@@ -16,19 +16,20 @@ import numpy as np
 import pycolmap
 import pytest
 
-from posfeat.data import demo
-from posfeat.data.aachen import load_queries, load_reference, read_ground_truth, read_pair_list
-from posfeat.data.eth import list_scenes, read_gt_cameras
-from posfeat.data.hpatches import list_sequences, load_sequence
-from posfeat.data.manifest import check_metadata_manifest
-from posfeat.data.megadepth import find_scenes, read_img_cam, read_pairs
+from posfeat import demo
+from posfeat.datasets.aachen import load_queries, load_reference, read_ground_truth
+from posfeat.datasets.aachen import read_pairs as read_pairs_aachen
+from posfeat.datasets.camera import qvec_to_rotmat
+from posfeat.datasets.eth import list_scenes, read_gt_cameras
+from posfeat.datasets.hpatches import list_sequences, load_sequence
+from posfeat.datasets.megadepth import find_scenes, read_img_cam, read_pairs
 from posfeat.geometry import (
     apply_homography_np,
     fundamental_from_poses,
-    qvec_to_rotmat,
     rotation_angle_deg,
     symmetric_epipolar_distance_np,
 )
+from posfeat.trainset.manifest import check_metadata_manifest
 
 BANNED = {"0008", "0021", "0024", "0063", "1589"}
 TINY = dict(
@@ -119,7 +120,7 @@ def test_layout(demo_root):
     assert len(set(basenames)) == len(basenames)
     truth = read_ground_truth(aachen / "queries" / "ground_truth_queries.txt")
     assert set(truth) == {q.name for q in queries}
-    pairs = read_pair_list(aachen / "others" / "image_pairs_to_match_v1_1.txt")
+    pairs = read_pairs_aachen(aachen / "others" / "image_pairs_to_match_v1_1.txt")
     assert {a for a, _ in pairs} >= {q.name for q in queries}
     assert (aachen / "3D-models" / "aachen_v_1_1" / "database_intrinsics_v1_1.txt").is_file()
 
@@ -191,7 +192,7 @@ def test_world_is_the_committed_one(tmp_path):
     assert demo.tree_digest(a) == TINY_SEED3_DIGEST, f"a different demo world with {versions}"
     b = tmp_path / "other"
     code = (
-        "import json, sys\nfrom posfeat.data import demo\n"
+        "import json, sys\nfrom posfeat import demo\n"
         "demo.generate_demo(sys.argv[1], seed=3, workers=1, **json.loads(sys.argv[2]))\n"
         "print(demo.tree_digest(sys.argv[1]))"
     )
@@ -268,7 +269,7 @@ def test_aachen_ground_truth_agrees_with_sift(demo_root):
     queries = {q.name: q for q in load_queries(root)}
     truth = read_ground_truth(root / "queries" / "ground_truth_queries.txt")
     errs = {"day": [], "night": []}
-    for a, b in read_pair_list(root / "others" / "image_pairs_to_match_v1_1.txt"):
+    for a, b in read_pairs_aachen(root / "others" / "image_pairs_to_match_v1_1.txt"):
         if a not in queries:
             continue
         q = queries[a]

@@ -102,9 +102,9 @@ def test_the_closure_sees_lazy_and_relative_imports(tmp_path):
         "posfeat/losses/line2window.py",
         "posfeat/__init__.py",
     } <= closure
-    assert "posfeat/colmap.py" in import_closure("stages.photos")  # imported inside a function
+    assert "posfeat/sfm/colmap.py" in import_closure("stages.photos")  # imported inside a function
     assert "posfeat/extraction/dataset.py" in import_closure("stages.extract")  # a package's lazy export
-    assert "posfeat/evaluation/eth.py" not in closure
+    assert "posfeat/evaluation/eth/evaluate.py" not in closure
 
 
 def test_training_fingerprint_covers_the_training_closure():

@@ -12,8 +12,10 @@ import pycolmap
 import pytest
 from synthetic_scenes import make_eth_scene
 
-from posfeat.data.megadepth import Camera
-from posfeat.evaluation import eth, eth_pairs, poses
+from posfeat.datasets.camera import Camera
+from posfeat.evaluation import poses
+from posfeat.evaluation.eth import evaluate as eth
+from posfeat.evaluation.eth import pairs as eth_pairs
 from posfeat.io import DataError, FeatureWriter, read_json
 
 
@@ -169,7 +171,7 @@ def test_config_from_dict():
 
 # ------------------------------------------------------------------------------------ pipeline
 def _sift(root: Path, scene: str, out: Path, max_keypoints: int) -> list[str]:
-    from posfeat.data.eth import list_scene_images
+    from posfeat.datasets.eth import list_scene_images
     from posfeat.extraction import ExtractConfig, extract_dataset
 
     names = [f"{scene}/{n}" for n in list_scene_images(root / scene)]
@@ -186,7 +188,7 @@ def test_demo_eth_scene_with_sift(tmp_path):
 
     Spread over seeds 0–2 × OMP_NUM_THREADS 1, 2 (``benchmarks/threshold_spread.py``): 12/12 registered,
     rotation error 0.27–0.30°, AUC@20 0.968–0.969, reprojection error 0.31–0.33 px; the bounds leave 3×."""
-    from posfeat.data.demo import write_eth_scene
+    from posfeat.demo import write_eth_scene
 
     root = tmp_path / "eth"
     scene, n = write_eth_scene(root, seed=0, k=0, n_images=12, size=(640, 480))
@@ -210,8 +212,8 @@ def test_demo_root_scene(demo_root, tmp_path):
     """The small demo fixture's ETH scene (6 views over 150°: a weakly connected view graph): whatever is
     registered is consistent; a rerun into the same work folder replaces it and, with one COLMAP thread,
     repeats it (with several threads, pycolmap's mapping of this weak view graph varies under CPU load)."""
-    from posfeat import colmap, colmap_verification
-    from posfeat.data.eth import list_scenes
+    from posfeat.datasets.eth import list_scenes
+    from posfeat.sfm import colmap, verification
 
     root = demo_root / "eth"
     scene = list_scenes(root)[0]
@@ -227,7 +229,7 @@ def test_demo_root_scene(demo_root, tmp_path):
     # registered images lie in one connected component of the verified-pair graph
     db = pycolmap.Database.open(str(work / "database.db"))
     try:
-        edges = list(colmap_verification.verification_stats(db).inliers_per_pair)
+        edges = list(verification.verification_stats(db).inliers_per_pair)
         id_by_name = colmap.image_ids_by_name(db)
     finally:
         db.close()
@@ -275,7 +277,7 @@ def test_kill_9_mid_evaluation_then_rerun(demo_root, tmp_path):
     import sys
     import time
 
-    from posfeat.data.eth import list_scenes
+    from posfeat.datasets.eth import list_scenes
 
     root = demo_root / "eth"
     scene = list_scenes(root)[0]

@@ -18,10 +18,10 @@ import pytest
 from PIL import Image
 from synthetic_scenes import sift_features_of_folder
 
-from posfeat import colmap, colmap_verification
-from posfeat.data.pairs import scale_intrinsics
-from posfeat.evaluation import eth
+from posfeat.evaluation.eth import evaluate as eth
 from posfeat.io import DataError
+from posfeat.sfm import colmap, verification
+from posfeat.trainset.pairs import scale_intrinsics
 
 CASTLE = "megadepth-strecha/strecha_castle/dense0/aligned"
 
@@ -180,7 +180,7 @@ def test_verification_report_counts(tmp_path):
         g.config = pycolmap.TwoViewGeometryConfiguration.UNCALIBRATED
         g.inlier_matches = m[:30].astype(np.uint32)
         db.write_two_view_geometry(ids[0], ids[1], g)
-        rep = colmap_verification.verification_report(db, [(ids[0], ids[1]), (ids[0], ids[2])], min_num_inliers=15)
+        rep = verification.verification_report(db, [(ids[0], ids[1]), (ids[0], ids[2])], min_num_inliers=15)
     finally:
         db.close()
     assert rep["configs"] == {"NONE": 1, "UNCALIBRATED": 1}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from posfeat import geometry as G
+from posfeat.datasets import camera
 
 
 def _pose(rvec, t):
@@ -110,11 +111,11 @@ def test_homography_and_quaternions():
     assert np.allclose(G.apply_homography_np(H2, np.array([[2.0, 4.0]])), [[1.0, 2.0]])
     for rvec in ([0.0, 0.0, 0.0], [0.3, -0.2, 0.1], [np.pi - 0.01, 0.0, 0.0]):
         R, _ = cv2.Rodrigues(np.asarray(rvec))
-        q = G.rotmat_to_qvec(R)
+        q = camera.rotmat_to_qvec(R)
         assert q[0] >= 0 and np.linalg.norm(q) == pytest.approx(1.0)
-        assert np.allclose(G.qvec_to_rotmat(q), R, atol=1e-9)
+        assert np.allclose(camera.qvec_to_rotmat(q), R, atol=1e-9)
     # a 90° turn about z: q = (cos 45°, 0, 0, sin 45°)
     Rz = np.array([[0.0, -1, 0], [1, 0, 0], [0, 0, 1]])
-    assert np.allclose(G.rotmat_to_qvec(Rz), [np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
-    assert G.is_rotation(Rz) and not G.is_rotation(2 * Rz) and not G.is_rotation(-Rz)
+    assert np.allclose(camera.rotmat_to_qvec(Rz), [np.sqrt(0.5), 0, 0, np.sqrt(0.5)])
+    assert camera.is_rotation(Rz) and not camera.is_rotation(2 * Rz) and not camera.is_rotation(-Rz)
     assert np.allclose(G.skew(np.array([1.0, 2.0, 3.0])) @ np.array([4.0, 5.0, 6.0]), np.cross([1, 2, 3], [4, 5, 6]))

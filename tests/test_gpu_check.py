@@ -287,8 +287,8 @@ def test_real_training_calls_resume_where_the_last_one_stopped(tmp_path, monkeyp
     """Real training in two calls of 2 steps (the second resumed from the first's checkpoint) has the loss curve
     of one call of 4 steps: nothing is retrained or lost between calls."""
     from benchmarks.bench_training import SCALES
-    from posfeat.data.demo import write_megadepth
-    from posfeat.data.prepare import prepare_megadepth
+    from posfeat.demo import write_megadepth
+    from posfeat.trainset.prepare import prepare_megadepth
 
     write_megadepth(tmp_path / "megadepth", 0, 2, 5, (320, 240))
     index, _ = prepare_megadepth(tmp_path / "megadepth", seed=0)

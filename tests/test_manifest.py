@@ -1,4 +1,4 @@
-"""The MegaDepth metadata manifest (posfeat.data.manifest): fingerprints img_cam.txt/pairs.txt, never images."""
+"""The MegaDepth metadata manifest (posfeat.trainset.manifest): fingerprints img_cam.txt/pairs.txt, never images."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from posfeat import cli
-from posfeat.data.manifest import check_metadata_manifest, metadata_manifest, write_metadata_manifest
 from posfeat.io import DataError
+from posfeat.trainset.manifest import check_metadata_manifest, metadata_manifest, write_metadata_manifest
 
 
 @pytest.fixture

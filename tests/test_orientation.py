@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from posfeat.data.images import image_size, read_image
+from posfeat.datasets.images import image_size, read_image
 from posfeat.extraction import ExtractConfig, extract_dataset
 from posfeat.io import FeatureReader
 

@@ -1,4 +1,4 @@
-"""Own photos as a training set (posfeat.data.photos): collections in, the MegaDepth layout out.
+"""Own photos as a training set (posfeat.photos.build): collections in, the MegaDepth layout out.
 
 The real-photo tests take the Strecha castle and entry images of the shared real data as a user's raw photos:
 no cameras, no EXIF, the entry images at mixed sizes. Measured over seeds 0, 1, 2 (2-core Intel Xeon, one COLMAP
@@ -16,10 +16,10 @@ import pytest
 from PIL import Image
 from training_setup import TINY_MODEL, tiny_cfg
 
-from posfeat.data.photo_reconstruction import _downscaled_copy
-from posfeat.data.photos import build_training_set, check_photos, find_collections
-from posfeat.data.photos_config import PhotosConfig
 from posfeat.io import DataError
+from posfeat.photos.build import build_training_set, check_photos, find_collections
+from posfeat.photos.config import PhotosConfig
+from posfeat.photos.reconstruct import _downscaled_copy
 
 
 def _photo(path, size=(64, 48), seed=0):
@@ -121,9 +121,9 @@ def strecha_photos(shared_data, tmp_path_factory):
 
 @pytest.mark.slow
 def test_strecha_photos_become_a_training_set(strecha_photos, shared_data, tmp_path):
-    from posfeat.data.megadepth import read_img_cam, read_pairs
-    from posfeat.data.prepare import prepare_megadepth
+    from posfeat.datasets.megadepth import read_img_cam, read_pairs
     from posfeat.training.loop import train
+    from posfeat.trainset.prepare import prepare_megadepth
 
     out = tmp_path / "md"
     summary = build_training_set(strecha_photos, out, PhotosConfig(), manifest=tmp_path / "md_metadata.json")
@@ -176,9 +176,9 @@ def test_a_failing_collection_is_skipped_and_counted(strecha_photos, tmp_path):
 @pytest.mark.slow
 def test_an_existing_colmap_model_is_used_as_it_is(strecha_photos, tmp_path):
     """A place given as sparse/ + images/ is undistorted and written without a new reconstruction."""
-    from posfeat.data.megadepth import read_img_cam
-    from posfeat.data.photo_reconstruction import reconstruct_collection
-    from posfeat.data.photos import check_photos
+    from posfeat.datasets.megadepth import read_img_cam
+    from posfeat.photos.build import check_photos
+    from posfeat.photos.reconstruct import reconstruct_collection
 
     cfg = PhotosConfig()
     names = check_photos(strecha_photos / "entry", cfg)

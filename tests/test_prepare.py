@@ -1,4 +1,4 @@
-"""The MegaDepth pair index (posfeat.data.prepare) and the prepare_megadepth stage."""
+"""The MegaDepth pair index (posfeat.trainset.prepare) and the prepare_megadepth stage."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posfeat.data.manifest import write_metadata_manifest
-from posfeat.data.megadepth import find_scenes, load_scene
-from posfeat.data.pairs import read_index
-from posfeat.data.prepare import num_val_pairs, pair_rotation_deg, pair_rotations_deg, prepare_megadepth
+from posfeat.datasets.megadepth import find_scenes, load_scene
 from posfeat.io import DataError, write_json
+from posfeat.trainset.manifest import write_metadata_manifest
+from posfeat.trainset.pairs import read_index
+from posfeat.trainset.prepare import num_val_pairs, pair_rotation_deg, pair_rotations_deg, prepare_megadepth
 from stages import prepare_megadepth as stage
 from stages.common import load_params
 

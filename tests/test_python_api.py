@@ -83,7 +83,7 @@ def _run_blocks(text: str) -> tuple[dict, list[int]]:
 
 
 def test_documented_blocks_run(doc_workdir):
-    from posfeat.data.images import read_image
+    from posfeat.datasets.images import read_image
     from posfeat.extraction import ExtractConfig, extract_posfeat, extract_posfeat_batch, load_model
     from posfeat.extraction.network import run_network
 

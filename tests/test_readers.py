@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from posfeat.data import aachen, eth, hpatches, megadepth
+from posfeat.datasets import aachen, eth, hpatches, megadepth
 from posfeat.io import DataError
 
 # A valid img_cam.txt line (identity rotation) and helpers to write small broken files.
@@ -245,7 +245,7 @@ def test_aachen_demo(demo_root):
     assert sorted(gt) == sorted(q.name for q in queries)
     for q, t in gt.values():
         assert abs(np.linalg.norm(q) - 1) < 1e-12 and t.shape == (3,)
-    pairs = aachen.read_pair_list(layout.pairs, known=set(names) | set(gt))
+    pairs = aachen.read_pairs(layout.pairs, known=set(names) | set(gt))
     assert len(pairs) > 0
 
 
@@ -379,9 +379,9 @@ def test_aachen_bad_nvm(tmp_path, body, line, pattern):
 def test_aachen_bad_pairs_and_root(tmp_path):
     path = tmp_path / "pairs.txt"
     path.write_text("db/1.jpg db/2.jpg\ndb/1.jpg db/3.jpg extra\n")
-    _raises_at(lambda: aachen.read_pair_list(path), path, 2, r"expected 2 fields")
+    _raises_at(lambda: aachen.read_pairs(path), path, 2, r"expected 2 fields")
     path.write_text("db/1.jpg db/2.jpg\ndb/1.jpg db/9.jpg\n")
-    _raises_at(lambda: aachen.read_pair_list(path, known={"db/1.jpg", "db/2.jpg"}), path, 2, r"unknown 'db/9.jpg'")
+    _raises_at(lambda: aachen.read_pairs(path, known={"db/1.jpg", "db/2.jpg"}), path, 2, r"unknown 'db/9.jpg'")
     (tmp_path / "empty_root").mkdir()
     _raises_at(
         lambda: aachen.AachenLayout.detect(tmp_path / "empty_root"), tmp_path / "empty_root", None, "found neither"

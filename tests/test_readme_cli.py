@@ -37,7 +37,7 @@ def test_readme_block_is_complete():
 
 @pytest.mark.slow
 def test_readme_commands_run_in_sequence(demo_root, tmp_path, monkeypatch):
-    from posfeat.data.eth import list_scenes
+    from posfeat.datasets.eth import list_scenes
     from posfeat.models import build_model
     from posfeat.models.posfeat import save_checkpoint
 
@@ -94,7 +94,7 @@ def test_help_shows_every_default():
 @pytest.mark.parametrize("folder", ["root"])  # SCENE/images and SCENE: the README block
 def test_eth_accepts_features_from_any_folder(demo_root, tmp_path, folder):
     """extract --images SCENE/images, SCENE or the ETH root: eval-eth finds every image's features."""
-    from posfeat.data.eth import list_scenes
+    from posfeat.datasets.eth import list_scenes
 
     scene = list_scenes(demo_root / "eth")[0]
     images = {

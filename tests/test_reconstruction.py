@@ -1,10 +1,10 @@
-"""posfeat.reconstruction: focal lengths from two-view geometries, and mapping that restarts.
+"""posfeat.sfm.reconstruction: focal lengths from two-view geometries, and mapping that restarts.
 
 The synthetic tests build exact fundamental matrices F = K₂⁻ᵀ [t]ₓ R K₁⁻¹ from known cameras (an
 independent computation of the quantity the estimator inverts). The real-photo test reproduces the
 failure of a focal guess on internet-style photos: the Strecha entry images of ``../shared/data``
 (skipped when absent), centre crops of 30–100 % rescaled to 600–1100 px, **no EXIF**, so the true
-focal lengths are 0.76× to 2.41× COLMAP's guess 1.2·max(w, h) (:func:`posfeat.data.internet.make_collection`).
+focal lengths are 0.76× to 2.41× COLMAP's guess 1.2·max(w, h) (:func:`posfeat.datasets.internet.make_collection`).
 With the guess, mapping seed 3 built a model with every image registered but a 21.5° median rotation error
 (seeds 0–2 and 4–5: 0.8–1.8°); with the two-view focal lengths, seeds 0–4 gave 0.67–2.35°; with the
 self-calibration rounds after the mapper, 0.25–0.35°.
@@ -17,8 +17,8 @@ import numpy as np
 import pycolmap
 import pytest
 
-from posfeat import colmap, reconstruction
-from posfeat.data.internet import make_collection
+from posfeat.datasets.internet import make_collection
+from posfeat.sfm import colmap, reconstruction
 
 
 def _rot(rng, deg):
@@ -165,7 +165,7 @@ def test_no_exif_collection_is_accurate_for_every_seed(no_exif_scene, tmp_path, 
     the same model with the true focal lengths held fixed 0.32-0.39°. Seeds 1 and 3 were the worst without
     self-calibration. The bounds are three times the measured worst.
     """
-    from posfeat.evaluation import eth
+    from posfeat.evaluation.eth import evaluate as eth
 
     scene, feats = no_exif_scene
     res = eth.evaluate_scene(
@@ -202,7 +202,7 @@ def test_hold_intrinsics_and_focal_change(tmp_path):
 
 
 def test_self_calibration_rounds_setting():
-    from posfeat.evaluation.eth import ETHConfig
+    from posfeat.evaluation.eth.evaluate import ETHConfig
     from posfeat.settings import ParamError
 
     assert ETHConfig().self_calibration_rounds == 3
@@ -214,7 +214,7 @@ def test_self_calibration_rounds_setting():
 def test_a_held_round_past_its_time_budget_is_dropped(no_exif_scene, tmp_path, monkeypatch):
     """A self-calibration round whose mapping runs past its budget is cancelled and dropped; the robustly adjusted
     first model is kept, every image still registered."""
-    from posfeat.evaluation import eth
+    from posfeat.evaluation.eth import evaluate as eth
 
     monkeypatch.setattr(reconstruction, "HELD_TIME_FACTOR", 0.0)
     monkeypatch.setattr(reconstruction, "HELD_TIME_MIN", 0.0)

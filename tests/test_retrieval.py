@@ -1,11 +1,11 @@
-"""Bag-of-words retrieval (posfeat/retrieval.py): the vocabulary's bounded sample and its blocked assignment."""
+"""Bag-of-words retrieval (posfeat/sfm/retrieval.py): the vocabulary's bounded sample and its blocked assignment."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from posfeat import retrieval
+from posfeat.sfm import retrieval
 
 
 def _unit(rng: np.random.Generator, n: int, d: int = 16) -> np.ndarray:

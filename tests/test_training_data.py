@@ -11,8 +11,9 @@ import pytest
 import torch
 from training_setup import SIZE, index  # noqa: F401 (a fixture)
 
-from posfeat.data.batch_order import StepBatchSampler, global_batch
-from posfeat.data.pairs import (
+from posfeat.io import DataError
+from posfeat.trainset.batch_order import StepBatchSampler, global_batch
+from posfeat.trainset.pairs import (
     PairDataset,
     color_jitter,
     night_look,
@@ -20,7 +21,6 @@ from posfeat.data.pairs import (
     view_augmentation,
     warp_image,
 )
-from posfeat.io import DataError
 
 
 def test_scale_intrinsics_follows_cv2_resize():
@@ -183,8 +183,8 @@ def test_night_probability(index):
 def test_crop_cuts_one_window_of_a_finer_resize_with_exact_cameras(index):
     """``crop``: both images resized by one factor and cut at one relative position; K follows exactly (the
     crop equals that window of the resized image, and x2ᵀ F12 x1 = 0 for the returned cameras)."""
-    from posfeat.data.images import read_image
-    from posfeat.data.pairs import resize_image
+    from posfeat.datasets.images import read_image
+    from posfeat.trainset.pairs import resize_image
 
     ds = PairDataset(index, "train", SIZE, None, 0, crop=(1.5, 2.0))
     plain = PairDataset(index, "train", SIZE, None, 0)

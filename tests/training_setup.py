@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from posfeat.data.batch_order import global_batch
-from posfeat.data.pairs import PairDataset
-from posfeat.data.prepare import prepare_megadepth
+from posfeat.trainset.batch_order import global_batch
+from posfeat.trainset.pairs import PairDataset
+from posfeat.trainset.prepare import prepare_megadepth
 
 #: a narrow detector head so that stage 2 is cheap on a CPU
 TINY_MODEL = {"encoder": "small", "det_conv1": 16, "det_img": 8, "det_mid": 8}

@@ -18,12 +18,12 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Render the demo world (default sizes) into ``--out`` atomically, with ``megadepth_metadata.json`` (the
     MegaDepth metadata manifest)."""
-    from posfeat.data.demo import generate_demo
-    from posfeat.data.manifest import write_metadata_manifest
+    from posfeat.demo import generate_demo
     from posfeat.io import atomic_path
+    from posfeat.trainset.manifest import write_metadata_manifest
     from posfeat.utils import get_logger
 
-    logger = get_logger("posfeat.data.demo.generate")
+    logger = get_logger("posfeat.demo.generate")
 
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):

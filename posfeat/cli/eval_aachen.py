@@ -10,9 +10,9 @@ HELP = "Aachen Day-Night localization with pycolmap"
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
-    """The subcommand's flags; the settings are :class:`~posfeat.evaluation.aachen_config.AachenConfig`'s fields."""
+    """The subcommand's flags; the settings are :class:`~posfeat.evaluation.aachen.config.AachenConfig`'s fields."""
     from posfeat.cli.flags import add_config_flags
-    from posfeat.evaluation.aachen_config import AachenConfig
+    from posfeat.evaluation.aachen.config import AachenConfig
 
     s.add_argument("--root", required=True, help="Aachen dataset root")
     s.add_argument("--features", required=True, help="features .h5 (names relative to images/images_upright)")
@@ -29,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
     metrics}``) and the work folder ``OUT/<name>_work`` (database, triangulated model). The name defaults to
     the method the feature file holds (``sift``, ``posfeat``, ``posfeat_sift``)."""
     from posfeat.cli.flags import given_settings
-    from posfeat.evaluation.aachen import AachenConfig, evaluate_aachen
-    from posfeat.evaluation.aachen_results import format_metrics, write_submission
+    from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
+    from posfeat.evaluation.aachen.results import format_metrics, write_submission
     from posfeat.io import feature_method_name, write_json
     from posfeat.utils import get_logger
 

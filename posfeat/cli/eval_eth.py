@@ -1,6 +1,6 @@
 """``posfeat eval-eth``: the ETH local feature benchmark on one scene, reconstructed with pycolmap.
 
-The settings flags are :class:`~posfeat.evaluation.eth_config.ETHConfig`'s fields.
+The settings flags are :class:`~posfeat.evaluation.eth.config.ETHConfig`'s fields.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from posfeat.cli.flags import add_config_flags, given_settings
-from posfeat.evaluation.eth_config import ETHConfig
+from posfeat.evaluation.eth.config import ETHConfig
 
 NAME = "eval-eth"
 HELP = "ETH local feature benchmark: reconstruct one scene with pycolmap"
@@ -30,8 +30,8 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Reconstruct the scene; write ``{scene: statistics}`` to ``--out`` (the database and models to
     ``--workdir``, default ``<out without .json>_work`` beside it) and print the table."""
-    from posfeat.evaluation.eth import evaluate_scene
-    from posfeat.evaluation.eth_results import format_table
+    from posfeat.evaluation.eth.evaluate import evaluate_scene
+    from posfeat.evaluation.eth.results import format_table
     from posfeat.io import write_json
     from posfeat.utils import get_logger
 

@@ -36,7 +36,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate every method, write the metrics (and curves, figure) and print the table."""
-    from posfeat.data.hpatches import D2NET_EXCLUDE
+    from posfeat.datasets.hpatches import D2NET_EXCLUDE
     from posfeat.evaluation.hpatches import evaluate_hpatches, format_table, write_curves
     from posfeat.io import write_json
     from posfeat.utils import get_logger

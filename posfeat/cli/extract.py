@@ -11,14 +11,12 @@ import json
 from pathlib import Path
 
 from posfeat.cli.flags import add_config_flags, given_settings
+from posfeat.datasets.benchmarks import BENCHMARKS
 from posfeat.extraction.config import ExtractConfig
 
 NAME = "extract"
 HELP = "extract local features of a folder's images, or of a benchmark's, into an HDF5 file"
 CLI_METHODS = ("posfeat", "posfeat_sift", "sift", "rootsift")
-BENCHMARKS = ("hpatches", "aachen", "eth")
-"""posfeat.data.benchmarks.BENCHMARKS, restated (a test checks they are equal) because that module's readers
-import torch, which ``--help`` must not."""
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
@@ -83,8 +81,8 @@ def extract_request(args) -> tuple[ExtractConfig, Path, list[str]]:
     """``(settings, image root, image names)``: the study's ``extract.<dataset>`` of ``--params`` (when given),
     overridden by every settings flag given; the images of ``--images``, or of the benchmark ``--dataset``
     under ``--root`` (default: ``datasets.<dataset>`` of ``--params``, relative to that file's folder)."""
-    from posfeat.data.benchmarks import benchmark_images
-    from posfeat.data.images import list_images
+    from posfeat.datasets.benchmarks import benchmark_images
+    from posfeat.datasets.images import list_images
 
     if (args.images is None) == (args.dataset is None):
         raise SystemExit("extract: give --images DIR, or --dataset NAME (with --root DIR or --params PARAMS.yaml)")

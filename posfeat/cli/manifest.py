@@ -18,7 +18,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the manifest and say how many files it covers."""
-    from posfeat.data.manifest import write_metadata_manifest
+    from posfeat.trainset.manifest import write_metadata_manifest
 
     manifest = write_metadata_manifest(args.root, args.out)
     print(f"wrote {args.out}: {len(manifest['files'])} metadata files")

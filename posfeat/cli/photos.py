@@ -6,7 +6,7 @@ import argparse
 import json
 
 from posfeat.cli.flags import add_config_flags, given_settings
-from posfeat.data.photos_config import PhotosConfig
+from posfeat.photos.config import PhotosConfig
 
 NAME = "photos"
 HELP = (
@@ -16,7 +16,7 @@ HELP = (
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
-    """The subcommand's flags; the settings are :class:`~posfeat.data.photos_config.PhotosConfig`'s fields."""
+    """The subcommand's flags; the settings are :class:`~posfeat.photos.config.PhotosConfig`'s fields."""
     s.add_argument(
         "--images",
         required=True,
@@ -30,7 +30,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Build the training set and print its summary."""
-    from posfeat.data.photos import build_training_set
+    from posfeat.photos.build import build_training_set
     from posfeat.utils import announce, get_logger
 
     get_logger("posfeat")

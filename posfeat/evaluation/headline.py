@@ -74,7 +74,7 @@ def training_headline(metrics: Mapping) -> dict:
 
 
 def prepare_headline(report: Mapping) -> dict:
-    """The pair index report (:func:`~posfeat.data.prepare.prepare_megadepth`) → pairs, images, scenes."""
+    """The pair index report (:func:`~posfeat.trainset.prepare.prepare_megadepth`) → pairs, images, scenes."""
     return _present(report, {k: k for k in ("scenes_kept", "images", "pairs_train", "pairs_val")})
 
 

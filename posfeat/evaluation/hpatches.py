@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from posfeat.data.hpatches import D2NET_EXCLUDE, list_sequences, load_sequence
+from posfeat.datasets.hpatches import D2NET_EXCLUDE, list_sequences, load_sequence
 from posfeat.feature_names import resolve_feature_names
 from posfeat.geometry import apply_homography_np
 from posfeat.io import DataError, FeatureReader, check_descriptor_dims

@@ -17,9 +17,9 @@ from typing import Sequence
 import numpy as np
 import pycolmap
 
-from posfeat import colmap
-from posfeat.data.megadepth import Camera
-from posfeat.geometry import qvec_to_rotmat, rotation_angle_deg
+from posfeat.datasets.camera import Camera, qvec_to_rotmat
+from posfeat.geometry import rotation_angle_deg
+from posfeat.sfm import colmap
 
 #: the relative-pose AUC thresholds (degrees)
 AUC_THRESHOLDS: tuple[float, ...] = (5.0, 10.0, 20.0)

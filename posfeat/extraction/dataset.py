@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from posfeat.data.images import read_image
+from posfeat.datasets.images import read_image
 from posfeat.extraction.config import GPU_BATCH_PIXELS, METHODS, ExtractConfig
 from posfeat.extraction.extractor import Results, extract_posfeat_and_sift_batch, extract_posfeat_batch
 from posfeat.extraction.sift import extract_sift

@@ -7,7 +7,7 @@ not even run); ``train(stage="kp", …)`` loads the stage-1 checkpoint, freezes 
 
 Reproducibility and resume
     The data of step ``s`` (pair order, colour jitter) and the loss's random sampling are pure
-    functions of ``(seed, s, position in the global batch)``; see :func:`posfeat.data.batch_order.global_batch`.
+    functions of ``(seed, s, position in the global batch)``; see :func:`posfeat.trainset.batch_order.global_batch`.
     Every ``checkpoint_every`` steps ``ckpt_dir/last.pt`` receives model, optimiser, scheduler, AMP
     scaler, step, RNG states and the per-step history, atomically and ``weights_only``-loadable. A rerun
     with the same configuration continues from it and, on CPU, ends with weights *equal* to those of an

@@ -21,7 +21,6 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from posfeat.data.batch_order import StepBatchSampler
 from posfeat.models import save_checkpoint
 from posfeat.training import fingerprints
 from posfeat.training.checkpoint import (
@@ -40,6 +39,7 @@ from posfeat.training.live import LiveLogger
 from posfeat.training.objectives import compute_objective
 from posfeat.training.run import Run, RunSpec, build_stage_model, datasets, optimisation
 from posfeat.training.visualizer import Visualizer
+from posfeat.trainset.batch_order import StepBatchSampler
 from posfeat.utils import announce, get_logger, resolve_device, seed_everything
 
 logger = get_logger(__name__)
@@ -72,7 +72,7 @@ def train(
     Args:
         stage: ``"desc"`` (backbone, line-to-window loss; the detector is not run) or ``"kp"`` (detector,
             REINFORCE; the backbone from ``init_checkpoint`` is frozen and run under ``no_grad``).
-        index: the prepared pair index (path or dict; see :mod:`posfeat.data.pairs`).
+        index: the prepared pair index (path or dict; see :mod:`posfeat.trainset.pairs`).
         cfg: the stage configuration: a :class:`~posfeat.training.config.DescConfig` /
             :class:`~posfeat.training.config.KpConfig`, or params.yaml's ``train_desc`` / ``train_kp`` mapping.
         out_model: final checkpoint (:func:`posfeat.models.save_checkpoint` format).

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from posfeat.data.batch_order import derive_seed
 from posfeat.training.distributed import DistInfo, all_reduce
+from posfeat.trainset.batch_order import derive_seed
 
 
 def _to_float(v) -> float | None:

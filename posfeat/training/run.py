@@ -12,7 +12,6 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from posfeat.data.pairs import PairDataset
 from posfeat.io import DataError
 from posfeat.models import build_model, load_checkpoint
 from posfeat.training import config, fingerprints
@@ -20,6 +19,7 @@ from posfeat.training.config import StageConfig
 from posfeat.training.conv_backward import use_channels_last_backward
 from posfeat.training.distributed import DistInfo
 from posfeat.training.forward import trainable_module
+from posfeat.trainset.pairs import PairDataset
 from posfeat.utils import autocast_dtype
 
 

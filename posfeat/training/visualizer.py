@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from posfeat.data.batch_order import derive_seed
-from posfeat.data.pairs import PairDataset
 from posfeat.models import normalize_image
+from posfeat.trainset.batch_order import derive_seed
+from posfeat.trainset.pairs import PairDataset
 
 
 class Visualizer:
