@@ -8,6 +8,7 @@ import collections.abc
 import dataclasses
 import types
 import typing
+from pathlib import Path
 from typing import Any, Mapping, TypeVar
 
 import numpy as np
@@ -152,3 +153,32 @@ def setting(
     """
     meta = {"help": text, "choices": choices, "flag": flag, "param": param, "cli": cli, "study": study}
     return dataclasses.field(default=default, metadata=meta)
+
+
+# ----------------------------------------------------------------------- the study's parameter file
+_MISSING = object()
+
+
+def param(params: dict, name: str, hint: Any = Any, default: Any = _MISSING, source: str = "params.yaml") -> Any:
+    """``params`` at dotted ``name`` (``eval.hpatches.max_threshold``), type-checked against ``hint``.
+
+    A missing key (without ``default``) or a value of the wrong type is a :class:`ParamError` naming
+    ``source`` (the parameter file), the full dotted name, the value and the expected type.
+    """
+    node: Any = params
+    parts = name.split(".")
+    for i, key in enumerate(parts):
+        if not isinstance(node, dict):
+            raise ParamError(f"{source}: {'.'.join(parts[:i])} = {node!r}: expected a mapping (with key {key!r})")
+        if key not in node:
+            if default is not _MISSING:
+                return default
+            raise ParamError(f"{source}: {name} is missing")
+        node = node[key]
+    return check_param(node, hint, name)
+
+
+def dataset_root(params: dict, dataset: str, base_dir: Path, source: str = "params.yaml") -> Path:
+    """``datasets.<dataset>`` of ``params`` as a path; a relative one is taken from ``base_dir``."""
+    root = Path(param(params, f"datasets.{dataset}", str, source=source))
+    return root if root.is_absolute() else Path(base_dir) / root

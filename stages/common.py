@@ -8,44 +8,18 @@ from typing import Any, Callable
 
 from posfeat.entry import run_entry
 from posfeat.io import read_yaml_mapping
-from posfeat.settings import ParamError, check_param
+from posfeat.settings import param
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX_PATH = Path("data/prepared/megadepth.json")
 """The MegaDepth pair index the ``prepare_megadepth`` stage writes and both training stages read."""
 DESC_MODEL_PATH = Path("models/desc.pt")
 """The descriptor ``train_desc`` writes and ``train_kp`` trains its detector on."""
-_MISSING = object()
 
 
 def load_params(path: str | Path = ROOT / "params.yaml") -> dict:
     """The study's parameters as a dict; a bad file is a DataError (:func:`posfeat.io.read_yaml_mapping`)."""
     return read_yaml_mapping(path)
-
-
-def param(params: dict, name: str, hint: Any = Any, default: Any = _MISSING) -> Any:
-    """``params`` at dotted ``name`` (``eval.hpatches.max_threshold``), type-checked against ``hint``.
-
-    A missing key (without ``default``) or a value of the wrong type is a :class:`ParamError` naming the
-    full dotted name, the value and the expected type.
-    """
-    node: Any = params
-    parts = name.split(".")
-    for i, key in enumerate(parts):
-        if not isinstance(node, dict):
-            raise ParamError(f"params.yaml: {'.'.join(parts[:i])} = {node!r}: expected a mapping (with key {key!r})")
-        if key not in node:
-            if default is not _MISSING:
-                return default
-            raise ParamError(f"params.yaml: {name} is missing")
-        node = node[key]
-    return check_param(node, hint, name)
-
-
-def dataset_root(params: dict, dataset: str, base_dir: Path) -> Path:
-    """``datasets.<dataset>`` of ``params`` as a path; a relative one is taken from ``base_dir``."""
-    root = Path(param(params, f"datasets.{dataset}", str))
-    return root if root.is_absolute() else Path(base_dir) / root
 
 
 def seeded_settings(params: dict, name: str) -> dict:

@@ -13,30 +13,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
-from posfeat.evaluation.aachen.results import format_metrics, write_submission
+from posfeat.evaluation.aachen.results import format_metrics, write_results
 from posfeat.evaluation.headline import aachen_headline
 from posfeat.io import write_json
+from posfeat.settings import dataset_root, param
 from posfeat.utils import get_logger
-from stages.common import ROOT, dataset_root, load_params, method_entry, param, seeded_settings
+from stages.common import ROOT, load_params, method_entry, seeded_settings
 
 RESULTS_DIR = Path("results/aachen")
 METRICS_DIR = Path("metrics/aachen")
-
-
-def query_records(queries) -> list[dict]:
-    """Per-query outcome of :func:`evaluate_aachen` as JSON records."""
-    return [
-        {
-            "name": r.name,
-            "condition": r.condition,
-            "localized": r.localized,
-            "correspondences": r.num_correspondences,
-            "inliers": r.num_inliers,
-            "qvec": [float(v) for v in r.qvec],
-            "tvec": [float(v) for v in r.tvec],
-        }
-        for r in queries
-    ]
 
 
 def main(method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
@@ -52,14 +37,7 @@ def main(method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict
     result = evaluate_aachen(
         root, features, results_dir / "work" / method, config, device=param(params, "device", str, "auto")
     )
-    write_submission(results_dir / f"{method}.txt", result.queries)
-    detail = {
-        "metrics": result.metrics,
-        "timings_s": result.timings,
-        "stats": result.stats,
-        "queries": query_records(result.queries),
-    }
-    write_json(results_dir / f"{method}.json", detail)
+    write_results(results_dir, method, result)
     write_json(base_dir / METRICS_DIR / f"{method}.json", aachen_headline(result.metrics))
     print(format_metrics({method: result.metrics}))
     return result.metrics

@@ -19,8 +19,9 @@ from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene
 from posfeat.evaluation.eth.results import format_table
 from posfeat.evaluation.headline import eth_headline
 from posfeat.io import write_json
+from posfeat.settings import dataset_root, param
 from posfeat.utils import get_logger
-from stages.common import ROOT, dataset_root, load_params, method_entry, param, seeded_settings
+from stages.common import ROOT, load_params, method_entry, seeded_settings
 
 RESULTS_DIR = Path("results/eth")
 METRICS_DIR = Path("metrics/eth")

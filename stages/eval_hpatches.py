@@ -14,8 +14,9 @@ from pathlib import Path
 from posfeat.evaluation.headline import hpatches_headline
 from posfeat.evaluation.hpatches import evaluate_hpatches, format_table
 from posfeat.io import write_json
+from posfeat.settings import dataset_root, param
 from posfeat.utils import get_logger
-from stages.common import ROOT, dataset_root, load_params, method_entry, param
+from stages.common import ROOT, load_params, method_entry
 
 RESULTS_DIR = Path("results/hpatches")
 METRICS_DIR = Path("metrics/hpatches")

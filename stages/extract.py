@@ -26,9 +26,9 @@ from posfeat.datasets.benchmarks import benchmark_images
 from posfeat.entry import run_entry
 from posfeat.extraction.config import ExtractConfig
 from posfeat.extraction.methods import MethodSpec, method_specs
-from posfeat.settings import ParamError
+from posfeat.settings import ParamError, dataset_root, param
 from posfeat.utils import get_logger
-from stages.common import ROOT, dataset_root, load_params, param
+from stages.common import ROOT, load_params
 
 
 def feature_path(method: str, dataset: str, base_dir: Path = ROOT) -> Path:

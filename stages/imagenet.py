@@ -11,7 +11,8 @@ from pathlib import Path
 
 from posfeat.io import write_json
 from posfeat.models.imagenet import weights_record
-from stages.common import ROOT, load_params, param, stage_entry
+from posfeat.settings import param
+from stages.common import ROOT, load_params, stage_entry
 
 OUT_PATH = Path("models/imagenet.json")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import yaml
 
-from posfeat.settings import ParamError
-from stages.common import ROOT, load_params, param
+from posfeat.settings import ParamError, param
+from stages.common import ROOT, load_params
 
 PARAMS_ENV = "POSFEAT_STAGE_PARAMS"
 DIR_ENV = "POSFEAT_STAGE_DIR"

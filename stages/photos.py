@@ -20,7 +20,8 @@ from posfeat.entry import run_entry
 from posfeat.io import write_json
 from posfeat.photos.build import build_training_set
 from posfeat.photos.config import PhotosConfig
-from stages.common import ROOT, load_params, param
+from posfeat.settings import param
+from stages.common import ROOT, load_params
 
 OUT_DIR = Path("data/photos")
 METRICS_DIR = Path("metrics/photos")

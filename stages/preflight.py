@@ -23,7 +23,8 @@ from pathlib import Path
 from posfeat.extraction.methods import method_specs
 from posfeat.io import DataError, write_json
 from posfeat.models.imagenet import fetch_weights, has_imagenet_weights
-from stages.common import ROOT, load_params, param, stage_entry
+from posfeat.settings import param
+from stages.common import ROOT, load_params, stage_entry
 
 OUT_PATH = Path("data/preflight.json")
 CHECKS = ("device", "datasets", "weights", "pretrained", "given_features")

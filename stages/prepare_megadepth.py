@@ -16,10 +16,11 @@ from pathlib import Path
 
 from posfeat.evaluation.headline import prepare_headline
 from posfeat.io import write_json
+from posfeat.settings import param
 from posfeat.trainset.manifest import check_metadata_manifest
 from posfeat.trainset.prepare import prepare_megadepth
 from posfeat.utils import announce, get_logger
-from stages.common import INDEX_PATH, ROOT, load_params, param, stage_entry
+from stages.common import INDEX_PATH, ROOT, load_params, stage_entry
 
 METRICS_PATH = Path("metrics/prepare.json")
 REPORT_PATH = Path("results/prepare.json")

@@ -14,8 +14,9 @@ from pathlib import Path
 from posfeat.evaluation.hpatches import write_curves
 from posfeat.evaluation.plots import plot_mma_curves
 from posfeat.io import read_json
+from posfeat.settings import param
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params, param, stage_entry
+from stages.common import ROOT, load_params, stage_entry
 
 RESULTS_DIR = Path("results/hpatches")
 CURVES_PATH = Path("plots/hpatches.csv")

@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from posfeat.io import read_json
-from posfeat.settings import ParamError
+from posfeat.settings import ParamError, param
 from posfeat.training import train
 from posfeat.training.config import check_optimizer
 from stages import launch
-from stages.common import DESC_MODEL_PATH, ROOT, param, stage_entry
+from stages.common import DESC_MODEL_PATH, ROOT, stage_entry
 from stages.training import training_index, write_headline
 
 MODEL_PATH = DESC_MODEL_PATH

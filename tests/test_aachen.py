@@ -299,6 +299,9 @@ def test_cli_rerun_over_old_work_is_deterministic(run, aachen, features, tmp_pat
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics == {"sift": result.metrics}
     assert set(metrics["sift"]["day"]) == {"0.25m_2deg", "0.5m_5deg", "5m_10deg", "localized", "queries"}
+    details = json.loads((out / "sift.json").read_text())  # the stage's result file, from the same writer
+    assert details["metrics"] == metrics["sift"] and set(details) == {"metrics", "timings_s", "stats", "queries"}
+    assert sorted(q["name"] for q in details["queries"]) == sorted(q.name for q in result.queries)
     first, second = read_submission(work / "sift.txt"), read_submission(out / "sift.txt")
     assert first.keys() == second.keys()
     for k in first:

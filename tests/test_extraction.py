@@ -845,7 +845,7 @@ def test_cli_params_without_the_dataset_root_is_an_error(tmp_path):
     from posfeat.cli import main as cli_main
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"extract": {"eth": {"max_keypoints": 10}}}))
-    with pytest.raises(DataError, match="no datasets.eth"):
+    with pytest.raises(DataError, match="datasets.eth is missing"):
         cli_main(
             [
                 "extract",

@@ -25,12 +25,13 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Localize the queries; write ``OUT/<name>.txt`` (the submission), ``OUT/metrics.json`` (``{name:
-    metrics}``) and the work folder ``OUT/<name>_work`` (database, triangulated model). The name defaults to
-    the method the feature file holds (``sift``, ``posfeat``, ``posfeat_sift``)."""
+    """Localize the queries; write ``OUT/<name>.txt`` (the submission), ``OUT/<name>.json`` (metrics, timings,
+    counts, every query's outcome: the DVC stage's result file), ``OUT/metrics.json`` (``{name: metrics}``) and
+    the work folder ``OUT/<name>_work`` (database, triangulated model). The name defaults to the method the
+    feature file holds (``sift``, ``posfeat``, ``posfeat_sift``)."""
     from posfeat.cli.flags import given_settings
     from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
-    from posfeat.evaluation.aachen.results import format_metrics, write_submission
+    from posfeat.evaluation.aachen.results import format_metrics, write_results
     from posfeat.io import feature_method_name, write_json
     from posfeat.utils import get_logger
 
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"eval-aachen: --method-name must be a plain name, got {name!r}")
     cfg = AachenConfig.from_dict(given_settings(args, AachenConfig), what="eval-aachen flags")
     result = evaluate_aachen(args.root, args.features, out / f"{name}_work", cfg, device=args.device)
-    write_submission(out / f"{name}.txt", result.queries)
+    write_results(out, name, result)
     write_json(out / "metrics.json", {name: result.metrics})
     print(format_metrics({name: result.metrics}))
     return 0

@@ -55,26 +55,21 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def _study_settings(args) -> tuple[dict, tuple[str, ...], Path | None]:
-    """``(extract.<dataset> settings, hpatches exclusions, dataset root)`` of ``--params`` (empty without it)."""
-    from posfeat.io import DataError, read_yaml_mapping
+    """``(extract.<dataset> settings, hpatches exclusions, dataset root)`` of ``--params`` (empty without it); a
+    relative ``datasets.<dataset>`` is taken from the parameter file's folder."""
+    from posfeat.io import read_yaml_mapping
+    from posfeat.settings import dataset_root, param
 
     if not args.params:
         return {}, (), None if args.root is None else Path(args.root)
-    params = read_yaml_mapping(args.params)
-    try:
-        settings = dict(params["extract"][args.dataset])
-    except (KeyError, TypeError):
-        raise DataError(f"{args.params}: no extract.{args.dataset} settings (expected the study's params.yaml)")
+    params, source = read_yaml_mapping(args.params), str(args.params)
+    settings = dict(param(params, f"extract.{args.dataset}", dict, source=source))
     exclude = ()
     if args.dataset == "hpatches":
-        exclude = tuple(((params.get("eval") or {}).get("hpatches") or {}).get("exclude") or ())
-    root = args.root
-    if root is None:
-        named = (params.get("datasets") or {}).get(args.dataset)
-        if not named:
-            raise DataError(f"{args.params}: no datasets.{args.dataset} (give --root DIR)")
-        root = Path(args.params).parent / str(named)
-    return settings, exclude, Path(root)
+        exclude = tuple(param(params, "eval.hpatches.exclude", list, [], source=source) or ())
+    if args.root is not None:
+        return settings, exclude, Path(args.root)
+    return settings, exclude, dataset_root(params, args.dataset, Path(args.params).parent, source=source)
 
 
 def extract_request(args) -> tuple[ExtractConfig, Path, list[str]]:

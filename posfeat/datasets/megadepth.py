@@ -23,13 +23,19 @@ import numpy as np
 
 from posfeat.datasets.camera import Camera, is_rotation
 from posfeat.datasets.images import image_size
-from posfeat.datasets.records import check_field_count, iter_records, parse_float, parse_int, read_pair_list
+from posfeat.datasets.records import check_field_count, fmt_number, iter_records, parse_float, parse_int, read_pair_list
 from posfeat.io import DataError
 
 BANNED_SCENES = ("0008", "0021", "0024", "0063", "1589")
 """MegaDepth scenes that overlap the IMC test set; ``prepare`` drops them."""
 
 IMG_CAM_FIELDS = "name w h fx fy cx cy R11 R12 R13 R21 R22 R23 R31 R32 R33 t1 t2 t3"
+
+IMG_CAM_HEADER = (
+    "# name w h fx fy cx cy R11 R12 R13 R21 R22 R23 R31 R32 R33 t1 t2 t3 "
+    "(world->camera, pixel (0,0) = centre of the top-left pixel)"
+)
+"""The comment line that starts every ``img_cam.txt`` (and ``gt_cameras.txt``) the project writes."""
 
 ROTATION_TOL = 1e-3
 """Tolerance of the orthonormality / determinant check (real files are rounded to ~6 digits)."""
@@ -57,6 +63,20 @@ def parse_camera_line(fields: list[str], where: str) -> Camera:
         )
     K = np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     return Camera(name=name, width=w, height=h, K=K, R=R, t=t)
+
+
+def img_cam_line(name: str, cam: Camera) -> str:
+    """One ``img_cam.txt`` line: ``name w h fx fy cx cy R11..R33 t1 t2 t3``."""
+    K = cam.K
+    vals = [K[0, 0], K[1, 1], K[0, 2], K[1, 2], *np.asarray(cam.R).reshape(-1), *np.asarray(cam.t).reshape(-1)]
+    return f"{name} {cam.width} {cam.height} " + " ".join(fmt_number(v) for v in vals)
+
+
+def write_img_cam(path: str | os.PathLike, cameras: Iterable[tuple[str, Camera]]) -> None:
+    """Write an ``img_cam.txt`` (or ETH's ``gt_cameras.txt``): :data:`IMG_CAM_HEADER`, then one
+    :func:`img_cam_line` per ``(name, camera)``, the layout :func:`read_img_cam` reads."""
+    lines = [IMG_CAM_HEADER, *(img_cam_line(name, cam) for name, cam in cameras)]
+    Path(path).write_text("\n".join(lines) + "\n")
 
 
 def read_img_cam(path: str | os.PathLike) -> dict[str, Camera]:

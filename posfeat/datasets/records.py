@@ -15,6 +15,11 @@ from posfeat.io import DataError
 PAIR_LAYOUT = "nameA nameB"
 
 
+def fmt_number(v: float) -> str:
+    """A number as the project writes it in text records (9 significant digits)."""
+    return f"{v:.9g}"
+
+
 def iter_records(path: str | os.PathLike, what: str = "text file") -> Iterator[tuple[int, list[str]]]:
     """Yield ``(line_number, fields)`` for every non-comment line of a whitespace-separated text file.
 
@@ -112,3 +117,8 @@ def read_pair_list(
     if nonempty and not pairs:
         raise DataError(f"{path}: expected at least one pair '{PAIR_LAYOUT}', found none")
     return pairs
+
+
+def write_pair_list(path: str | os.PathLike, pairs: Iterable[tuple[str, str]]) -> None:
+    """Write ``nameA nameB`` lines, the layout :func:`read_pair_list` reads."""
+    Path(path).write_text("".join(f"{a} {b}\n" for a, b in pairs))

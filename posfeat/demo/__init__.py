@@ -34,7 +34,6 @@ files depend on the seed and the sizes only, not on the number of worker process
 
 from posfeat.demo.aachen import write_aachen
 from posfeat.demo.eth import ETH_SCENE_NAMES, eth_scene_name, write_eth, write_eth_scene
-from posfeat.demo.files import IMG_CAM_HEADER, img_cam_line
 from posfeat.demo.generate import DEFAULT_SIZES, generate_demo, tree_digest
 from posfeat.demo.hpatches import write_hpatches, write_hpatches_i, write_hpatches_v
 from posfeat.demo.megadepth import MEGADEPTH_SCENE_IDS, megadepth_scene_ids, write_megadepth, write_megadepth_scene
@@ -55,7 +54,6 @@ __all__ = [
     "DEFAULT_SIZES",
     "ETH_SCENE_NAMES",
     "EVAL_PHOTOS",
-    "IMG_CAM_HEADER",
     "MATPLOTLIB_PHOTOS",
     "MEGADEPTH_SCENE_IDS",
     "TRAIN_PHOTOS",
@@ -64,7 +62,6 @@ __all__ = [
     "build_world",
     "eth_scene_name",
     "generate_demo",
-    "img_cam_line",
     "light_planes",
     "make_texture",
     "megadepth_scene_ids",

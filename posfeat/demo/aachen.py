@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 
 from posfeat.datasets.camera import Camera, rotmat_to_qvec
-from posfeat.demo.files import fmt_number, write_image
+from posfeat.datasets.records import fmt_number
+from posfeat.demo.files import write_image
 from posfeat.demo.photometry import stylize
 from posfeat.demo.render import backproject, covisibility, intrinsics, look_at, visible_in
 from posfeat.demo.textures import photo_pool

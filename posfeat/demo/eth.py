@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from posfeat.demo.files import IMG_CAM_HEADER, img_cam_line, write_image
+from posfeat.datasets.megadepth import write_img_cam
+from posfeat.demo.files import write_image
 from posfeat.demo.photometry import stylize
 from posfeat.demo.textures import photo_pool
 from posfeat.demo.world import build_world, item_rng, orbit_camera, render_checked
@@ -29,7 +30,7 @@ def write_eth_scene(
     scene = eth_scene_name(k)
     world = build_world(rng, photo_pool("eval", style), n_objects=(5, 7), texture_scale=size[0] / 640.0, style=style)
     az0, spread = rng.uniform(0, 2 * np.pi), np.radians(150)
-    lines = [IMG_CAM_HEADER]
+    named = []
     for i in range(n_images):
         az = az0 + spread * (i / max(n_images - 1, 1) - 0.5) + rng.normal(0, 0.03)
         cam = orbit_camera(
@@ -46,8 +47,8 @@ def write_eth_scene(
         name = f"{i:04d}.jpg"
         image, _ = render_checked(world, cam, f"eth/{scene}/{name}")
         write_image(root / scene / "images" / name, stylize(image, rng, "day"), jpeg_quality)
-        lines.append(img_cam_line(name, cam))
-    (root / scene / "gt_cameras.txt").write_text("\n".join(lines) + "\n")
+        named.append((name, cam))
+    write_img_cam(root / scene / "gt_cameras.txt", named)
     return scene, n_images
 
 

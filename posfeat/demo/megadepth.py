@@ -11,7 +11,9 @@ import numpy as np
 from tqdm import tqdm
 
 from posfeat.datasets.camera import Camera
-from posfeat.demo.files import IMG_CAM_HEADER, img_cam_line, write_image
+from posfeat.datasets.megadepth import write_img_cam
+from posfeat.datasets.records import write_pair_list
+from posfeat.demo.files import write_image
 from posfeat.demo.photometry import stylize
 from posfeat.demo.textures import photo_pool
 from posfeat.demo.world import build_world, covisibility_matrix, item_rng, orbit_camera, render_checked
@@ -76,7 +78,7 @@ def write_megadepth_scene(
     az0 = rng.uniform(0, 2 * np.pi)
     cams, depths = [], []
     out = root / scene_id / "dense0" / "aligned"
-    lines = [IMG_CAM_HEADER]
+    named = []
     for i in range(n_images):
         if spread >= 2 * np.pi - 1e-9:
             az = az0 + 2 * np.pi * i / n_images + rng.normal(0, 0.1)
@@ -87,12 +89,12 @@ def write_megadepth_scene(
         name = f"{i:04d}.jpg"
         image, inv_depth = render_checked(world, cam, f"megadepth/{scene_id}/{name}")
         write_image(out / "images" / name, stylize(image, rng, "day"), jpeg_quality)
-        lines.append(img_cam_line(name, cam))
+        named.append((name, cam))
         cams.append(cam)
         depths.append(inv_depth)
     cov, pairs = _pairs_by_covisibility(cams, depths, min_covisibility)
-    (out / "img_cam.txt").write_text("\n".join(lines) + "\n")
-    (out / "pairs.txt").write_text("".join(f"{i:04d}.jpg {j:04d}.jpg\n" for i, j in pairs))
+    write_img_cam(out / "img_cam.txt", named)
+    write_pair_list(out / "pairs.txt", ((f"{i:04d}.jpg", f"{j:04d}.jpg") for i, j in pairs))
     rot = [np.degrees(np.arccos(np.clip((np.trace(cams[j].R @ cams[i].R.T) - 1) / 2, -1, 1))) for i, j in pairs]
     return scene_id, {"images": n_images, "pairs": len(pairs), "pairs_over_80deg": int(np.sum(np.array(rot) > 80))}
 

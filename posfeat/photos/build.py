@@ -30,7 +30,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from posfeat.datasets.camera import Camera
 from posfeat.datasets.images import list_images
+from posfeat.datasets.megadepth import write_img_cam
+from posfeat.datasets.records import write_pair_list
 from posfeat.io import DataError, atomic_path, write_json
 from posfeat.photos.config import PhotosConfig
 from posfeat.photos.reconstruct import reconstruct_collection
@@ -120,11 +123,11 @@ def undistort(rec, image_dir: Path, out: Path):
 
 
 # ----------------------------------------------------------------------------------------- layout
-def camera_lines(rec) -> list[str]:
-    """``img_cam.txt`` lines of a pinhole reconstruction: ``name w h fx fy cx cy R(row-major) t``."""
+def pinhole_cameras(rec) -> list[Camera]:
+    """The registered images of a pinhole reconstruction as cameras, sorted by name."""
     from posfeat.sfm.colmap import rigid_to_Rt
 
-    lines = []
+    cams = []
     for image in sorted(rec.images.values(), key=lambda im: im.name):
         if not image.has_pose:
             continue
@@ -133,9 +136,9 @@ def camera_lines(rec) -> list[str]:
             raise ValueError(f"{image.name}: camera model {cam.model.name}, expected PINHOLE (undistort first)")
         fx, fy, cx, cy = cam.params
         R, t = rigid_to_Rt(image.cam_from_world())
-        vals = [fx, fy, cx, cy, *R.reshape(-1), *t.reshape(-1)]
-        lines.append(f"{image.name} {cam.width} {cam.height} " + " ".join(f"{v:.9g}" for v in vals))
-    return lines
+        K = np.array([[fx, 0, cx], [0, fy, cy], [0, 0, 1]], np.float64)
+        cams.append(Camera(name=image.name, width=cam.width, height=cam.height, K=K, R=R, t=t))
+    return cams
 
 
 def covisible_pairs(rec, min_covisibility: float, rot_thr: float) -> list[tuple[str, str]]:
@@ -165,21 +168,18 @@ def covisible_pairs(rec, min_covisibility: float, rot_thr: float) -> list[tuple[
 def write_scene(rec, image_dir: Path, scene_dir: Path, cfg: PhotosConfig) -> int:
     """One MegaDepth-layout scene (``dense0/aligned``) from a pinhole reconstruction; returns its pairs."""
     aligned = scene_dir / "dense0" / "aligned"
-    lines = camera_lines(rec)
+    cams = pinhole_cameras(rec)
     pairs = covisible_pairs(rec, cfg.min_covisibility, cfg.rot_thr)
     if not pairs:
         raise DataError(
             f"{scene_dir.name}: the model has no pair sharing {cfg.min_covisibility:.0%} of its 3D points "
             f"within {cfg.rot_thr:g}°; the photos need more overlap"
         )
-    for line in lines:
-        name = line.split(" ", 1)[0]
-        (aligned / "images" / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(image_dir / name, aligned / "images" / name)
-    (aligned / "img_cam.txt").write_text(
-        "# name w h fx fy cx cy R(3x3 row-major, world->camera) t\n" + "\n".join(lines) + "\n"
-    )
-    (aligned / "pairs.txt").write_text("".join(f"{a} {b}\n" for a, b in pairs))
+    for cam in cams:
+        (aligned / "images" / cam.name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(image_dir / cam.name, aligned / "images" / cam.name)
+    write_img_cam(aligned / "img_cam.txt", ((cam.name, cam) for cam in cams))
+    write_pair_list(aligned / "pairs.txt", pairs)
     return len(pairs)
 
 

@@ -18,7 +18,7 @@ import numpy as np
 from posfeat.datasets.aachen import read_ground_truth
 from posfeat.evaluation.aachen.localize import QueryResult
 from posfeat.evaluation.poses import pose_error
-from posfeat.io import DataError, atomic_path
+from posfeat.io import DataError, atomic_path, write_json
 
 #: (position in metres, rotation in degrees) thresholds of the benchmark, and their metric keys.
 THRESHOLDS: tuple[tuple[float, float], ...] = ((0.25, 2.0), (0.5, 5.0), (5.0, 10.0))
@@ -83,6 +83,37 @@ def write_submission(path: str | os.PathLike, results: Iterable[QueryResult]) ->
     with atomic_path(path, suffix=".txt") as tmp:
         tmp.write_text("\n".join(lines) + ("\n" if lines else ""))
     return len(lines)
+
+
+def query_records(queries: Iterable[QueryResult]) -> list[dict]:
+    """Per-query outcome as JSON records: name, condition, localized, correspondences, inliers, pose."""
+    return [
+        {
+            "name": r.name,
+            "condition": r.condition,
+            "localized": r.localized,
+            "correspondences": r.num_correspondences,
+            "inliers": r.num_inliers,
+            "qvec": [float(v) for v in r.qvec],
+            "tvec": [float(v) for v in r.tvec],
+        }
+        for r in queries
+    ]
+
+
+def write_results(out_dir: str | os.PathLike, name: str, result) -> None:
+    """The results of one method's localization (an :class:`~posfeat.evaluation.aachen.evaluate.AachenResult`):
+    ``<out_dir>/<name>.txt``, the benchmark's submission file, and ``<out_dir>/<name>.json``, the metrics,
+    timings, counts and every query's outcome. The DVC stage and ``posfeat eval-aachen`` both write these."""
+    out_dir = Path(out_dir)
+    write_submission(out_dir / f"{name}.txt", result.queries)
+    detail = {
+        "metrics": result.metrics,
+        "timings_s": result.timings,
+        "stats": result.stats,
+        "queries": query_records(result.queries),
+    }
+    write_json(out_dir / f"{name}.json", detail)
 
 
 def read_submission(path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
