@@ -1,10 +1,15 @@
-"""An independent implementation of the stage-1 loss, the oracle of tests/test_losses.py (not a test module).
+"""Independent implementations of both losses, the oracles of tests/test_losses.py (not a test module).
 
-It follows the original code step by step and shares no computation with :mod:`posfeat.losses`: slow, for
-small inputs only. (Stage 2's dense formulation stays in the library: ``ReinforceLoss(impl="dense")``.)
+:func:`line2window_reference` follows the original stage-1 code step by step; :func:`reinforce_reference`
+evaluates the stage-2 objective element by element. Neither shares computation with :mod:`posfeat.losses`
+(beyond the one feature-sampling convention): slow, for small inputs only. The library keeps the original's
+dense stage-2 formulation as ``ReinforceLoss(impl="dense")``, which the benchmarks measure; both of its
+formulations are checked against :func:`reinforce_reference`.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -125,3 +130,34 @@ def line2window_reference(
     stats["loss"] = loss.detach()
     stats["percent_w"] = (stats.pop("percent_w1") + stats.pop("percent_w2")) / 2
     return loss, stats
+
+
+def reinforce_reference(
+    s1, s2, f1, f2, F12, F21, size, *, temperature, reward_thr, good_reward, bad_reward, kp_penalty
+) -> float:
+    """Literal per-element evaluation of the stage-2 objective for one pair (value only): for every accepted
+    pair ``(i, j)``, reward × dual-softmax probability × (its log-probability + the samples' log-probabilities),
+    less the keypoint penalty."""
+    T, thr, good, bad, pen = temperature, reward_thr, good_reward, bad_reward, kp_penalty
+    from posfeat.geometry import sample_feature_map
+
+    d1 = sample_feature_map(f1, s1.xy.float(), size)[0].double()
+    d2 = sample_feature_map(f2, s2.xy.float(), size)[0].double()
+    aff = -T * (1 - d1 @ d2.T)
+    P_row, P_col = torch.softmax(aff, 1), torch.softmax(aff, 0)
+    x1, x2 = s1.xy[0].double(), s2.xy[0].double()
+    total = 0.0
+    for i in range(x1.shape[0]):
+        for j in range(x2.shape[0]):
+            if not (s1.accepted[0, i] and s2.accepted[0, j]):
+                continue
+            l2 = F12[0].double() @ torch.tensor([x1[i, 0], x1[i, 1], 1.0], dtype=torch.float64)
+            l1 = F21[0].double() @ torch.tensor([x2[j, 0], x2[j, 1], 1.0], dtype=torch.float64)
+            dd2 = abs(l2[0] * x2[j, 0] + l2[1] * x2[j, 1] + l2[2]) / l2[:2].norm()
+            dd1 = abs(l1[0] * x1[i, 0] + l1[1] * x1[i, 1] + l1[2]) / l1[:2].norm()
+            r = good if (dd1 < thr and dd2 < thr) else bad
+            p = P_row[i, j] * P_col[i, j]
+            lp = float(s1.logp[0, i].detach() + s2.logp[0, j].detach())
+            total += float(r * p) * (math.log(P_row[i, j]) + math.log(P_col[i, j]) + lp)
+    penalty = pen * float((s1.logp[0] * s1.accepted[0]).sum().detach() + (s2.logp[0] * s2.accepted[0]).sum().detach())
+    return penalty - total

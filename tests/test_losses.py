@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from loss_oracles import _reference_endpoints, line2window_reference
+from loss_oracles import _reference_endpoints, line2window_reference, reinforce_reference
 
 from posfeat.geometry import fundamental_from_poses
 from posfeat.losses.epipolar_search import draw_jitter, epipolar_endpoints, sample_grid_points, window_offsets
 from posfeat.losses.keypoint_sampling import KeypointSamples, sample_keypoints
 from posfeat.losses.line2window import Line2WindowLoss, line2window_parts
+from posfeat.losses.params import RewardSettings, WindowSearch
 from posfeat.losses.reinforce import ReinforceLoss, reinforce_dense_reference, reinforce_terms
 
 # pure translations along x / y with identical cameras: horizontal (a = 0) / vertical (b = 0) epipolar lines
@@ -100,7 +101,7 @@ def test_line2window_equals_independent_reference(impl):
     f2 = torch.randn(B, D, H // 4, W // 4, dtype=torch.float64, requires_grad=True)
     p1, p2, j1, j2 = _draws(B, H, W)
     kw = dict(line_step=20, window_size=0.1, temperature=60.0, win_cost_thr=0.5)
-    res = line2window_parts(f1, f2, F12, F21, (W, H), p1, p2, j1, j2, impl=impl, **kw)
+    res = line2window_parts(f1, f2, F12, F21, (W, H), p1, p2, j1, j2, impl=impl, search=WindowSearch(**kw))
     g_fast = torch.autograd.grad(res["loss"], (f1, f2))
     ref, ref_stats = line2window_reference(f1, f2, F12, F21, (W, H), p1, p2, j1, j2, **kw)
     g_ref = torch.autograd.grad(ref, (f1, f2))
@@ -136,7 +137,7 @@ def test_line2window_parts_pool_over_samples():
     f1 = torch.randn(B, 8, H // 4, W // 4, dtype=torch.float64)
     f2 = torch.randn(B, 8, H // 4, W // 4, dtype=torch.float64)
     p1, p2, j1, j2 = _draws(B, H, W)
-    kw = dict(line_step=20, win_cost_thr=0.5)
+    kw = dict(search=WindowSearch(line_step=20, win_cost_thr=0.5))
     full = line2window_parts(f1, f2, F12, F21, (W, H), p1, p2, j1, j2, **kw)
     parts = [
         line2window_parts(
@@ -171,7 +172,8 @@ def test_line2window_generator_reproducible_and_draw_order():
     assert torch.equal(a["loss"], b["loss"]) and torch.equal(a["points1"], b["points1"])
     p1, p2, j1, j2 = _draws(B, H, W, seed=5, dtype=torch.float32)
     assert torch.equal(a["points1"], p1) and torch.equal(a["points2"], p2)
-    c = line2window_parts(f1, f2, F12.float(), F21.float(), (W, H), p1, p2, j1, j2, line_step=20, win_cost_thr=0.5)
+    search = WindowSearch(line_step=20, win_cost_thr=0.5)
+    c = line2window_parts(f1, f2, F12.float(), F21.float(), (W, H), p1, p2, j1, j2, search=search)
     assert torch.equal(a["loss"], c["loss"])
 
 
@@ -294,42 +296,18 @@ def test_sample_keypoints_distribution():
     assert abs(float((s.xy % 8).mean()) - 3.5) < 0.3
 
 
-def _dense_by_loops(s1: KeypointSamples, s2: KeypointSamples, f1, f2, F12, F21, size, T, thr, good, bad, pen):
-    """Literal per-element evaluation of the stage-2 objective for one pair (value only)."""
-    from posfeat.geometry import sample_feature_map
-
-    d1 = sample_feature_map(f1, s1.xy.float(), size)[0].double()
-    d2 = sample_feature_map(f2, s2.xy.float(), size)[0].double()
-    aff = -T * (1 - d1 @ d2.T)
-    P_row, P_col = torch.softmax(aff, 1), torch.softmax(aff, 0)
-    x1, x2 = s1.xy[0].double(), s2.xy[0].double()
-    total = 0.0
-    for i in range(x1.shape[0]):
-        for j in range(x2.shape[0]):
-            if not (s1.accepted[0, i] and s2.accepted[0, j]):
-                continue
-            l2 = F12[0].double() @ torch.tensor([x1[i, 0], x1[i, 1], 1.0], dtype=torch.float64)
-            l1 = F21[0].double() @ torch.tensor([x2[j, 0], x2[j, 1], 1.0], dtype=torch.float64)
-            dd2 = abs(l2[0] * x2[j, 0] + l2[1] * x2[j, 1] + l2[2]) / l2[:2].norm()
-            dd1 = abs(l1[0] * x1[i, 0] + l1[1] * x1[i, 1] + l1[2]) / l1[:2].norm()
-            r = good if (dd1 < thr and dd2 < thr) else bad
-            p = P_row[i, j] * P_col[i, j]
-            lp = float(s1.logp[0, i].detach() + s2.logp[0, j].detach())
-            total += float(r * p) * (math.log(P_row[i, j]) + math.log(P_col[i, j]) + lp)
-    penalty = pen * float((s1.logp[0] * s1.accepted[0]).sum().detach() + (s2.logp[0] * s2.accepted[0]).sum().detach())
-    return penalty - total
-
-
-def test_reinforce_dense_reference_matches_literal_formula():
+@pytest.mark.parametrize("impl", ["fast", "dense"])
+def test_reinforce_equals_independent_reference(impl):
     raw1, raw2, f1, f2 = _reinforce_inputs(B=1, H=32, W=48)
     F12 = F_HORIZONTAL.expand(1, 3, 3).clone()
     g = torch.Generator().manual_seed(0)
     s1 = sample_keypoints(F.softplus(raw1), 8, g)
     s2 = sample_keypoints(F.softplus(raw2), 8, g)
     kw = dict(temperature=60.0, reward_thr=2.0, good_reward=1.0, bad_reward=-0.25, kp_penalty=1e-3)
-    dense, _ = reinforce_dense_reference(s1, s2, f1, f2, F12, F12.transpose(1, 2), (48, 32), **kw)
-    literal = _dense_by_loops(s1, s2, f1, f2, F12, F12.transpose(1, 2), (48, 32), 60.0, 2.0, 1.0, -0.25, 1e-3)
-    assert abs(float(dense.detach()) - literal) < 1e-4 * max(1.0, abs(literal))
+    terms = reinforce_terms if impl == "fast" else reinforce_dense_reference
+    loss, _ = terms(s1, s2, f1, f2, F12, F12.transpose(1, 2), (48, 32), reward=RewardSettings(**kw))
+    literal = reinforce_reference(s1, s2, f1, f2, F12, F12.transpose(1, 2), (48, 32), **kw)
+    assert abs(float(loss.detach()) - literal) < 1e-4 * max(1.0, abs(literal))
 
 
 @pytest.mark.parametrize("Fname", ["general", "horizontal"])
@@ -452,7 +430,9 @@ def test_reinforce_rewards_correct_matches():
     s1 = KeypointSamples(xy1, lp1, acc, torch.zeros(B, 30, dtype=torch.long))
     s2 = KeypointSamples(xy2, lp2, acc, torch.zeros(B, 30, dtype=torch.long))
     F12 = F_HORIZONTAL.float().expand(B, 3, 3).clone()
-    loss, stats = reinforce_terms(s1, s2, fmap, fmap, F12, F12.transpose(1, 2), (W, H), kp_penalty=0.0)
+    loss, stats = reinforce_terms(
+        s1, s2, fmap, fmap, F12, F12.transpose(1, 2), (W, H), reward=RewardSettings(kp_penalty=0.0)
+    )
     g1, g2 = torch.autograd.grad(loss, (lp1, lp2))
     assert (g1[0, ~left] < -0.5).all() and (g2[0, ~left] < -0.5).all()  # ∂loss/∂logp = −W ≈ −p ≈ −1
     assert (g1[0, left] > 0.1).all() and (g2[0, left] > 0.1).all()  # ≈ +0.25 p

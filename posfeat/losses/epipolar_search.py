@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import denormalize_coords, epipolar_distance, normalize_coords, sample_feature_map
+from .params import WindowSearch
 
 JITTER_SCALE = 0.707  # the original's jitter amplitude, in units of window_size
 
@@ -208,30 +209,28 @@ def search_direction(
     F_qt: torch.Tensor,
     image_size: tuple[int, int],
     jitter: torch.Tensor,
-    line_step: int,
-    window_size: float,
-    temperature: float,
+    search: WindowSearch,
     impl: str,
-    stable_sigma: bool = False,
 ) -> dict[str, torch.Tensor]:
     """One direction (query map → target map): line search, jitter, window soft-argmax, epipolar cost."""
     width, height = image_size
     _, _, hf, wf = fmap_t.shape
     q = sample_feature_map(fmap_q, points, (width, height), normalize=True)  # B×n×D, gradient → fmap_q
-    sampler = (_CorrelationSampler if impl == "fast" else _DirectSampler)(q, fmap_t, temperature)
+    sampler = (_CorrelationSampler if impl == "fast" else _DirectSampler)(q, fmap_t, search.temperature)
 
     with torch.no_grad():
         e1, e2, valid = epipolar_endpoints(epipolar_lines(F_qt, points), width, height)
-        grid_l = line_grid(e1, e2, line_step, width, height)  # B×n×L×2
+        grid_l = line_grid(e1, e2, search.line_step, width, height)  # B×n×L×2
         best = sampler(grid_l, "border", grad=False).argmax(-1)  # first maximum on ties
         centre = grid_l.gather(2, best[:, :, None, None].expand(-1, -1, 1, 2)).squeeze(2)
         centre = centre + jitter.to(centre.dtype)
         valid = valid & (centre.abs() <= 1).all(-1)
-        grid_w = centre[:, :, None, :] + window_offsets(window_size, hf, wf, centre.device, centre.dtype)  # B×n×K×2
+        offsets = window_offsets(search.window_size, hf, wf, centre.device, centre.dtype)
+        grid_w = centre[:, :, None, :] + offsets  # B×n×K×2
 
     prob = torch.softmax(sampler(grid_w, "zeros", grad=True), dim=-1)  # B×n×K
     c_hat = (prob[..., None] * grid_w).sum(2)  # normalised, differentiable
-    sigma = window_sigma(prob, grid_w, c_hat, stable=stable_sigma)
+    sigma = window_sigma(prob, grid_w, c_hat, stable=search.stable_sigma)
     c_hat_px = denormalize_coords(c_hat, width, height)
     cost = epipolar_distance(points, c_hat_px, F_qt)
     return {"cost": cost, "sigma": sigma, "valid": valid, "corloc": c_hat_px, "centre": centre}

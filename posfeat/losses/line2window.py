@@ -54,6 +54,7 @@ from .epipolar_search import (
     sample_grid_points,
     search_direction,
 )
+from .params import WindowSearch
 
 
 def weighted_cost_parts(
@@ -93,12 +94,8 @@ def line2window_parts(
     jitter1: torch.Tensor,
     jitter2: torch.Tensor,
     *,
-    line_step: int = 100,
-    window_size: float = 0.1,
-    temperature: float = 60.0,
-    win_cost_thr: float = 0.1,
+    search: WindowSearch = WindowSearch(),
     impl: str = "fast",
-    stable_sigma: bool = False,
 ) -> dict:
     """The stage-1 loss for given random draws, as additive parts (both directions).
 
@@ -108,8 +105,8 @@ def line2window_parts(
         image_size: ``(W, H)`` of both images.
         points1, points2: ``B×n×2`` query pixels (:func:`sample_grid_points`).
         jitter1, jitter2: ``B×n×2`` centre jitter in normalised units (:func:`draw_jitter`).
+        search: the loss's settings (:class:`~posfeat.losses.params.WindowSearch`).
         impl: ``"fast"`` (correlation GEMM, scalar sampling) or ``"reference"`` (direct descriptor sampling).
-        stable_sigma: centred variance for ``σ`` (:func:`window_sigma`); ``False`` = the official formula.
 
     Returns:
         The parts of the module docstring's API (``loss = num1/den1 + num2/den2``, pooled over parts as
@@ -123,15 +120,12 @@ def line2window_parts(
     if fmap1.dtype in (torch.float16, torch.bfloat16):  # the loss always runs in float32
         fmap1, fmap2 = fmap1.float(), fmap2.float()
     dt = fmap1.dtype
-    kw = dict(
-        line_step=line_step, window_size=window_size, temperature=temperature, impl=impl, stable_sigma=stable_sigma
-    )
     with torch.autocast(device_type=fmap1.device.type, enabled=False):
-        thr = win_cost_thr * min(width, height)
+        thr = search.win_cost_thr * min(width, height)
         # direction 1 then 2, each reduced before the next (the order the backward pass accumulates in)
-        d1 = search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, **kw)
+        d1 = search_direction(fmap1, fmap2, points1.to(dt), F12.to(dt), (width, height), jitter1, search, impl)
         num1, den1, mask1, sums1 = weighted_cost_parts(d1["cost"], d1["sigma"], d1["valid"], thr)
-        d2 = search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, **kw)
+        d2 = search_direction(fmap2, fmap1, points2.to(dt), F21.to(dt), (width, height), jitter2, search, impl)
         num2, den2, mask2, sums2 = weighted_cost_parts(d2["cost"], d2["sigma"], d2["valid"], thr)
     loss_w1, loss_w2 = num1 / den1, num2 / den2
     loss = loss_w1 + loss_w2
@@ -188,26 +182,16 @@ def line2window_terms(*args, **kwargs) -> tuple[torch.Tensor, dict[str, torch.Te
 class Line2WindowLoss(nn.Module):
     """Stage-1 loss (fast formulation); draws the grid points and the jitter from ``generator``.
 
-    ``stable_sigma``: compute ``σ`` with the centred variance (:func:`window_sigma`); off by default
-    (the official formula). The loss always runs in float32 (or float64 for float64 inputs), autocast off.
+    ``grid_size``: one query point per ``grid_size``² pixel cell; the keywords ``settings`` are
+    :class:`~posfeat.losses.params.WindowSearch`'s (``line_step``, ``window_size``, ``temperature``,
+    ``win_cost_thr``, ``stable_sigma``), held as ``self.search``. The loss always runs in float32 (or float64
+    for float64 inputs), autocast off.
     """
 
-    def __init__(
-        self,
-        grid_size: int = 16,
-        line_step: int = 100,
-        window_size: float = 0.1,
-        temperature: float = 60.0,
-        win_cost_thr: float = 0.1,
-        stable_sigma: bool = False,
-    ):
+    def __init__(self, grid_size: int = 16, **settings):
         super().__init__()
-        self.stable_sigma = bool(stable_sigma)
         self.grid_size = int(grid_size)
-        self.line_step = int(line_step)
-        self.window_size = float(window_size)
-        self.temperature = float(temperature)
-        self.win_cost_thr = float(win_cost_thr)
+        self.search = WindowSearch(**settings)
 
     def terms(
         self,
@@ -235,9 +219,9 @@ class Line2WindowLoss(nn.Module):
         if points2 is None:
             points2 = sample_grid_points(bsz, height, width, self.grid_size, generator, dev)
         if jitter1 is None:
-            jitter1 = draw_jitter(bsz, points1.shape[1], self.window_size, generator, dev)
+            jitter1 = draw_jitter(bsz, points1.shape[1], self.search.window_size, generator, dev)
         if jitter2 is None:
-            jitter2 = draw_jitter(bsz, points2.shape[1], self.window_size, generator, dev)
+            jitter2 = draw_jitter(bsz, points2.shape[1], self.search.window_size, generator, dev)
         res = line2window_parts(
             fmap1,
             fmap2,
@@ -248,12 +232,8 @@ class Line2WindowLoss(nn.Module):
             points2,
             jitter1,
             jitter2,
-            line_step=self.line_step,
-            window_size=self.window_size,
-            temperature=self.temperature,
-            win_cost_thr=self.win_cost_thr,
+            search=self.search,
             impl=impl,
-            stable_sigma=self.stable_sigma,
         )
         res["points1"], res["points2"] = points1, points2
         return res

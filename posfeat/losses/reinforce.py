@@ -56,6 +56,7 @@ import torch.nn as nn
 
 from ..geometry import epipolar_distance_matrix, sample_feature_map
 from .keypoint_sampling import KeypointSamples, sample_keypoints
+from .params import RewardSettings
 
 
 # -------------------------------------------------------------------------------------------- helpers
@@ -65,13 +66,13 @@ def _descriptors(fmap: torch.Tensor, xy: torch.Tensor, image_size: tuple[int, in
 
 
 def _reward(
-    x1: torch.Tensor, x2: torch.Tensor, F12: torch.Tensor, F21: torch.Tensor, thr: float, good: float, bad: float
+    x1: torch.Tensor, x2: torch.Tensor, F12: torch.Tensor, F21: torch.Tensor, reward: RewardSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(r, good_mask)`` for all pairs ``(i, j)`` of ``x1`` (``n1×2``) and ``x2`` (``n2×2``): ``n1×n2``."""
     d12 = epipolar_distance_matrix(x1, x2, F12)  # distance of x2_j from F12 x1_i (image 2)
     d21 = epipolar_distance_matrix(x2, x1, F21).transpose(-1, -2)  # distance of x1_i from F21 x2_j (image 1)
-    ok = (d12 < thr) & (d21 < thr)
-    return torch.where(ok, torch.full_like(d12, good), torch.full_like(d12, bad)), ok
+    ok = (d12 < reward.reward_thr) & (d21 < reward.reward_thr)
+    return torch.where(ok, torch.full_like(d12, reward.good_reward), torch.full_like(d12, reward.bad_reward)), ok
 
 
 def _check_inputs(score1, score2, fmap1, fmap2, F12, F21, image_size) -> tuple[int, int]:
@@ -118,10 +119,7 @@ def _pair_weights(
     a2: torch.Tensor,
     F12: torch.Tensor,
     F21: torch.Tensor,
-    temperature: float,
-    reward_thr: float,
-    good_reward: float,
-    bad_reward: float,
+    reward: RewardSettings,
     block_size: int,
 ) -> dict[str, torch.Tensor]:
     """One pair: O(n) weights ``W1`` (``n1``), ``W2`` (``n2``), the constant ``Σ A r p logp^m`` and stats.
@@ -131,6 +129,7 @@ def _pair_weights(
     """
     n1, n2 = d1.shape[0], d2.shape[0]
     dev = d1.device
+    temperature = reward.temperature
     row_lse = torch.empty(n1, device=dev)
     col_lse = torch.full((n2,), float("-inf"), device=dev)
     for s in range(0, n1, block_size):
@@ -152,7 +151,7 @@ def _pair_weights(
             aff = temperature * (d1[ri] @ d2a.T)
             logp_m = (aff - row_lse[ri, None]) + (aff - cl[None, :])
             p = logp_m.exp()
-            r, ok = _reward(x1[ri], x2a, F12, F21, reward_thr, good_reward, bad_reward)
+            r, ok = _reward(x1[ri], x2a, F12, F21, reward)
             rp = r * p
             W1[ri] = rp.sum(1)
             W2[cols] += rp.sum(0)
@@ -202,11 +201,7 @@ def reinforce_terms(
     F21: torch.Tensor,
     image_size: tuple[int, int],
     *,
-    temperature: float = 60.0,
-    reward_thr: float = 2.0,
-    good_reward: float = 1.0,
-    bad_reward: float = -0.25,
-    kp_penalty: float = 1e-3,
+    reward: RewardSettings = RewardSettings(),
     block_size: int = 1024,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The stage-2 loss for given samples, O(n) in the autograd graph: ``(loss, stats)``.
@@ -233,17 +228,14 @@ def reinforce_terms(
             a2_all[k],
             F12[k].float(),
             F21[k].float(),
-            float(temperature),
-            float(reward_thr),
-            float(good_reward),
-            float(bad_reward),
+            reward,
             int(block_size),
         )
-        loss_k, stats_k = _pair_loss(w, lp1[k], lp2[k], a1_all[k], a2_all[k], kp_penalty)
+        loss_k, stats_k = _pair_loss(w, lp1[k], lp2[k], a1_all[k], a2_all[k], reward.kp_penalty)
         total = total + loss_k
         per_pair.append(stats_k)
     n_props = samples1.xy.shape[1]
-    return total, _finish_stats(per_pair, n_props, temperature)
+    return total, _finish_stats(per_pair, n_props, reward.temperature)
 
 
 # ------------------------------------------------------------------------------- dense reference
@@ -256,11 +248,7 @@ def reinforce_dense_reference(
     F21: torch.Tensor,
     image_size: tuple[int, int],
     *,
-    temperature: float = 60.0,
-    reward_thr: float = 2.0,
-    good_reward: float = 1.0,
-    bad_reward: float = -0.25,
-    kp_penalty: float = 1e-3,
+    reward: RewardSettings = RewardSettings(),
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The original's dense formulation (``B×n×n`` tensors in the autograd graph): ``(loss, stats)``; what
     ``ReinforceLoss(impl="dense")`` runs, to check and measure the fast formulation against."""
@@ -269,16 +257,16 @@ def reinforce_dense_reference(
     desc1 = _descriptors(fmap1, x1, (width, height))
     desc2 = _descriptors(fmap2, x2, (width, height))
     with torch.no_grad():
-        aff = temperature * torch.bmm(desc1, desc2.transpose(1, 2))  # B×n1×n2
+        aff = reward.temperature * torch.bmm(desc1, desc2.transpose(1, 2))  # B×n1×n2
         logp_m = torch.log_softmax(aff, dim=2) + torch.log_softmax(aff, dim=1)
         p = logp_m.exp()
-        r, ok = _reward(x1, x2, F12.float(), F21.float(), reward_thr, good_reward, bad_reward)
+        r, ok = _reward(x1, x2, F12.float(), F21.float(), reward)
     lp1, lp2 = samples1.logp.float(), samples2.logp.float()
     a1, a2 = samples1.accepted, samples2.accepted
     A = (a1[:, :, None] & a2[:, None, :]).to(lp1.dtype)
     sample_lp = lp1[:, :, None] + lp2[:, None, :]  # B×n1×n2, in the graph
     reinforce = (A * r * p * (logp_m + sample_lp)).sum((1, 2))  # per pair
-    penalty = kp_penalty * ((a1 * lp1).sum(1) + (a2 * lp2).sum(1))
+    penalty = reward.kp_penalty * ((a1 * lp1).sum(1) + (a2 * lp2).sum(1))
     loss_b = penalty - reinforce
     with torch.no_grad():
         n_ab = A.sum((1, 2))
@@ -294,7 +282,7 @@ def reinforce_dense_reference(
             }
             for k in range(x1.shape[0])
         ]
-    return loss_b.sum(), _finish_stats(per_pair, x1.shape[1], temperature)
+    return loss_b.sum(), _finish_stats(per_pair, x1.shape[1], reward.temperature)
 
 
 # ------------------------------------------------------------------------------------------- module
@@ -303,42 +291,18 @@ class ReinforceLoss(nn.Module):
 
     Args:
         grid_size: sampling cell in pixels (8).
-        temperature: dual-softmax temperature on cosine similarities (60).
-        reward_thr: epipolar threshold in pixels, both directions (2).
-        good_reward, bad_reward: rewards of good / bad pairs (+1 / −0.25).
-        kp_penalty: weight of ``Σ_accepted logp`` added to the loss (0.001).
         block_size: rows per block of the no-grad similarity passes (memory ``≈ block·n`` floats).
+        settings: :class:`~posfeat.losses.params.RewardSettings`'s keywords (``temperature``, ``reward_thr``,
+            ``good_reward``, ``bad_reward``, ``kp_penalty``), held as ``self.reward``.
     """
 
-    def __init__(
-        self,
-        grid_size: int = 8,
-        temperature: float = 60.0,
-        reward_thr: float = 2.0,
-        good_reward: float = 1.0,
-        bad_reward: float = -0.25,
-        kp_penalty: float = 1e-3,
-        block_size: int = 1024,
-    ):
+    def __init__(self, grid_size: int = 8, block_size: int = 1024, **settings):
         super().__init__()
         if block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {block_size}")
         self.grid_size = int(grid_size)
-        self.temperature = float(temperature)
-        self.reward_thr = float(reward_thr)
-        self.good_reward = float(good_reward)
-        self.bad_reward = float(bad_reward)
-        self.kp_penalty = float(kp_penalty)
         self.block_size = int(block_size)
-
-    def _kwargs(self) -> dict:
-        return dict(
-            temperature=self.temperature,
-            reward_thr=self.reward_thr,
-            good_reward=self.good_reward,
-            bad_reward=self.bad_reward,
-            kp_penalty=self.kp_penalty,
-        )
+        self.reward = RewardSettings(**settings)
 
     def terms(
         self,
@@ -377,12 +341,12 @@ class ReinforceLoss(nn.Module):
                     F12,
                     F21,
                     (width, height),
+                    reward=self.reward,
                     block_size=self.block_size,
-                    **self._kwargs(),
                 )
             else:
                 loss, stats = reinforce_dense_reference(
-                    samples1, samples2, fmap1, fmap2, F12, F21, (width, height), **self._kwargs()
+                    samples1, samples2, fmap1, fmap2, F12, F21, (width, height), reward=self.reward
                 )
             stats["score_mean"] = ((s1.mean() + s2.mean()) / 2).detach()
         return {"loss": loss, "stats": stats, "samples1": samples1.detach(), "samples2": samples2.detach()}

@@ -47,8 +47,8 @@ def _desc_draws(loss_fn, n: int, image_size, seed: int, step: int, first_positio
         p2 = sample_grid_points(1, height, width, loss_fn.grid_size, gen, device)
         draws[0].append(p1)
         draws[1].append(p2)
-        draws[2].append(draw_jitter(1, p1.shape[1], loss_fn.window_size, gen, device))
-        draws[3].append(draw_jitter(1, p2.shape[1], loss_fn.window_size, gen, device))
+        draws[2].append(draw_jitter(1, p1.shape[1], loss_fn.search.window_size, gen, device))
+        draws[3].append(draw_jitter(1, p2.shape[1], loss_fn.search.window_size, gen, device))
     return tuple(torch.cat(d, 0) for d in draws)
 
 
