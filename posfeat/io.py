@@ -323,18 +323,6 @@ def _visit_groups(h5: h5py.File) -> list[str]:
     return sorted(names)
 
 
-def list_feature_names(path: str | os.PathLike) -> list[str]:
-    """Names of the images stored in a feature file."""
-    with FeatureReader(path) as reader:
-        return reader.names()
-
-
-def read_features(path: str | os.PathLike, name: str) -> dict[str, np.ndarray]:
-    """Read one image's features; ``descriptors`` are returned N×D (transposed back from hloc's D×N)."""
-    with FeatureReader(path) as reader:
-        return reader[name]
-
-
 class FeatureReader:
     """Keeps one HDF5 file open for many reads (evaluation loops)."""
 

@@ -13,7 +13,7 @@ import torch
 
 #: default rows per block by device type: 64 keeps a 20480-wide float32 block (5 MB) in a CPU's cache (mutual NN
 #: of 20480 × 20480 128-D: 0.69 s with 64, 0.92 s with 256, 2.09 s with 1024 rows and the previous column
-#: reduction, on 2 Xeon cores; benchmarks/bench_pairs.py)
+#: reduction, on 2 Xeon cores; benchmarks/speed/bench_pairs.py)
 BLOCK_SIZE = {"cpu": 64, "cuda": 4096}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 #: test modules that import an optional package at collection: pycolmap (directly or through the COLMAP-based
-#: evaluations) and Hydra (DVC's composition). A bare CUDA machine (torch only, as benchmarks/gpu_check.sh
+#: evaluations) and Hydra (DVC's composition). A bare CUDA machine (torch only, as benchmarks/speed/gpu_check.sh
 #: expects) has neither: these modules are then left out, not collection errors.
 NEEDS = {
     "pycolmap": (

@@ -18,7 +18,7 @@ from posfeat.evaluation.aachen.localize import QueryResult
 from posfeat.evaluation.aachen.results import localization_recall, read_submission, write_submission
 from posfeat.evaluation.poses import pose_error
 from posfeat.extraction import extract_sift
-from posfeat.io import DataError, FeatureWriter, list_feature_names
+from posfeat.io import DataError, FeatureReader, FeatureWriter
 
 #: fewer two-view RANSAC trials than COLMAP's 10000 keep the tests fast; the rest is the protocol.
 FAST = AachenConfig(verification_max_trials=1000)
@@ -179,7 +179,7 @@ def test_duplicate_basenames_rejected(tmp_path):
 def test_missing_features_named(aachen, features, tmp_path):
     feats = tmp_path / "f.h5"
     with h5py.File(features, "r") as src, h5py.File(feats, "w") as dst:
-        for name in list_feature_names(features):
+        for name in FeatureReader(features).names():
             if name != "db/1003.jpg":
                 src.copy(src[name], dst, name)
     with pytest.raises(DataError, match=r"f\.h5.*db/1003\.jpg"):

@@ -166,3 +166,53 @@ def test_a_setting_the_cli_names_can_be_overridden():
     """`dvc exp run -S photos.min_images=5` composes (Hydra refuses to override a key the base lacks)."""
     assert _compose("photos.min_images=5")["photos"]["min_images"] == 5
     assert _compose("eval.eth.use_exif=false")["eval"]["eth"]["use_exif"] is False
+
+
+def _defaults(cls) -> dict:
+    """The fields of a configuration dataclass that have a default, with it."""
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def _comparable(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+@pytest.mark.parametrize("stage", ["desc", "kp"])
+def test_training_settings_have_one_key_each_and_the_papers_defaults(stage):
+    """Every field of a stage's configuration has a key in conf/ (so `-S train_<stage>.<field>=…` works), conf has no
+    key the stage does not read, and the dataclass defaults are the paper's recipe (trajectory-free fields apart)."""
+    import dataclasses
+
+    from posfeat.training.config import STAGE_CONFIGS
+
+    cls = STAGE_CONFIGS[stage]
+    section = _compose()[f"train_{stage}"]
+    stage_keys = set(section) - {"optimizer", "lr"}  # train_kp's own optimiser, read by the stage, not the config
+    assert stage_keys == {f.name for f in dataclasses.fields(cls)}
+    paper = _compose("scale=paper")[f"train_{stage}"]
+    run_only = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("trajectory", True)}
+    for name, default in _defaults(cls).items():
+        if name not in run_only:
+            assert _comparable(default) == _comparable(paper[name]), f"train_{stage}.{name}"
+
+
+def test_model_settings_have_one_key_each_and_the_papers_defaults():
+    """The same for the model: every ModelConfig field has a key under `model`, and its default is the paper's
+    model, except `pretrained` (ImageNet weights must be fetched first: the library does not assume them)."""
+    import dataclasses
+
+    from posfeat.models.config import ModelConfig
+
+    assert set(_compose()["model"]) == {f.name for f in dataclasses.fields(ModelConfig)}
+    paper = _compose("scale=paper")["model"]
+    for name, default in _defaults(ModelConfig).items():
+        if name != "pretrained":
+            assert _comparable(default) == _comparable(paper[name]), f"model.{name}"

@@ -186,7 +186,7 @@ def test_demo_eth_scene_with_sift(tmp_path):
     """SIFT on a demo ETH scene (the demo stage's "Plaza", 12 views over 150°): every image registered,
     sub-degree median rotation error, accurate relative poses.
 
-    Spread over seeds 0–2 × OMP_NUM_THREADS 1, 2 (``benchmarks/threshold_spread.py``): 12/12 registered,
+    Spread over seeds 0–2 × OMP_NUM_THREADS 1, 2 (``tests/threshold_spread.py``): 12/12 registered,
     rotation error 0.27–0.30°, AUC@20 0.968–0.969, reprojection error 0.31–0.33 px; the bounds leave 3×."""
     from posfeat.demo import write_eth_scene
 
@@ -230,7 +230,7 @@ def test_demo_root_scene(demo_root, tmp_path):
     db = pycolmap.Database.open(str(work / "database.db"))
     try:
         edges = list(verification.verification_stats(db).inliers_per_pair)
-        id_by_name = colmap.image_ids_by_name(db)
+        id_by_name = {im.name: im.image_id for im in db.read_all_images()}
     finally:
         db.close()
     rec = pycolmap.Reconstruction(res.model_path)

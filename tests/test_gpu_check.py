@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.py: it refuses to run without CUDA or with bad arguments, its arithmetic is right, and its
+"""benchmarks/speed/gpu_check.py: it refuses to run without CUDA or with bad arguments, its arithmetic is right, and its
 CPU dry run (``--device cpu --tiny``) writes every section with the fields a GPU run fills, on a machine without
 pycolmap, DVC, Hydra or ruamel. No timing is asserted."""
 
@@ -15,10 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.speed import gpu_check
 
-from benchmarks import gpu_check  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 HIDDEN = ("pycolmap", "hydra", "dvc", "dvclive", "ruamel")
 """packages a bare CUDA machine may lack: nothing gpu_check runs may import them"""
@@ -40,7 +39,7 @@ def _hide_packages(folder: Path) -> dict:
 def test_gpu_check_fails_clearly_without_cuda(tmp_path):
     out = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.speed.gpu_check", "--out", str(out)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -70,7 +69,7 @@ def test_bad_arguments_give_one_clear_line(argv, message, tmp_path, capsys):
 def test_wrapper_rejects_a_bad_timeout():
     env = dict(os.environ, GPU_CHECK_TIMEOUT="8min", PYTHON=sys.executable)
     proc = subprocess.run(
-        [str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--tiny"],
+        [str(ROOT / "benchmarks" / "speed" / "gpu_check.sh"), "--device", "cpu", "--tiny"],
         capture_output=True,
         text=True,
         env=env,
@@ -171,7 +170,7 @@ def test_suite_collects_without_pycolmap(tmp_path):
 
 
 def test_bench_training_reports_steady_state_losses_and_memory():
-    from benchmarks.bench_training import SCALES, run_case
+    from benchmarks.speed.bench_training import SCALES, run_case
 
     old = SCALES["demo"]["desc"]
     SCALES["demo"]["desc"] = ((64, 48), 2)  # tiny, in this process only
@@ -213,7 +212,7 @@ def dry_run(tmp_path_factory):
     env = dict(_hide_packages(tmp), PYTHON=sys.executable)
     out = tmp / "report.json"
     proc = subprocess.run(
-        [str(ROOT / "benchmarks" / "gpu_check.sh"), "--device", "cpu", "--tiny", "--out", str(out)],
+        [str(ROOT / "benchmarks" / "speed" / "gpu_check.sh"), "--device", "cpu", "--tiny", "--out", str(out)],
         capture_output=True,
         text=True,
         env=env,
@@ -286,7 +285,7 @@ def test_dry_run_trains_both_stages_for_real(dry_run):
 def test_real_training_calls_resume_where_the_last_one_stopped(tmp_path, monkeypatch):
     """Real training in two calls of 2 steps (the second resumed from the first's checkpoint) has the loss curve
     of one call of 4 steps: nothing is retrained or lost between calls."""
-    from benchmarks.bench_training import SCALES
+    from benchmarks.speed.bench_training import SCALES
     from posfeat.demo import write_megadepth
     from posfeat.trainset.prepare import prepare_megadepth
 
@@ -313,8 +312,10 @@ def test_a_terminated_run_keeps_what_it_measured(tmp_path):
     import time
 
     out = tmp_path / "report.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--tiny", "--out", str(out)]
-    proc = subprocess.Popen([*cmd, "--skip", "training", "ddp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    cmd = [sys.executable, "-m", "benchmarks.speed.gpu_check", "--device", "cpu", "--tiny", "--out", str(out)]
+    proc = subprocess.Popen(
+        [*cmd, "--skip", "training", "ddp"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT
+    )
     try:
         deadline = time.monotonic() + 300
         while not out.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -11,8 +11,6 @@ from posfeat.io import (
     FeatureReader,
     FeatureWriter,
     atomic_path,
-    list_feature_names,
-    read_features,
     read_json,
     write_json,
 )
@@ -28,9 +26,11 @@ def test_feature_file_roundtrip_exact(tmp_path):
     with FeatureWriter(path) as w:
         for name, (k, s, d, size) in feats.items():
             w.add(name, k, s, d, size)
-    assert list_feature_names(path) == sorted(feats)
+    with FeatureReader(path) as r:
+        assert r.names() == sorted(feats)
+        got_all = {name: r[name] for name in feats}
     for name, (k, s, d, size) in feats.items():
-        got = read_features(path, name)
+        got = got_all[name]
         assert np.array_equal(got["keypoints"], k.astype(np.float32))
         assert np.array_equal(got["scores"], s.astype(np.float32))
         assert np.array_equal(got["descriptors"], d.astype(np.float32))
@@ -82,7 +82,7 @@ def test_json_errors_name_the_file(tmp_path):
         read_json(tmp_path / "missing.json")
     (tmp_path / "bad.h5").write_bytes(b"not hdf5")
     with pytest.raises(DataError, match="bad.h5"):
-        read_features(tmp_path / "bad.h5", "x")
+        FeatureReader(tmp_path / "bad.h5")["x"]
 
 
 def test_float16_descriptors_halve_the_file_and_read_back_as_float32(tmp_path):

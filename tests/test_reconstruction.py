@@ -18,7 +18,7 @@ import pycolmap
 import pytest
 
 from posfeat.datasets.internet import make_collection
-from posfeat.sfm import colmap, reconstruction
+from posfeat.sfm import colmap, reconstruction, two_view_focals
 
 
 def _rot(rng, deg):
@@ -57,11 +57,11 @@ def _fundamental(c1, c2):
 def test_essential_gap_is_zero_at_the_true_focals():
     sizes = [(800, 600), (640, 480)]
     cams = _scene([0.9, 1.7], sizes)
-    Fn = reconstruction.normalise_fundamental(_fundamental(*cams), *sizes)
-    assert reconstruction.essential_gap(Fn, 0.9, 1.7) < 1e-9
-    assert reconstruction.essential_gap(Fn, 1.2, 1.2) > 0.01
+    Fn = two_view_focals.normalise_fundamental(_fundamental(*cams), *sizes)
+    assert two_view_focals.essential_gap(Fn, 0.9, 1.7) < 1e-9
+    assert two_view_focals.essential_gap(Fn, 1.2, 1.2) > 0.01
     grid = np.geomspace(0.5, 3, 7)
-    assert reconstruction.essential_gap(Fn, grid, 1.7).shape == (7,)
+    assert two_view_focals.essential_gap(Fn, grid, 1.7).shape == (7,)
 
 
 def test_solve_recovers_mixed_focal_factors():
@@ -72,17 +72,17 @@ def test_solve_recovers_mixed_focal_factors():
     sizes = [(800, 600), (640, 480), (1024, 768), (600, 800)] * 2
     cams = _scene(factors, sizes, seed=1)
     pairs = [
-        (i, j, reconstruction.normalise_fundamental(_fundamental(cams[i], cams[j]), sizes[i], sizes[j]), 1.0)
+        (i, j, two_view_focals.normalise_fundamental(_fundamental(cams[i], cams[j]), sizes[i], sizes[j]), 1.0)
         for i in range(8)
         for j in range(i + 1, 8)
     ]
-    est, own, scale = reconstruction.solve_focal_factors(pairs, 8, fixed={})
+    est, own, scale = two_view_focals.solve_focal_factors(pairs, 8, fixed={})
     assert own.all() and scale is not None
     ratio = est / np.asarray(factors)
     np.testing.assert_allclose(ratio, np.exp(np.log(ratio).mean()), rtol=0.03)
     assert np.exp(np.log(est).mean()) == pytest.approx(1.2)
     # a prior is kept as given and carries the scale
-    est2, own2, scale2 = reconstruction.solve_focal_factors(pairs, 8, fixed={0: 0.7})
+    est2, own2, scale2 = two_view_focals.solve_focal_factors(pairs, 8, fixed={0: 0.7})
     assert est2[0] == 0.7 and not own2[0] and scale2 == 1.0
     np.testing.assert_allclose(est2, factors, rtol=0.03)
 
@@ -108,9 +108,9 @@ def test_estimate_and_apply_through_a_database(tmp_path):
                 g.F = _fundamental(cams[i], cams[j])
                 g.inlier_matches = np.stack([np.arange(50), np.arange(50)], 1).astype(np.uint32)
                 db.write_two_view_geometry(ids[i], ids[j], g)
-        est = reconstruction.estimate_focals(db)
+        est = two_view_focals.estimate_focals(db)
         assert est.counts() == {"prior": 1, "two_view": 3, "guess": 0}
-        assert reconstruction.apply_focals(db, est) == 3
+        assert two_view_focals.apply_focals(db, est) == 3
         got = {int(c.camera_id): c.mean_focal_length() for c in db.read_all_cameras()}
         prior = {int(c.camera_id): c.has_prior_focal_length for c in db.read_all_cameras()}
     finally:
@@ -121,8 +121,8 @@ def test_estimate_and_apply_through_a_database(tmp_path):
 
     db = pycolmap.Database.open(str(tmp_path / "d.db"))
     try:  # a prior found wrong: dropped, then self-calibrated like the others
-        assert reconstruction.drop_focal_priors(db) == 1 and reconstruction.drop_focal_priors(db) == 0
-        est = reconstruction.estimate_focals(db)
+        assert two_view_focals.drop_focal_priors(db) == 1 and two_view_focals.drop_focal_priors(db) == 0
+        est = two_view_focals.estimate_focals(db)
     finally:
         db.close()
     assert est.counts() == {"prior": 0, "two_view": 4, "guess": 0}
@@ -134,7 +134,7 @@ def test_no_pairs_keeps_the_guess(tmp_path):
     db = colmap.create_database(tmp_path / "d.db")
     try:
         colmap.add_image(db, "a.jpg", colmap.add_camera(db, colmap.guess_camera(640, 480)))
-        est = reconstruction.estimate_focals(db)
+        est = two_view_focals.estimate_focals(db)
     finally:
         db.close()
     assert est.counts()["guess"] == 1 and est.scale is None

@@ -32,7 +32,7 @@ def test_short_training_lowers_the_epipolar_loss(index, tmp_path):
 
     The fall depends on the CPU and the thread count: over seeds 0–2 and OMP_NUM_THREADS 1 and 2 the loss
     after was 0.55–0.77 of the loss before here, 0.88 on another machine
-    (``benchmarks/threshold_spread.py``). Asserted: it falls by more than 5 %."""
+    (``tests/threshold_spread.py``). Asserted: it falls by more than 5 %."""
     from posfeat.models import build_model, load_checkpoint
 
     one = {**index, "train": index["train"][:1]}
@@ -109,7 +109,7 @@ def test_amp_training_lowers_the_loss(index, tmp_path, monkeypatch):
     loss of the trained pair falls by more than 5 %, as after the same float32 training.
 
     Not a ratio to float32: where bfloat16 is emulated the trajectory differs by CPU and thread count
-    (bf16 fall / fp32 fall 0.82–1.60 over seeds 0–2 and 1–2 threads, ``benchmarks/threshold_spread.py``)."""
+    (bf16 fall / fp32 fall 0.82–1.60 over seeds 0–2 and 1–2 threads, ``tests/threshold_spread.py``)."""
     from posfeat import utils
     from posfeat.models import build_model, load_checkpoint
 

@@ -21,6 +21,7 @@ SUBCOMMANDS = (
     "eval_hpatches",
     "eval_eth",
     "eval_aachen",
+    "eval_real",
     "convert",
     "export",
 )

@@ -40,7 +40,6 @@ from posfeat.demo.megadepth import MEGADEPTH_SCENE_IDS, megadepth_scene_ids, wri
 from posfeat.demo.photometry import stylize
 from posfeat.demo.textures import (
     EVAL_PHOTOS,
-    MATPLOTLIB_PHOTOS,
     TRAIN_PHOTOS,
     apply_grain,
     make_texture,
@@ -48,13 +47,12 @@ from posfeat.demo.textures import (
     sky_texture,
     value_noise,
 )
-from posfeat.demo.world import World, build_world, light_planes, orbit_camera
+from posfeat.demo.world import World, build_world, orbit_camera
 
 __all__ = [
     "DEFAULT_SIZES",
     "ETH_SCENE_NAMES",
     "EVAL_PHOTOS",
-    "MATPLOTLIB_PHOTOS",
     "MEGADEPTH_SCENE_IDS",
     "TRAIN_PHOTOS",
     "World",
@@ -62,7 +60,6 @@ __all__ = [
     "build_world",
     "eth_scene_name",
     "generate_demo",
-    "light_planes",
     "make_texture",
     "megadepth_scene_ids",
     "orbit_camera",

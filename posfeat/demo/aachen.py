@@ -95,13 +95,10 @@ def write_aachen(
     jpeg_quality: int = 92,
     pairs_per_query: int = 10,
     db_neighbours: int = 5,
-    style: str = "classic",
 ) -> dict:
     """Aachen Day-Night v1.1 layout with ground-truth query poses (``queries/ground_truth_queries.txt``)."""
     rng = item_rng(seed, "aachen", 0)
-    world = build_world(
-        rng, photo_pool("eval", style), n_objects=(5, 7), n_buildings=(3, 4), texture_scale=size[0] / 640.0, style=style
-    )
+    world = build_world(rng, photo_pool("eval"), n_objects=(5, 7), n_buildings=(3, 4), texture_scale=size[0] / 640.0)
     up = root / "images" / "images_upright"
     db_names, db_cams, db_depths = _write_db_images(up, world, rng, n_db, size, jpeg_quality)
     queries = _write_queries(up, world, rng, db_cams, n_day, n_night, size, jpeg_quality)

@@ -23,12 +23,12 @@ def eth_scene_name(k: int) -> str:
 
 
 def write_eth_scene(
-    root: Path, seed: int, k: int, n_images: int, size=(640, 480), jpeg_quality: int = 92, style: str = "classic"
+    root: Path, seed: int, k: int, n_images: int, size=(640, 480), jpeg_quality: int = 92
 ) -> tuple[str, int]:
     """ETH scene ``k``: ``<Scene>/images/*.jpg`` + ``gt_cameras.txt``; cameras on a 150° arc around the cluster."""
     rng = item_rng(seed, "eth", k)
     scene = eth_scene_name(k)
-    world = build_world(rng, photo_pool("eval", style), n_objects=(5, 7), texture_scale=size[0] / 640.0, style=style)
+    world = build_world(rng, photo_pool("eval"), n_objects=(5, 7), texture_scale=size[0] / 640.0)
     az0, spread = rng.uniform(0, 2 * np.pi), np.radians(150)
     named = []
     for i in range(n_images):

@@ -18,7 +18,6 @@ from posfeat.demo.aachen import write_aachen
 from posfeat.demo.eth import write_eth_scene
 from posfeat.demo.hpatches import write_hpatches_i, write_hpatches_v
 from posfeat.demo.megadepth import write_megadepth_scene
-from posfeat.demo.textures import check_style
 from posfeat.utils import get_logger
 
 logger = get_logger(__name__)
@@ -39,7 +38,6 @@ DEFAULT_SIZES: dict = {
     "aachen_size": (640, 480),
     "min_covisibility": 0.1,
     "jpeg_quality": 92,
-    "textures": "classic",  # classic | photographic (textures.STYLES)
 }
 
 
@@ -64,12 +62,11 @@ def _run_task(out: Path, seed: int, cfg: dict, kind: str, index: int):
             tuple(cfg["megadepth_size"]),
             cfg["min_covisibility"],
             cfg["jpeg_quality"],
-            style=cfg["textures"],
         )
     if kind == "hpatches_i":
-        return write_hpatches_i(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]), style=cfg["textures"])
+        return write_hpatches_i(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]))
     if kind == "hpatches_v":
-        return write_hpatches_v(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]), style=cfg["textures"])
+        return write_hpatches_v(out / "hpatches", seed, index, tuple(cfg["hpatches_size"]))
     if kind == "eth":
         return write_eth_scene(
             out / "eth",
@@ -78,7 +75,6 @@ def _run_task(out: Path, seed: int, cfg: dict, kind: str, index: int):
             cfg["eth_images"],
             tuple(cfg["eth_size"]),
             cfg["jpeg_quality"],
-            style=cfg["textures"],
         )
     if kind == "aachen":
         return write_aachen(
@@ -89,7 +85,6 @@ def _run_task(out: Path, seed: int, cfg: dict, kind: str, index: int):
             cfg["aachen_night_queries"],
             tuple(cfg["aachen_size"]),
             cfg["jpeg_quality"],
-            style=cfg["textures"],
         )
     raise ValueError(f"unknown demo task {kind!r}")
 
@@ -106,8 +101,7 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
             code paths of numpy and OpenCV (:mod:`posfeat.demo.portable`), so they do not depend on
             the CPU either.
         **sizes: overrides of :data:`DEFAULT_SIZES` (counts, ``*_size`` ``(W, H)`` image sizes,
-            ``min_covisibility`` for MegaDepth pairs, ``jpeg_quality``, ``textures``: ``classic`` |
-            ``photographic``).
+            ``min_covisibility`` for MegaDepth pairs, ``jpeg_quality``).
 
     Returns:
         A summary dict (counts per dataset, ``seconds``, ``bytes``, the workers' ``code_paths``).
@@ -116,7 +110,6 @@ def generate_demo(out_dir: str | os.PathLike, seed: int = 0, workers: int | None
     if unknown:
         raise ValueError(f"unknown demo parameters: {sorted(unknown)} (known: {sorted(DEFAULT_SIZES)})")
     cfg = {**DEFAULT_SIZES, **sizes}
-    check_style(cfg["textures"])
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out}: output folder exists and is not empty")

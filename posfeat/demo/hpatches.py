@@ -57,11 +57,11 @@ def _hpatches_v_cameras(rng, plane: Plane, size, max_tries: int = 200) -> list[C
     return cams
 
 
-def write_hpatches_i(root: Path, seed: int, s: int, size=(480, 352), style: str = "classic") -> str:
+def write_hpatches_i(root: Path, seed: int, s: int, size=(480, 352)) -> str:
     """Illumination sequence ``i_demo<s>``: one view of an evaluation world under six photometric conditions."""
     W, _ = size
     rng = item_rng(seed, "hpatches_i", s)
-    world = build_world(rng, photo_pool("eval", style), n_buildings=(3, 4), texture_scale=W / 640.0, style=style)
+    world = build_world(rng, photo_pool("eval"), n_buildings=(3, 4), texture_scale=W / 640.0)
     cam = orbit_camera(rng, world, rng.uniform(0, 2 * np.pi), rng.uniform(4.0, 9.0), rng.uniform(1.0, 3.0), size)
     image, _ = render_checked(world, cam, f"hpatches/i_demo{s:02d}")
     name = f"i_demo{s:02d}"
@@ -76,14 +76,12 @@ def write_hpatches_i(root: Path, seed: int, s: int, size=(480, 352), style: str 
     return name
 
 
-def write_hpatches_v(root: Path, seed: int, s: int, size=(480, 352), style: str = "classic") -> str:
+def write_hpatches_v(root: Path, seed: int, s: int, size=(480, 352)) -> str:
     """Viewpoint sequence ``v_demo<s>``: one textured plane seen by six cameras, exact ``H_1_k``."""
     W, _ = size
     rng = item_rng(seed, "hpatches_v", s)
     ts = W / 480.0  # texture resolution follows the image size (small sequences for tests are fast)
-    tex, _ = make_texture(
-        rng, int(round(1200 * ts)), int(round(1600 * ts)), photo_pool("eval", style), photo_density=1.3, style=style
-    )
+    tex, _ = make_texture(rng, int(round(1200 * ts)), int(round(1600 * ts)), photo_pool("eval"), photo_density=1.3)
     plane = rect_plane(np.zeros(3), (1, 0, 0), (0, -1, 0), 8.0, 6.0, tex, two_sided=False, name="v_plane")
     # normal = u x v = (1,0,0)x(0,-1,0) = -z: seen unmirrored from +z
     cams = _hpatches_v_cameras(rng, plane, size)

@@ -65,7 +65,6 @@ def write_megadepth_scene(
     size=(640, 480),
     min_covisibility: float = 0.1,
     jpeg_quality: int = 92,
-    style: str = "classic",
 ) -> tuple[str, dict]:
     """Scene ``k`` of the MegaDepth (CAPS) layout → ``(scene_id, summary)``.
 
@@ -73,7 +72,7 @@ def write_megadepth_scene(
     """
     scene_id = megadepth_scene_ids(k + 1)[k]
     rng = item_rng(seed, "megadepth", k)
-    world = build_world(rng, photo_pool("train", style), texture_scale=size[0] / 640.0, style=style)
+    world = build_world(rng, photo_pool("train"), texture_scale=size[0] / 640.0)
     spread = 2 * np.pi if k % 4 == 1 else np.radians(rng.uniform(60, 110))
     az0 = rng.uniform(0, 2 * np.pi)
     cams, depths = [], []

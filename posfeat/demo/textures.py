@@ -1,5 +1,5 @@
 """Textures of the demo world: the photo pool (train and evaluation photographs kept apart), procedural
-layers (value noise, shapes, text, facades with windows), :func:`make_texture` that blends them, the
+layers (value noise, shapes, text), :func:`make_texture` that blends them, the
 per-texture grain (:func:`apply_grain`) and the sky.
 
 Training scenes (MegaDepth) only use the photographs in :data:`TRAIN_PHOTOS`; evaluation scenes (HPatches,
@@ -29,14 +29,6 @@ TRAIN_PHOTOS: tuple[str, ...] = (
     "page",
     "hubble_deep_field",
 )
-#: photographs added to the training pool by the ``photographic`` style (from matplotlib's sample data)
-EXTRA_TRAIN_PHOTOS: tuple[str, ...] = ("grace_hopper", "jacksboro_fault_dem")
-#: texture styles of the demo world (params ``demo.textures``)
-STYLES = ("classic", "photographic")
-
-
-#: images that come with matplotlib (its sample data) rather than scikit-image; the DEM is hill-shaded.
-MATPLOTLIB_PHOTOS = {"grace_hopper": "grace_hopper.jpg", "jacksboro_fault_dem": "jacksboro_fault_dem.npz"}
 
 
 #: photographs used by EVALUATION scenes (HPatches, Aachen, ETH); disjoint from :data:`TRAIN_PHOTOS`.
@@ -70,20 +62,13 @@ def _to_rgb_uint8(a: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=4)
-def photo_pool(split: str, style: str = "classic") -> tuple[tuple[str, np.ndarray], ...]:
-    """The photographs of a split (``"train"`` or ``"eval"``) as ``(name, RGB uint8)`` tuples; the
-    ``photographic`` style adds :data:`EXTRA_TRAIN_PHOTOS` to the training pool."""
+def photo_pool(split: str) -> tuple[tuple[str, np.ndarray], ...]:
+    """The photographs of a split (``"train"`` or ``"eval"``) as ``(name, RGB uint8)`` tuples."""
     import skimage.data
 
-    check_style(style)
-    names = {"train": TRAIN_PHOTOS + (EXTRA_TRAIN_PHOTOS if style == "photographic" else ()), "eval": EVAL_PHOTOS}[
-        split
-    ]
+    names = {"train": TRAIN_PHOTOS, "eval": EVAL_PHOTOS}[split]
     out = []
     for name in names:
-        if name in MATPLOTLIB_PHOTOS:
-            out.append((name, _matplotlib_photo(name)))
-            continue
         img = getattr(skimage.data, name)()
         if isinstance(img, tuple):  # stereo_motorcycle: (left, right, disparity)
             out.append((f"{name}_left", _to_rgb_uint8(img[0])))
@@ -91,22 +76,6 @@ def photo_pool(split: str, style: str = "classic") -> tuple[tuple[str, np.ndarra
         else:
             out.append((name, _to_rgb_uint8(img)))
     return tuple(out)
-
-
-def _matplotlib_photo(name: str) -> np.ndarray:
-    """One of matplotlib's sample images as RGB uint8; an elevation model is hill-shaded (rock, terrain)."""
-    import matplotlib.cbook as cbook
-    from matplotlib import colormaps
-    from matplotlib.colors import LightSource
-
-    path = cbook.get_sample_data(MATPLOTLIB_PHOTOS[name], asfileobj=False)
-    if str(path).endswith(".npz"):
-        z = np.load(path)["elevation"].astype(np.float64)
-        rgb = LightSource(azdeg=315, altdeg=40).shade(
-            z, cmap=colormaps["gist_earth"], vert_exag=0.05, blend_mode="soft"
-        )
-        return _to_rgb_uint8(rgb[:, :, :3])
-    return _to_rgb_uint8(cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB))
 
 
 def value_noise(rng: np.random.Generator, h: int, w: int, cells: tuple[int, ...] = (3, 9, 27, 81)) -> np.ndarray:
@@ -207,104 +176,7 @@ def _draw_shapes(canvas: np.ndarray, rng: np.random.Generator, n: int, scale: fl
             )
 
 
-def _photo_layer(rng: np.random.Generator, h: int, w: int, photo: np.ndarray, px_scale: float) -> np.ndarray:
-    """``photo`` resampled at ``px_scale`` (texture px per photo px), randomly rotated/flipped/shifted, tiled
-    by mirroring to fill ``(h, w)``: a seamless photographic surface, float32 RGB in [0, 255]."""
-    img = photo if rng.random() < 0.5 else photo[:, ::-1]
-    img = np.rot90(img, int(rng.integers(0, 4))) if rng.random() < 0.3 else img
-    ph, pw = img.shape[:2]
-    angle = rng.uniform(-20, 20) if rng.random() < 0.5 else 0.0
-    A = cv2.getRotationMatrix2D(((pw - 1) / 2, (ph - 1) / 2), angle, px_scale)
-    A[:, 2] += (
-        np.array([(w - 1) / 2, (h - 1) / 2])
-        - np.array([(pw - 1) / 2, (ph - 1) / 2])
-        + rng.uniform(-0.5, 0.5, 2) * (w, h)
-    )
-    flags = cv2.INTER_AREA if px_scale < 1 else cv2.INTER_CUBIC
-    return cv2.warpAffine(np.ascontiguousarray(img), A, (w, h), flags=flags, borderMode=cv2.BORDER_REFLECT_101).astype(
-        np.float32
-    )
-
-
-def _soft_mask(rng: np.random.Generator, h: int, w: int, cells: int = 3) -> np.ndarray:
-    """A blobby [0, 1] mask with soft edges (a few px of feathering), covering ~30–60% of the canvas."""
-    n = value_noise(rng, h, w, cells=(cells, 3 * cells))[:, :, 0]
-    thr = rng.uniform(0.45, 0.65)
-    edge = rng.uniform(0.02, 0.08)
-    return np.clip((n - thr) / edge + 0.5, 0.0, 1.0)
-
-
-def _draw_facade(canvas: np.ndarray, rng: np.random.Generator, photos) -> None:
-    """Windows on a building face: a regular grid of framed, dark, reflective panes (in place, float32)."""
-    H, W = canvas.shape[:2]
-    cols, rows = int(rng.integers(3, 9)), int(rng.integers(2, 6))
-    cw, ch = W / cols, H / rows
-    fw, fh = rng.uniform(0.35, 0.65) * cw, rng.uniform(0.35, 0.6) * ch
-    frame = rng.uniform(0.04, 0.1) * min(fw, fh)
-    _, refl_photo = photos[int(rng.integers(0, len(photos)))]
-    refl = _photo_layer(rng, H, W, refl_photo, rng.uniform(0.5, 1.5)) * rng.uniform(0.25, 0.5)
-    frame_col = rng.uniform(0.6, 1.4, 3).astype(np.float32)
-    for i in range(cols):
-        for j in range(rows):
-            if rng.random() < 0.08:
-                continue  # a missing window (a door, a sign) keeps the grid from being perfectly periodic
-            x0, y0 = int(i * cw + (cw - fw) / 2), int(j * ch + (ch - fh) / 2)
-            x1, y1 = int(x0 + fw), int(y0 + fh)
-            f = max(1, int(frame))
-            canvas[y0 - f : y1 + f, x0 - f : x1 + f] *= frame_col * 1.1
-            pane = canvas[y0:y1, x0:x1]
-            pane[:] = pane * 0.25 + refl[y0:y1, x0:x1]
-            if rng.random() < 0.5:  # a sill: a bright ledge with a shadow below
-                canvas[y1 + f : y1 + 2 * f + 1, x0 - 2 * f : x1 + 2 * f] *= 1.3
-                canvas[y1 + 2 * f + 1 : y1 + 4 * f + 1, x0 - 2 * f : x1 + 2 * f] *= 0.6
-
-
-def check_style(style: str) -> str:
-    """``style`` if it is one of :data:`STYLES`, else a ``ValueError`` naming the choices."""
-    if style not in STYLES:
-        raise ValueError(f"demo textures must be one of {STYLES}, got {style!r}")
-    return style
-
-
 def make_texture(
-    rng: np.random.Generator,
-    h: int,
-    w: int,
-    photos,
-    photo_density: float = 1.0,
-    shape_density: float | None = None,
-    grain: float | None = None,
-    facade: bool = False,
-    style: str = "classic",
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """A texture in the demo world's ``style`` (:func:`classic_texture` or :func:`photographic_texture`).
-
-    ``shape_density`` and ``grain`` default to the style's own (classic 1.0 and 0.35, photographic 0.03
-    and 0.2); ``facade`` (windows) only applies to the photographic style.
-    """
-    if check_style(style) == "classic":
-        return classic_texture(
-            rng,
-            h,
-            w,
-            photos,
-            photo_density,
-            1.0 if shape_density is None else shape_density,
-            0.35 if grain is None else grain,
-        )
-    return photographic_texture(
-        rng,
-        h,
-        w,
-        photos,
-        photo_density,
-        0.03 if shape_density is None else shape_density,
-        0.2 if grain is None else grain,
-        facade,
-    )
-
-
-def classic_texture(
     rng: np.random.Generator,
     h: int,
     w: int,
@@ -337,57 +209,6 @@ def classic_texture(
         used.add(name)
         _paste_photo(canvas, rng, photo, int(rng.uniform(0.4, 1.0) * patch_size))
     n_shapes = int(round(shape_density * h * w / 60.0**2))
-    _draw_shapes(canvas, rng, n_shapes, scale=min(h, w, 90))
-    return apply_grain(canvas, rng, grain), tuple(sorted(used))
-
-
-def photographic_texture(
-    rng: np.random.Generator,
-    h: int,
-    w: int,
-    photos,
-    photo_density: float = 1.0,
-    shape_density: float = 0.03,
-    grain: float = 0.2,
-    facade: bool = False,
-) -> tuple[np.ndarray, tuple[str, ...]]:
-    """A photographic surface: real photographs blended with soft masks, with shading and a little detail.
-
-    The base is one photograph resampled to cover the whole texture; ``~photo_density`` further photographs
-    per (300 px)² are blended in through soft, blobby masks (weathering, stains, patches of another
-    material), the result is shaded by smooth low-frequency illumination, and only a few synthetic shapes
-    (signs, marks) are drawn. ``facade`` adds a grid of framed, reflective windows (building faces).
-
-    Args:
-        rng: random stream.
-        h, w: texture size in pixels.
-        photos: ``(name, RGB uint8)`` pool to draw photographs from.
-        photo_density: blended photographs per (300 px)² of texture.
-        shape_density: synthetic shapes per (60 px)² of texture (0.03: a few per face).
-        grain: amplitude of the unique fine grain (:func:`apply_grain`) that makes repeated patterns distinct.
-        facade: draw windows.
-
-    Returns:
-        ``(texture uint8 (h, w, 3), names of the photographs used)``.
-    """
-    used = set()
-
-    def layer() -> np.ndarray:
-        name, photo = photos[int(rng.integers(0, len(photos)))]
-        used.add(name)
-        scale = float(np.exp(rng.uniform(np.log(0.35), np.log(1.3))))
-        out = _photo_layer(rng, h, w, photo, scale)
-        return out * rng.uniform(0.75, 1.25, size=3).astype(np.float32)  # material tint
-
-    canvas = layer()
-    for _ in range(int(rng.poisson(max(0.5, photo_density * h * w / 300.0**2)))):
-        m = _soft_mask(rng, h, w, cells=int(rng.integers(2, 6)))[:, :, None]
-        canvas = canvas * (1 - m) + layer() * m
-    if facade:
-        _draw_facade(canvas, rng, photos)
-    shade = 0.75 + 0.5 * value_noise(rng, h, w, cells=(2, 5))[:, :, :1]  # soft shadows, dirt, uneven light
-    canvas = np.clip(canvas * shade, 0, 255).astype(np.uint8)
-    n_shapes = int(rng.poisson(shape_density * h * w / 60.0**2))
     _draw_shapes(canvas, rng, n_shapes, scale=min(h, w, 90))
     return apply_grain(canvas, rng, grain), tuple(sorted(used))
 

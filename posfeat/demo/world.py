@@ -65,27 +65,24 @@ def _box_faces(
     ppm: float,
     name: str,
     top: bool = True,
-    facade: bool = False,
-    style: str = "classic",
 ) -> list[Plane]:
-    """The 4 side faces (and the top) of a box standing on the ground, outward-facing, single-sided;
-    ``facade``: the side faces have windows."""
+    """The 4 side faces (and the top) of a box standing on the ground, outward-facing, single-sided."""
     sx, sy, sz = size
     c, s = np.cos(yaw), np.sin(yaw)
     ex, ey, ez = np.array([c, s, 0.0]), np.array([-s, c, 0.0]), np.array([0.0, 0.0, 1.0])
     base = np.array([center_xy[0], center_xy[1], 0.0])
     faces = []
     for k, (n, half, width) in enumerate([(ex, sx / 2, sy), (-ex, sx / 2, sy), (ey, sy / 2, sx), (-ey, sy / 2, sx)]):
-        tex, src = make_texture(rng, _tex_size(sz, ppm), _tex_size(width, ppm), photos, facade=facade, style=style)
+        tex, src = make_texture(rng, _tex_size(sz, ppm), _tex_size(width, ppm), photos)
         faces.append(_face(base + n * half + ez * sz / 2, n, width, sz, tex, f"{name}_side{k}", sources=src))
     if top:
-        tex, src = make_texture(rng, _tex_size(sy, ppm), _tex_size(sx, ppm), photos, style=style)
+        tex, src = make_texture(rng, _tex_size(sy, ppm), _tex_size(sx, ppm), photos)
         top_face = rect_plane(base + ez * sz, ex, -ey, sx, sy, tex, two_sided=False, name=f"{name}_top", sources=src)
         faces.append(top_face)
     return faces
 
 
-def _plaza(rng: np.random.Generator, photos, L: float, height: float, texture_scale: float, style: str) -> list[Plane]:
+def _plaza(rng: np.random.Generator, photos, L: float, height: float, texture_scale: float) -> list[Plane]:
     """The ground (3×3 tiles, the central one at a higher resolution), the four inward-facing walls and the sky."""
     planes: list[Plane] = []
     tile = 2 * L / 3
@@ -93,23 +90,21 @@ def _plaza(rng: np.random.Generator, photos, L: float, height: float, texture_sc
         for j in range(3):
             ppm = (48.0 if (i, j) == (1, 1) else 14.0) * texture_scale
             n_px = _tex_size(tile, ppm, max_px=1536)
-            tex, src = make_texture(rng, n_px, n_px, photos, style=style)
+            tex, src = make_texture(rng, n_px, n_px, photos)
             cx, cy = -L + tile * (i + 0.5), -L + tile * (j + 0.5)
             planes.append(_face((cx, cy, 0.0), (0, 0, 1), tile, tile, tex, f"ground{i}{j}", sources=src))
     for k, (n, p) in enumerate(
         [((1, 0, 0), (-L, 0)), ((-1, 0, 0), (L, 0)), ((0, 1, 0), (0, -L)), ((0, -1, 0), (0, L))]
     ):
         tex, src = make_texture(
-            rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos, style=style
+            rng, _tex_size(height, 12.0 * texture_scale), _tex_size(2 * L, 12.0 * texture_scale), photos
         )
         planes.append(_face((p[0], p[1], height / 2), n, 2 * L, height, tex, f"wall{k}", sources=src))
     planes.append(_face((0, 0, height), (0, 0, -1), 2 * L, 2 * L, sky_texture(rng, 256, 256), "sky"))
     return planes
 
 
-def _buildings(
-    rng: np.random.Generator, photos, n_buildings: tuple[int, int], texture_scale: float, style: str
-) -> list[Plane]:
+def _buildings(rng: np.random.Generator, photos, n_buildings: tuple[int, int], texture_scale: float) -> list[Plane]:
     """Buildings around the plaza, 20 m or more from the origin, facing the centre."""
     planes: list[Plane] = []
     nb = int(rng.integers(n_buildings[0], n_buildings[1] + 1))
@@ -125,15 +120,11 @@ def _buildings(
             ang,
             28.0 * texture_scale,
             f"building{b}",
-            facade=True,
-            style=style,
         )
     return planes
 
 
-def _objects(
-    rng: np.random.Generator, photos, n_objects: tuple[int, int], texture_scale: float, style: str
-) -> list[Plane]:
+def _objects(rng: np.random.Generator, photos, n_objects: tuple[int, int], texture_scale: float) -> list[Plane]:
     """The cluster of boxes within 4 m of the origin."""
     planes: list[Plane] = []
     no = int(rng.integers(n_objects[0], n_objects[1] + 1))
@@ -148,7 +139,6 @@ def _objects(
             rng.uniform(0, np.pi),
             90.0 * texture_scale,
             f"box{o}",
-            style=style,
         )
     return planes
 
@@ -161,7 +151,6 @@ def build_world(
     half_size: float = 45.0,
     height: float = 30.0,
     texture_scale: float = 1.0,
-    style: str = "classic",
 ) -> World:
     """A plaza: textured ground, enclosing walls and sky (every ray hits something), buildings, boxes.
 
@@ -169,34 +158,12 @@ def build_world(
     Buildings stand 20 m or more from the origin, so cameras within 18 m of it never sit inside one.
     ``texture_scale`` scales every texture's resolution (pixels per metre); 1.0 suits 640-pixel-wide images,
     and the writers pass ``image width / 640`` so that small worlds (tests) are fast to build.
-    ``style`` (:data:`~posfeat.demo.textures.STYLES`): ``classic`` textures, or ``photographic`` ones
-    with windows on the buildings and a baked sun and sky light (:func:`light_planes`).
     """
-    planes = _plaza(rng, photos, half_size, height, texture_scale, style)
-    planes += _buildings(rng, photos, n_buildings, texture_scale, style)
-    planes += _objects(rng, photos, n_objects, texture_scale, style)
-    if style == "photographic":
-        light_planes(rng, planes)
+    planes = _plaza(rng, photos, half_size, height, texture_scale)
+    planes += _buildings(rng, photos, n_buildings, texture_scale)
+    planes += _objects(rng, photos, n_objects, texture_scale)
     sources = set().union(*[set(p.sources) for p in planes])
     return World(planes, np.array([0.0, 0.0, 1.0]), 5.0, sources)
-
-
-def light_planes(rng: np.random.Generator, planes: list[Plane], skip: tuple[str, ...] = ("sky",)) -> None:
-    """Bake a sun and sky light into the planes' textures (Lambertian, so the same from every view).
-
-    One sun per world (elevation 20–65°, any azimuth) and an ambient term: a face turned to the sun is up
-    to ~2.5× brighter than one in its own shadow, as on a sunny day.
-    """
-    el, az = np.radians(rng.uniform(20, 65)), rng.uniform(0, 2 * np.pi)
-    sun = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
-    ambient = rng.uniform(0.35, 0.6)
-    for p in planes:
-        if p.name in skip:
-            continue
-        facing = -p.normal  # planes are seen (unmirrored) from the side opposite to axis_u x axis_v
-        f = (ambient + (1 - ambient) * max(0.0, float(facing @ sun))) / (0.5 + 0.5 * ambient)
-        p.texture = np.clip(p.texture.astype(np.float32) * f, 0, 255).astype(np.uint8)
-        p._pyramid = None
 
 
 def orbit_camera(

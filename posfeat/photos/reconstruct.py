@@ -107,14 +107,14 @@ def _map(db_path: Path, image_dir: Path, out: Path, num_images: int, cfg: Photos
     restarted incremental mapping of :mod:`posfeat.sfm.reconstruction` → ``(largest model or None, focal estimate)``."""
     import pycolmap
 
-    from posfeat.sfm import colmap, reconstruction
+    from posfeat.sfm import colmap, reconstruction, two_view_focals
 
     db = pycolmap.Database.open(str(db_path))
     try:
         if drop_priors:
-            reconstruction.drop_focal_priors(db)
-        focals = reconstruction.estimate_focals(db)
-        reconstruction.apply_focals(db, focals)
+            two_view_focals.drop_focal_priors(db)
+        focals = two_view_focals.estimate_focals(db)
+        two_view_focals.apply_focals(db, focals)
     finally:
         db.close()
     opts = colmap.mapper_options(

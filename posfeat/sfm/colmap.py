@@ -26,7 +26,7 @@ import contextlib
 import os
 import shutil
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 import pycolmap
@@ -78,18 +78,6 @@ def camera_from_K(
     return cam
 
 
-def camera_from_params(
-    model: str, width: int, height: int, params: Sequence[float], camera_id: int = pycolmap.INVALID_CAMERA_ID
-) -> pycolmap.Camera:
-    """Camera from COLMAP-convention parameters (e.g. a line ``name MODEL w h params…`` of Aachen)."""
-    cam = pycolmap.Camera(model=str(model), width=int(width), height=int(height), params=[float(p) for p in params])
-    if not cam.verify_params():
-        raise DataError(f"camera model {model} expects {len(cam.params_info.split(','))} parameters, got {len(params)}")
-    cam.camera_id = int(camera_id)
-    cam.has_prior_focal_length = True
-    return cam
-
-
 def guess_camera(
     width: int,
     height: int,
@@ -106,22 +94,9 @@ def guess_camera(
 
 
 # ------------------------------------------------------------------------------------ poses
-def rigid_from_Rt(R: np.ndarray, t: np.ndarray) -> pycolmap.Rigid3d:
-    """``pycolmap.Rigid3d`` (cam_from_world) from a world→camera rotation and translation."""
-    return pycolmap.Rigid3d(pycolmap.Rotation3d(np.asarray(R, np.float64)), np.asarray(t, np.float64).reshape(3))
-
-
 def rigid_to_Rt(pose: pycolmap.Rigid3d) -> tuple[np.ndarray, np.ndarray]:
     """(R 3×3, t 3) of a ``pycolmap.Rigid3d``."""
     return np.asarray(pose.rotation.matrix(), np.float64), np.asarray(pose.translation, np.float64).reshape(3)
-
-
-def rigid_from_qvec_tvec(qvec: Sequence[float], tvec: Sequence[float]) -> pycolmap.Rigid3d:
-    """``Rigid3d`` from COLMAP's text convention: qvec = (qw, qx, qy, qz), tvec = (tx, ty, tz)."""
-    qw, qx, qy, qz = (float(v) for v in qvec)
-    rot = pycolmap.Rotation3d(np.array([qx, qy, qz, qw], np.float64))
-    rot.normalize()
-    return pycolmap.Rigid3d(rot, np.asarray(tvec, np.float64).reshape(3))
 
 
 def rigid_to_qvec_tvec(pose: pycolmap.Rigid3d) -> tuple[np.ndarray, np.ndarray]:
@@ -132,12 +107,6 @@ def rigid_to_qvec_tvec(pose: pycolmap.Rigid3d) -> tuple[np.ndarray, np.ndarray]:
     if q[0] < 0:
         q = -q
     return q, np.asarray(pose.translation, np.float64).reshape(3)
-
-
-def camera_center(pose: pycolmap.Rigid3d) -> np.ndarray:
-    """Camera centre in world coordinates, −Rᵀt."""
-    R, t = rigid_to_Rt(pose)
-    return -R.T @ t
 
 
 # ------------------------------------------------------------------------------------ database
@@ -330,11 +299,6 @@ def copy_database_without_features(src: str | os.PathLike, dst: str | os.PathLik
     db.clear_keypoints()
     ensure_rigs_and_frames(db)
     return db
-
-
-def image_ids_by_name(db: pycolmap.Database) -> dict[str, int]:
-    """``{image name: image id}`` of a database."""
-    return {im.name: int(im.image_id) for im in db.read_all_images()}
 
 
 # ------------------------------------------------------------------------------------ reconstructions

@@ -28,7 +28,10 @@ def _run_only(default: Any) -> Any:
 
 @dataclass(kw_only=True)
 class StageConfig:
-    """Settings both stages share. Units and the paper's values: conf/config.yaml."""
+    """Settings both stages share. Every field has a key in conf/config.yaml (the demo's value, with the
+    paper's beside it). A default here is the paper's (``scale=paper``, which tests/test_config_composition.py
+    checks), except for the fields that do not change the trajectory (workers, logging, checkpoints), whose
+    defaults suit a single CPU process."""
 
     image_size: tuple[int, int]  # px, W H (multiples of 16)
     batch_size: int  # pairs per global step
@@ -41,7 +44,7 @@ class StageConfig:
     checkpoint_every: int = field(metadata={"trajectory": False})
     grid_size: int  # px, one query (stage 1) or one sampled keypoint (stage 2) per cell
     temperature: float  # softmax temperature of the descriptor similarities
-    color_jitter: list[float] | None = None  # (brightness, contrast, saturation, hue) or None
+    color_jitter: list[float] | None = field(default_factory=lambda: [1.0, 1.0, 1.0, 0.4])  # (b, c, s, h) or None
     rotation: float = 0.0  # degrees: second image's in-plane camera rotation, uniform in ±rotation
     scale: tuple[float, float] = (1.0, 1.0)  # (min, max): second image's zoom, log-uniform
     crop: tuple[float, float] = (1.0, 1.0)  # (min, max) resolution factor before one image_size window is cut
@@ -49,9 +52,6 @@ class StageConfig:
     night: float = 0.0  # probability that a training image gets a night look (dim, tinted, noisy)
     num_workers: int = _run_only(0)
     amp: bool = False  # autocast (posfeat.utils.autocast_dtype); off = float32, as the official code
-    freeze_bn: bool = False  # BatchNorm of the trained backbone in eval mode (running statistics)
-    backbone_passes: int = 2  # stage 1: 2 = image 1 then image 2 (the official BatchNorm batches); 1 = one pass
-    stable_sigma: bool = False  # stage 1: centred variance for the loss's σ (off = the official formula)
     vis_pairs: int = _run_only(4)  # fixed validation pairs drawn for the visualisations
     vis_keypoints: int = _run_only(512)  # keypoints per image in the match visualisation
     metrics_window: int = _run_only(20)  # final metrics average the last N steps
@@ -74,8 +74,6 @@ class StageConfig:
         for k in positive:
             if getattr(self, k) < 1:
                 raise ValueError(f"{k} must be >= 1, got {getattr(self, k)}")
-        if self.backbone_passes not in (1, 2):
-            raise ValueError(f"backbone_passes must be 1 or 2, got {self.backbone_passes!r}")
 
     @property
     def total_steps(self) -> int:
@@ -94,6 +92,14 @@ class DescConfig(StageConfig):
     line_step: int  # points searched along each epipolar line
     window_size: float  # half-size of the soft-argmax window, normalised units
     win_cost_thr: float  # a query enters the loss when its epipolar cost < this × min(W, H) px
+    freeze_bn: bool = False  # BatchNorm of the trained backbone in eval mode (running statistics)
+    backbone_passes: int = 2  # 2 = image 1 then image 2 (the official BatchNorm batches); 1 = one pass
+    stable_sigma: bool = False  # centred variance for the loss's σ (off = the official formula)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.backbone_passes not in (1, 2):
+            raise ValueError(f"backbone_passes must be 1 or 2, got {self.backbone_passes!r}")
 
     def loss(self) -> nn.Module:
         """:class:`~posfeat.losses.line2window.Line2WindowLoss` with these settings."""

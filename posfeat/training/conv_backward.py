@@ -7,7 +7,7 @@ channels-last (``profile_step.py --channels-last``) gained 7 % on an earlier mac
 this one, because the other layers lose what the convolutions gain (README, benchmarks).
 :class:`ChannelsLastBackwardConv2d` keeps the forward pass as it is and only computes the gradients of a
 convolution from channels-last copies of its input and output gradient (the copies cost a few milliseconds;
-``benchmarks/profile_step.py --conv-backward``).
+``benchmarks/speed/profile_step.py --conv-backward``).
 
 The gradients are the same sums in another order (float32 rounding differences only), so a trained model
 differs from the plain one in its last bits, as between two CPUs. The stage-1 trainer uses it for the backbone

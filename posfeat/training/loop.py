@@ -31,7 +31,7 @@ from posfeat.training.checkpoint import (
     save_training_state,
     training_state,
 )
-from posfeat.training.config import StageConfig, stage_config
+from posfeat.training.config import DescConfig, StageConfig, stage_config
 from posfeat.training.distributed import DistInfo, all_reduce, init_distributed
 from posfeat.training.forward import StageForward, set_train_modes
 from posfeat.training.history import History
@@ -47,6 +47,11 @@ logger = get_logger(__name__)
 
 class TrainingInterrupted(RuntimeError):
     """Raised by :func:`train` when ``stop_after`` steps have run (simulates a killed run)."""
+
+
+def _stage1(cfg: StageConfig, name: str, stage2_value):
+    """A stage-1-only setting of ``cfg`` (:class:`DescConfig`); stage 2 runs with ``stage2_value``."""
+    return getattr(cfg, name) if isinstance(cfg, DescConfig) else stage2_value
 
 
 def train(
@@ -180,7 +185,7 @@ def _resume(run: Run, history: History) -> int:
 
 def _wrap_forward(run: Run) -> nn.Module:
     """The stage forward pass, wrapped in ``DistributedDataParallel`` when there are several processes."""
-    fwd: nn.Module = StageForward(run.model, run.stage, run.cfg.backbone_passes)
+    fwd: nn.Module = StageForward(run.model, run.stage, _stage1(run.cfg, "backbone_passes", 1))
     if run.info.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -242,7 +247,7 @@ def _run_steps(
 
 def _train_step(run: Run, fwd, batch: dict, step: int, history: History) -> tuple[float, dict, float]:
     """One update on this rank's slice of global batch ``step`` → ``(loss, stats, learning rate used)``."""
-    set_train_modes(run.model, run.stage, run.cfg.freeze_bn)
+    set_train_modes(run.model, run.stage, _stage1(run.cfg, "freeze_bn", False))
     im1 = batch["image1"].to(run.dev, non_blocking=True)
     im2 = batch["image2"].to(run.dev, non_blocking=True)
     with torch.autocast(device_type=run.dev.type, dtype=run.amp_dtype, enabled=run.use_amp):

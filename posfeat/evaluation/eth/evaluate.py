@@ -67,7 +67,7 @@ from posfeat.evaluation.eth.results import SceneResult
 from posfeat.evaluation.poses import pose_accuracy
 from posfeat.io import DataError, FeatureReader, feature_method_name
 from posfeat.io import fresh_workdir as io_fresh_workdir
-from posfeat.sfm import colmap, matching, reconstruction, steps, verification
+from posfeat.sfm import colmap, matching, reconstruction, steps, two_view_focals, verification
 from posfeat.utils import announce, get_logger, resolve_device
 
 if TYPE_CHECKING:
@@ -210,10 +210,10 @@ def _initial_focals(run: _SceneRun) -> None:
     cfg = run.cfg
     with run.timer("focal_estimation"), steps.open_database(run.db_path) as db:
         if cfg.focal_init == "two_view":
-            focals = reconstruction.estimate_focals(db, cfg.verification_min_inliers, cfg.focal_factor)
-            reconstruction.apply_focals(db, focals)
+            focals = two_view_focals.estimate_focals(db, cfg.verification_min_inliers, cfg.focal_factor)
+            two_view_focals.apply_focals(db, focals)
         else:
-            focals = reconstruction.camera_focals(db)
+            focals = two_view_focals.camera_focals(db)
     run.protocol["focal_init"] = cfg.focal_init
     run.protocol["focal_sources"] = focals.counts()
 

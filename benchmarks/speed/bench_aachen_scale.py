@@ -1,8 +1,8 @@
 """Aachen Day-Night v1.1 at real scale: time per 1000 pairs of the pipeline's phases, extrapolated to the release.
 
-    python benchmarks/bench_aachen_scale.py               # short run (CPU; GPU matching too if present)
-    python benchmarks/bench_aachen_scale.py --db-images 200 400 --keypoints 20480 --json out.json
-    python benchmarks/bench_aachen_scale.py --pairs-file AACHEN/others/image_pairs_to_match_v1_1.txt
+    python -m benchmarks.speed.bench_aachen_scale               # short run (CPU; GPU matching too if present)
+    python -m benchmarks.speed.bench_aachen_scale --db-images 200 400 --keypoints 20480 --json out.json
+    python -m benchmarks.speed.bench_aachen_scale --pairs-file AACHEN/others/image_pairs_to_match_v1_1.txt
 
 A synthetic Aachen-like set stands in for the release (no image is rendered): a random 3D point cloud,
 db cameras along a street looking at it, queries among them; each image's keypoints are projections of
@@ -34,20 +34,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import pycolmap
+import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import pycolmap  # noqa: E402
-import torch  # noqa: E402
-
-from posfeat.io import FeatureReader, FeatureWriter  # noqa: E402
-from posfeat.sfm import colmap, matching, verification  # noqa: E402
+from posfeat.io import FeatureReader, FeatureWriter
+from posfeat.sfm import colmap, matching, verification
 
 V11 = {"db_images": 6697, "queries": 1015}
 

@@ -1,7 +1,7 @@
 """Per-unit cost of the real benchmarks: one image pair matched, one pair verified, at real keypoint counts.
 
-    python benchmarks/bench_pairs.py --keypoints 20480 --threads 1 2 --out benchmarks/results/bench_pairs.json
-    python benchmarks/bench_pairs.py --device cuda          # matching on a GPU (verification stays on the CPU)
+    python -m benchmarks.speed.bench_pairs --keypoints 20480 --threads 1 2 --out benchmarks/results/bench_pairs.json
+    python -m benchmarks.speed.bench_pairs --device cuda          # matching on a GPU (verification stays on the CPU)
 
 * **matching**: the study's mutual nearest neighbour (:func:`posfeat.matching.match_descriptors`) of two
   N×128 descriptor sets, without and with the two-sided ratio test (two products), with torch on 1, 2, …
@@ -29,11 +29,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from posfeat.matching import match_descriptors
+from posfeat.sfm import colmap, verification
 
-from posfeat.matching import match_descriptors  # noqa: E402
-from posfeat.sfm import colmap, verification  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _best_of(fn, repeats: int) -> float:

@@ -1,7 +1,7 @@
 """The GPU check (issue 11): CUDA tests, paper-scale training steps, real training, extraction, matching → JSON.
 
-    benchmarks/gpu_check.sh                        # on a CUDA machine, ≤ 8 min on one GPU
-    benchmarks/gpu_check.sh --device cpu --tiny    # dry run of every part at a tiny size, on a CPU
+    benchmarks/speed/gpu_check.sh                        # on a CUDA machine, ≤ 8 min on one GPU
+    benchmarks/speed/gpu_check.sh --device cpu --tiny    # dry run of every part at a tiny size, on a CPU
 
 It needs only ``pip install -r requirements.txt -e .`` (torch, no pycolmap, DVC, Hydra or ruamel: no section
 imports them; the trainer runs without its DVCLive logger). Sections (each measuring one in its own process with
@@ -12,7 +12,7 @@ so a killed run still leaves what it measured):
   test files that hold them; on a CPU they run as skips);
 * ``training``: steady-state steps of both stages at paper size (ResNet-50, 640×480, batch 8 for stage 1 and 6
   for stage 2, the paper's detector and optimisers; random weights and seeded random images, a real camera
-  pair's epipolar geometry) in float32 and in bf16 autocast, via ``benchmarks/bench_training.py``: warm-up
+  pair's epipolar geometry) in float32 and in bf16 autocast, via ``benchmarks/speed/bench_training.py``: warm-up
   steps untimed, then mean and min seconds per step over the timed ones (nothing but the step in them: no
   checkpoint, no validation), the loss's share of a step, ``torch.cuda.max_memory_allocated`` and
   ``max_memory_reserved``, and both peaks again at half the batch;
@@ -51,11 +51,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from benchmarks.speed.bench_training import cuda_peaks  # the CUDA peaks both measure the same way
 
-from benchmarks.bench_training import cuda_peaks  # the CUDA peaks both measure the same way
+ROOT = Path(__file__).resolve().parents[2]
 
 PAPER = {
     "extract_size": (1600, 1200),
@@ -229,7 +227,7 @@ def part_extraction(device: str, size: tuple[int, int], max_keypoints: int, mode
     import numpy as np
     import torch
 
-    from benchmarks.bench_training import SCALES
+    from benchmarks.speed.bench_training import SCALES
     from posfeat.extraction import ExtractConfig, extract_posfeat
     from posfeat.models import build_model
 
@@ -303,7 +301,7 @@ def real_training_config(stage: str, scale: str, workers: int) -> dict:
     settings, the paper's colour jitter) for open-ended runs: one step per "epoch" and no learning-rate decay, so
     that ``epochs`` (which does not enter the checkpoint's fingerprint) sets where a call stops; one log row
     per step; validation and checkpoint only at a call's last step."""
-    from benchmarks.bench_training import DESC_LOSS, KP_LOSS, SCALES
+    from benchmarks.speed.bench_training import DESC_LOSS, KP_LOSS, SCALES
 
     spec = SCALES[scale]
     (w, h), batch = spec[stage]
@@ -442,7 +440,7 @@ def part_train_real(
     for :func:`part_train_real_kp`; returns the loss of every step, step times and the CUDA peaks."""
     import torch
 
-    from benchmarks.bench_training import SCALES
+    from benchmarks.speed.bench_training import SCALES
     from posfeat.demo import write_megadepth
     from posfeat.io import write_json
     from posfeat.trainset.prepare import prepare_megadepth
@@ -521,7 +519,7 @@ def part_ddp(device: str, scale: str, global_batch: int) -> dict | None:
     import torch.nn as nn
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from benchmarks.bench_training import DESC_LOSS, SCALES, _fundamentals
+    from benchmarks.speed.bench_training import DESC_LOSS, SCALES, _fundamentals
     from posfeat.losses.line2window import Line2WindowLoss
     from posfeat.models import build_model
     from posfeat.training import StageForward, compute_objective, init_distributed, set_train_modes
@@ -638,7 +636,7 @@ class Check:
     def __init__(self, args: argparse.Namespace, out: Path):
         self.args, self.out = args, out
         self.sizes = TINY if args.tiny else PAPER
-        self.py, self.me = sys.executable, str(Path(__file__).resolve())
+        self.py, self.me = sys.executable, ["-m", __spec__.name]
         self.dev = ["--device", args.device]
         self.t_start = time.perf_counter()
         self.report = {
@@ -677,7 +675,7 @@ class Check:
 
     def part(self, name: str, timeout: float, **kwargs) -> dict:
         """Run :data:`PARTS`'s ``name`` in a child process with ``kwargs``."""
-        return _run([self.py, self.me, *self.dev, "--part", name, json.dumps(kwargs)], timeout)
+        return _run([self.py, *self.me, *self.dev, "--part", name, json.dumps(kwargs)], timeout)
 
     def cuda_tests(self) -> None:
         """The CUDA tests (skips on a CPU)."""
@@ -706,14 +704,14 @@ class Check:
 
     def training(self) -> None:
         """Both stages in float32 and bf16 through ``bench_training.py``, then the two sections derived from them."""
-        from benchmarks.bench_training import SCALES
+        from benchmarks.speed.bench_training import SCALES
 
         rows, scale = [], self.sizes["scale"]
-        bench = str(ROOT / "benchmarks" / "bench_training.py")
         for stage in ("desc", "kp"):
             half = max(1, SCALES[scale][stage][1] // 2)
             for amp in (False, True):
-                cmd = [self.py, bench, *self.dev, "--case", stage, scale, "fast", str(self.sizes["timed"]), "0"]
+                cmd = [self.py, "-m", "benchmarks.speed.bench_training", *self.dev, "--case", stage, scale, "fast"]
+                cmd += [str(self.sizes["timed"]), "0"]
                 cmd += ["--warmup", str(self.sizes["warmup"]), "--memory-batch", str(half)] + ["--amp"] * amp
                 res = _run(cmd, self.timeout("training"))
                 res.setdefault("stage", stage)
@@ -791,7 +789,7 @@ class Check:
             res = {"skipped": f"{n_gpu} GPU visible; the DDP step needs 2"}
         else:
             kwargs = json.dumps({"scale": self.sizes["scale"], "global_batch": 8 if not self.args.tiny else 2})
-            cmd = [self.py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", self.me]
+            cmd = [self.py, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *self.me]
             res = _run([*cmd, *self.dev, "--part", "ddp", kwargs], self.timeout("ddp"))
         self.save("ddp", res, ("world_size", "backend", "seconds_per_step", "replicas_agree", "skipped", "error"))
 
@@ -872,7 +870,7 @@ def _bad_input(args: argparse.Namespace) -> str | None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         return (
             f"CUDA is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda}); "
-            "nothing was measured. On a CPU, `benchmarks/gpu_check.sh --device cpu --tiny` is a dry run."
+            "nothing was measured. On a CPU, `benchmarks/speed/gpu_check.sh --device cpu --tiny` is a dry run."
         )
     if args.device == "cpu" and not args.tiny:
         return "--device cpu runs only with --tiny (paper scale on a CPU takes far too long)"

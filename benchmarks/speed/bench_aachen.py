@@ -1,8 +1,8 @@
 """Where the time of the Aachen localization goes: matching, verification, triangulation, localization.
 
-    python benchmarks/bench_aachen.py                       # full-size demo Aachen set rendered into /tmp
-    python benchmarks/bench_aachen.py --root data/demo/aachen --features features/sift/aachen.h5
-    python benchmarks/bench_aachen.py --small --max-keypoints 2048 --json out.json
+    python -m benchmarks.speed.bench_aachen                       # full-size demo Aachen set rendered into /tmp
+    python -m benchmarks.speed.bench_aachen --root data/demo/aachen --features features/sift/aachen.h5
+    python -m benchmarks.speed.bench_aachen --small --max-keypoints 2048 --json out.json
 
 Without ``--features``, SIFT features are extracted (OpenCV, ``--max-keypoints``) into the work folder.
 The per-query figures divide each phase by the number of queries (the db–db matching, the verification
@@ -13,18 +13,15 @@ query–db pairs and "localization" is measured per query. Not a test: run it by
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
-from posfeat.datasets.aachen_layout import AachenLayout  # noqa: E402
-from posfeat.datasets.images import list_images  # noqa: E402
-from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen  # noqa: E402
-from posfeat.evaluation.aachen.results import format_metrics  # noqa: E402
-from posfeat.extraction import ExtractConfig, extract_dataset  # noqa: E402
+from benchmarks.speed.colmap_bench_args import colmap_bench_parser
+from posfeat.datasets.aachen_layout import AachenLayout
+from posfeat.datasets.images import list_images
+from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
+from posfeat.evaluation.aachen.results import format_metrics
+from posfeat.extraction import ExtractConfig, extract_dataset
 
 #: the test fixture's small Aachen set (tests/conftest.py SMALL_DEMO)
 SMALL = dict(aachen_db_images=8, aachen_day_queries=2, aachen_night_queries=1)

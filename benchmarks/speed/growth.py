@@ -2,12 +2,12 @@
 
 Each measurement runs in a fresh process, so its peak resident memory (``ru_maxrss``) is its own.
 
-    python benchmarks/growth.py index --pairs 10000 50000 200000 500000
-    python benchmarks/growth.py eth --images 50 100 200 400
-    python benchmarks/growth.py aachen --db-images 125 250 500 1000
-    python benchmarks/growth.py retrieval --images 250 500 1000 2000 4000
-    python benchmarks/growth.py loader --workers 0 1 2
-    python benchmarks/growth.py plot
+    python -m benchmarks.speed.growth index --pairs 10000 50000 200000 500000
+    python -m benchmarks.speed.growth eth --images 50 100 200 400
+    python -m benchmarks.speed.growth aachen --db-images 125 250 500 1000
+    python -m benchmarks.speed.growth retrieval --images 250 500 1000 2000 4000
+    python -m benchmarks.speed.growth loader --workers 0 1 2
+    python -m benchmarks.speed.growth plot
 
 * ``index``: a synthetic MegaDepth metadata tree (scenes of 200 images and 5000 pairs each, small relative
   rotations, no image files) with the given total number of pairs: the ``prepare_megadepth`` pair index built
@@ -49,7 +49,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -337,7 +337,7 @@ def measure_loader(workers: int, batches: int = 12, warmup: int = 3) -> dict:
 # ------------------------------------------------------------------------------------------ driver
 def _child(part: str, arg: str, *extra: str) -> dict:
     """Run one measurement in a fresh process and return its JSON."""
-    cmd = [sys.executable, __file__, "_one", part, arg, *extra]
+    cmd = [sys.executable, "-m", __spec__.name, "_one", part, arg, *extra]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     if p.returncode != 0:

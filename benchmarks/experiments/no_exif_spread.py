@@ -8,8 +8,10 @@ alone) and once with the default 3. Per run: registered images, median rotation 
 median and largest focal error against the true cameras, and the self-calibration rounds. A third
 variant holds the true focal lengths fixed (the accuracy the features allow).
 
-    python benchmarks/no_exif_spread.py --scenes Entry --seeds 0 1 2 3 4 --out benchmarks/results/no_exif_entry.json
-    python benchmarks/no_exif_spread.py --scenes Castle --seeds 0 1 2 --out benchmarks/results/no_exif_castle.json
+    python -m benchmarks.experiments.no_exif_spread --scenes Entry --seeds 0 1 2 3 4 \
+        --out benchmarks/results/no_exif_entry.json
+    python -m benchmarks.experiments.no_exif_spread --scenes Castle --seeds 0 1 2 \
+        --out benchmarks/results/no_exif_castle.json
 
 The scenes are benchmark test scenes (Strecha): they are only evaluated here, never trained on.
 """
@@ -25,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCENES = {
     "Entry": "megadepth-strecha/strecha_entry/dense0/aligned",
     "Castle": "megadepth-strecha/strecha_castle/dense0/aligned",

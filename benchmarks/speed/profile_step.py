@@ -1,9 +1,9 @@
 """Where a demo-scale stage-1 training step spends its time, on the real demo pairs (a measurement, not a test).
 
-    python benchmarks/profile_step.py                                  # params.yaml's train_desc, 20 steps
-    python benchmarks/profile_step.py --steps 30 --out benchmarks/results/profile_step.json
-    python benchmarks/profile_step.py --channels-last                  # the same step in NHWC memory format
-    python benchmarks/profile_step.py --conv-backward plain            # without the trainer's channels-last gradients
+    python -m benchmarks.speed.profile_step                                  # params.yaml's train_desc, 20 steps
+    python -m benchmarks.speed.profile_step --steps 30 --out benchmarks/results/profile_step.json
+    python -m benchmarks.speed.profile_step --channels-last        # the same step in NHWC memory format
+    python -m benchmarks.speed.profile_step --conv-backward plain  # without the trainer's channels-last gradients
 
 It runs the trainer's own pieces (``PairDataset`` + ``StepBatchSampler`` data, ``StageForward``, the stage
 objective, backward, the optimiser step) on the prepared demo index (``data/prepared/megadepth.json``, made by
@@ -26,20 +26,19 @@ import numpy as np
 import torch
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from posfeat.models import build_model
+from posfeat.training import stage_config
+from posfeat.training.config import build_loss, make_optimizer
+from posfeat.training.conv_backward import use_channels_last_backward
+from posfeat.training.distributed import DistInfo
+from posfeat.training.forward import StageForward, set_train_modes
+from posfeat.training.objectives import compute_objective
+from posfeat.trainset.batch_order import StepBatchSampler
+from posfeat.trainset.pairs import PairDataset
+from posfeat.utils import autocast_dtype
+from stages.training import training_index
 
-from posfeat.models import build_model  # noqa: E402
-from posfeat.training import stage_config  # noqa: E402
-from posfeat.training.config import build_loss, make_optimizer  # noqa: E402
-from posfeat.training.conv_backward import use_channels_last_backward  # noqa: E402
-from posfeat.training.distributed import DistInfo  # noqa: E402
-from posfeat.training.forward import StageForward, set_train_modes  # noqa: E402
-from posfeat.training.objectives import compute_objective  # noqa: E402
-from posfeat.trainset.batch_order import StepBatchSampler  # noqa: E402
-from posfeat.trainset.pairs import PairDataset  # noqa: E402
-from posfeat.utils import autocast_dtype  # noqa: E402
-from stages.training import training_index  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 PHASES = ("data", "network", "loss", "backward", "optimizer")
 

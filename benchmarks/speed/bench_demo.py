@@ -1,6 +1,6 @@
 """Benchmark of the demo world: generation time and size at the default sizes, and its ground-truth quality.
 
-    python benchmarks/bench_demo.py [--seed 0] [--keep DIR] [--json out.json] [--no-sift]
+    python -m benchmarks.speed.bench_demo [--seed 0] [--keep DIR] [--json out.json] [--no-sift]
 
 Renders the demo world (``posfeat.demo.DEFAULT_SIZES``, the sizes of ``params.yaml``'s ``demo``
 section) into a temporary folder, reports the wall-clock time and the size on disk per dataset, then
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +27,13 @@ import cv2
 import numpy as np
 import pycolmap
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from posfeat.datasets.aachen import load_queries, read_ground_truth  # noqa: E402
+from posfeat.datasets.aachen import load_queries, read_ground_truth
 from posfeat.datasets.aachen import read_pairs as read_pairs_aachen
 from posfeat.datasets.camera import qvec_to_rotmat
-from posfeat.datasets.eth import list_scenes, read_gt_cameras  # noqa: E402
-from posfeat.datasets.hpatches import list_sequences, load_sequence  # noqa: E402
-from posfeat.datasets.megadepth import find_scenes, read_img_cam, read_pairs  # noqa: E402
-from posfeat.demo import DEFAULT_SIZES, generate_demo  # noqa: E402
+from posfeat.datasets.eth import list_scenes, read_gt_cameras
+from posfeat.datasets.hpatches import list_sequences, load_sequence
+from posfeat.datasets.megadepth import find_scenes, read_img_cam, read_pairs
+from posfeat.demo import DEFAULT_SIZES, generate_demo
 from posfeat.geometry import (
     apply_homography_np,
     fundamental_from_poses,

@@ -1,30 +1,31 @@
 """Train the study's recipe on a photo training set and measure the model on real photographs.
 
     python -m posfeat photos --images /data/my_photos --out /tmp/own/md --manifest /tmp/own/md_metadata.json
-    python benchmarks/own_photos.py --megadepth /tmp/own/md --work /tmp/own_daisy                   # the demo recipe
-    python benchmarks/own_photos.py --megadepth data/demo/megadepth --work /tmp/demo_small -S model.encoder=small
+    python -m benchmarks.experiments.own_photos --megadepth /tmp/own/md --work /tmp/own_daisy  # the demo recipe
+    python -m benchmarks.experiments.own_photos --megadepth data/demo/megadepth --work /tmp/demo_small \
+        -S model.encoder=small
 
 It runs the study's own stages (``prepare_megadepth``, ``train_desc``, ``train_kp``) with ``params.yaml`` and the
 given overrides, in the scratch folder ``--work`` (models, index, metrics there), then
-``benchmarks/eval_real.py`` on the trained model (``--eval-args`` are passed on). The same run inside the study:
-``dvc exp run -S data=photos -S photos.sources.own=/data/my_photos [-S …]``, then ``eval_real.py``.
+``posfeat eval-real`` on the trained model (``--data``, ``--eval-args`` are passed on). The same run inside the
+study: ``dvc exp run -S data=photos -S photos.sources.own=/data/my_photos [-S …]``, then ``posfeat eval-real``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from posfeat.trainset.manifest import write_metadata_manifest
+from stages import prepare_megadepth, train_desc, train_kp
+from stages.common import load_params
 
-from posfeat.trainset.manifest import write_metadata_manifest  # noqa: E402
-from stages import prepare_megadepth, train_desc, train_kp  # noqa: E402
-from stages.common import load_params  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def override(params: dict, assignment: str) -> None:
@@ -42,8 +43,11 @@ def main() -> None:
     ap.add_argument("--megadepth", required=True, help="MegaDepth-layout training root (posfeat photos --out)")
     ap.add_argument("--work", required=True, help="scratch folder: index, models, metrics")
     ap.add_argument("-S", dest="sets", action="append", default=[], help="params override key=value (as dvc exp -S)")
-    ap.add_argument("--out", help="eval_real.py results JSON (default: <work>/real.json)")
-    ap.add_argument("--eval-args", default="--no-eth", help="more eval_real.py arguments")
+    ap.add_argument("--out", help="posfeat eval-real results JSON (default: <work>/real.json)")
+    ap.add_argument(
+        "--data", default=str(ROOT.parent / "shared" / "data"), help="the real data folder (posfeat eval-real --data)"
+    )
+    ap.add_argument("--eval-args", default="--no-eth", help="more posfeat eval-real arguments")
     args = ap.parse_args()
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -62,16 +66,21 @@ def main() -> None:
     subprocess.run(
         [
             sys.executable,
-            str(ROOT / "benchmarks" / "eval_real.py"),
+            "-m",
+            "posfeat",
+            "eval-real",
             "--weights",
             str(work / "models" / "posfeat.pt"),
             "--params",
             str(work / "params.yaml"),
+            "--data",
+            args.data,
             "--out",
             out,
             *args.eval_args.split(),
         ],
         check=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))},
     )
 
 

@@ -1,4 +1,5 @@
-"""Spread of the tests' trajectory-dependent quantities over seeds and thread counts.
+"""Spread of the tests' trajectory-dependent quantities over seeds and thread counts (a script beside the tests
+it measures, importing their helpers; not collected by pytest).
 
 A test that asserts a tuned ratio on a training trajectory fails on the next CPU. This script measures
 what those tests assert, for several seeds, under ``OMP_NUM_THREADS=1`` and ``2`` (each in its own
@@ -12,7 +13,7 @@ process, so that the thread count is fixed before torch starts), and writes one 
   registered, median rotation error, pose AUC@20 and mean reprojection error, the seed setting every random seed
   of the pipeline (RANSAC, mapper).
 
-    python benchmarks/threshold_spread.py --seeds 0 1 2 --threads 1 2 --out benchmarks/results/threshold_spread.json
+    python tests/threshold_spread.py --seeds 0 1 2 --threads 1 2 --out benchmarks/results/threshold_spread.json
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def measure(seed: int) -> dict:
     """The quantities above for one seed, in this process."""
-    sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
     import torch
     from conftest import SMALL_DEMO
     from test_training_loop import _fixed_loss

@@ -1,7 +1,7 @@
 """Spread of the study's headline metrics over training seeds: the default study run with ``seed`` 0, 1, 2.
 
-    python benchmarks/seed_spread.py --run          # queue and run `dvc exp run -S seed=N -n seedN` (N = 1, 2)
-    python benchmarks/seed_spread.py                # collect: the workspace (seed 0) and experiments seed1, seed2
+    python -m benchmarks.experiments.seed_spread --run  # queue and run `dvc exp run -S seed=N -n seedN` (N = 1, 2)
+    python -m benchmarks.experiments.seed_spread        # collect: the workspace (seed 0) and experiments seed1, seed2
 
 Writes ``benchmarks/results/seed_spread.json``: per metric, the value of each seed, the mean and the sample
 standard deviation. The demo world itself does not depend on ``seed`` (it has its own ``demo.seed``).
@@ -15,7 +15,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "benchmarks" / "results" / "seed_spread.json"
 
 
@@ -26,7 +26,9 @@ def _exp_ref(name: str) -> str:
     ).split("\n")
     hits = [r.split()[1] for r in refs if r.split() and r.split()[0].endswith("/" + name)]
     if not hits:
-        raise SystemExit(f"no experiment named {name!r}: run `python benchmarks/seed_spread.py --run` first")
+        raise SystemExit(
+            f"no experiment named {name!r}: run `python -m benchmarks.experiments.seed_spread --run` first"
+        )
     return hits[-1]
 
 

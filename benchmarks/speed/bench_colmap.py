@@ -1,8 +1,8 @@
 """Where the time of the ETH benchmark goes, per scene: import, matching, verification, mapping.
 
-    python benchmarks/bench_colmap.py                        # full-size demo ETH set rendered into /tmp
-    python benchmarks/bench_colmap.py --small                # the test fixture's ETH scene (6 views)
-    python benchmarks/bench_colmap.py --root data/demo/eth --features features/sift/eth.h5 --json out.json
+    python -m benchmarks.speed.bench_colmap                        # full-size demo ETH set rendered into /tmp
+    python -m benchmarks.speed.bench_colmap --small                # the test fixture's ETH scene (6 views)
+    python -m benchmarks.speed.bench_colmap --root data/demo/eth --features features/sift/eth.h5 --json out.json
 
 Without ``--features``, SIFT features are extracted (OpenCV, ``--max-keypoints``) into the work folder,
 with names ``<Scene>/images/<file>`` as the ``extract_*@eth`` stages write them. Per scene it prints the
@@ -13,16 +13,13 @@ verification, and the reconstruction it got. Not a test: run it by hand.
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.colmap_bench_args import colmap_bench_parser  # noqa: E402
-from posfeat.datasets.eth import list_scene_images, list_scenes  # noqa: E402
-from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene  # noqa: E402
-from posfeat.extraction import ExtractConfig, extract_dataset  # noqa: E402
+from benchmarks.speed.colmap_bench_args import colmap_bench_parser
+from posfeat.datasets.eth import list_scene_images, list_scenes
+from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene
+from posfeat.extraction import ExtractConfig, extract_dataset
 
 #: the test fixture's small ETH set (tests/conftest.py SMALL_DEMO)
 SMALL = dict(eth_scenes=1, eth_images=6)

@@ -1,8 +1,8 @@
 """Seconds per training iteration and peak memory of both stages, fast loss vs the direct reference.
 
-    python benchmarks/bench_training.py                       # demo and paper scale, on the default device
-    python benchmarks/bench_training.py --scales demo --iters 3 --device cpu
-    python benchmarks/bench_training.py --out benchmarks/results/training.json
+    python -m benchmarks.speed.bench_training                       # demo and paper scale, on the default device
+    python -m benchmarks.speed.bench_training --scales demo --iters 3 --device cpu
+    python -m benchmarks.speed.bench_training --out benchmarks/results/training.json
 
 One iteration = forward of the trained part (stage 1: backbone on both images, detector not run;
 stage 2: frozen backbone under ``no_grad`` + detector), the loss, backward and an optimiser step, on
@@ -25,7 +25,7 @@ run of the same case compare step for step.
 
 For the README's CPU figures, on a quiet machine (nothing else running)::
 
-    OMP_NUM_THREADS=2 python benchmarks/bench_training.py --device cpu --iters 5 \
+    OMP_NUM_THREADS=2 python -m benchmarks.speed.bench_training --device cpu --iters 5 \
         --out benchmarks/results/training_cpu.json
 
 Each case runs in its own process so that the peak memory is its own: ``torch.cuda.max_memory_allocated``
@@ -47,9 +47,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[2]
 
 SCALES = {
     # model config, stage-1 (size, batch), stage-2 (size, batch), stage-1 BatchNorm (freeze_bn, backbone_passes)
@@ -335,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 batch = args.paper_cpu_batch if cpu_paper else 0
                 cmd = [
                     sys.executable,
-                    __file__,
+                    "-m",
+                    __spec__.name,
                     "--device",
                     str(dev),
                     "--case",
@@ -346,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                     str(batch),
                 ]
                 cmd += ["--amp"] * args.amp + ["--no-loss-share"] * args.no_loss_share
-                proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
                 if proc.returncode != 0:
                     err = (proc.stderr.strip().splitlines() or ["?"])[-1]
                     res = {"stage": stage, "scale": scale, "impl": impl, "error": err}

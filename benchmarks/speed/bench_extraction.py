@@ -1,7 +1,7 @@
 """Speed of feature extraction and matching (a measurement, not a test).
 
-    python benchmarks/bench_extraction.py                       # CPU (or CUDA when present), short
-    python benchmarks/bench_extraction.py --device cpu --reps 3 --out bench.json
+    python -m benchmarks.speed.bench_extraction                       # CPU (or CUDA when present), short
+    python -m benchmarks.speed.bench_extraction --device cpu --reps 3 --out bench.json
 
 Extraction: images/s of :func:`posfeat.extraction.extract_posfeat` (network + NMS + sub-pixel + descriptor
 sampling) at 640×480 and 1024×768 for the demo model (``encoder: small``) and the paper's model
@@ -16,15 +16,11 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from posfeat.extraction import ExtractConfig, extract_posfeat, extract_sift
 from posfeat.matching import match_descriptors

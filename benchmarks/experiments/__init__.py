@@ -1,0 +1,2 @@
+"""Experiments that measure a setting's effect or a result's spread over seeds
+(``python -m benchmarks.experiments.<name>``)."""
