@@ -16,7 +16,7 @@ from pathlib import Path
 
 from posfeat.datasets.eth import list_scenes
 from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene
-from posfeat.evaluation.eth.results import format_table
+from posfeat.evaluation.eth.results import format_table, write_results
 from posfeat.evaluation.headline import eth_headline
 from posfeat.io import write_json
 from posfeat.settings import dataset_root, param
@@ -25,11 +25,6 @@ from stages.common import ROOT, load_params, method_entry, seeded_settings
 
 RESULTS_DIR = Path("results/eth")
 METRICS_DIR = Path("metrics/eth")
-
-
-def _relative(path, base_dir: Path) -> str:
-    """``path`` relative to ``base_dir`` when below it (the detail file stays relocatable)."""
-    return str(Path(path).relative_to(base_dir)) if Path(path).is_relative_to(base_dir) else str(path)
 
 
 def main(method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict:
@@ -41,15 +36,14 @@ def main(method: str, params: dict | None = None, base_dir: Path = ROOT) -> dict
     config = ETHConfig.from_dict(seeded_settings(params, "eval.eth"))
     device = param(params, "device", str, "auto")
     features = base_dir / "features" / method / "eth.h5"
-    details, stats = {}, {}
+    results = []
     for scene in list_scenes(root):
         log.info("%s: reconstructing %s", method, scene)
-        res = evaluate_scene(root / scene, features, base_dir / RESULTS_DIR / method / scene, config, device=device)
-        details[scene] = res.to_dict()
-        if res.model_path is not None:
-            details[scene]["model"] = _relative(res.model_path, base_dir)
-        stats[scene] = res.stats
-    write_json(base_dir / RESULTS_DIR / f"{method}.json", details)
+        results.append(
+            evaluate_scene(root / scene, features, base_dir / RESULTS_DIR / method / scene, config, device=device)
+        )
+    write_results(base_dir / RESULTS_DIR / f"{method}.json", results, base_dir)
+    stats = {res.scene: res.stats for res in results}
     write_json(base_dir / METRICS_DIR / f"{method}.json", eth_headline(stats))
     print(format_table({method: stats}))
     return stats

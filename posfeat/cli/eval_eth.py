@@ -31,8 +31,7 @@ def run(args: argparse.Namespace) -> int:
     """Reconstruct the scene; write ``{scene: statistics}`` to ``--out`` (the database and models to
     ``--workdir``, default ``<out without .json>_work`` beside it) and print the table."""
     from posfeat.evaluation.eth.evaluate import evaluate_scene
-    from posfeat.evaluation.eth.results import format_table
-    from posfeat.io import write_json
+    from posfeat.evaluation.eth.results import format_table, write_results
     from posfeat.utils import get_logger
 
     get_logger("posfeat")
@@ -43,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         settings["ratio"] = None
     cfg = ETHConfig.from_dict(settings, what="eval-eth flags")
     res = evaluate_scene(args.root, args.features, workdir, cfg, device=args.device)
-    write_json(out, {res.scene: res.to_dict()})
+    write_results(out, [res])
     print(format_table({"features": {res.scene: res.stats}}))
     print(res.message)
     return 0

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from posfeat.io import write_json
 
 
 @dataclass
@@ -24,6 +29,24 @@ class SceneResult:
             "message": self.message,
             "model": self.model_path,
         }
+
+
+def write_results(
+    path: str | os.PathLike, results: Iterable[SceneResult], base_dir: str | os.PathLike | None = None
+) -> dict:
+    """Write ``{scene: result}`` (:meth:`SceneResult.to_dict`) to the JSON file ``path`` and return it; a model
+    folder below ``base_dir`` is written relative to it, so the file stays valid when the folder moves. The DVC
+    stage and ``posfeat eval-eth`` both write their results with it."""
+    details = {}
+    for res in results:
+        d = res.to_dict()
+        model = d.get("model")
+        if model is not None and base_dir is not None:
+            below = Path(model).is_relative_to(base_dir)
+            d["model"] = str(Path(model).relative_to(base_dir)) if below else str(model)
+        details[res.scene] = d
+    write_json(path, details)
+    return details
 
 
 #: the statistics :func:`format_table` shows, in its column order
