@@ -216,3 +216,17 @@ def test_model_settings_have_one_key_each_and_the_papers_defaults():
     for name, default in _defaults(ModelConfig).items():
         if name != "pretrained":
             assert _comparable(default) == _comparable(paper[name]), f"model.{name}"
+
+
+def test_extraction_defaults_are_the_papers_hpatches_settings():
+    """ExtractConfig's defaults (what `posfeat extract` uses without --params) are the paper's HPatches extraction,
+    the D2-Net protocol's settings; the study's extract.<dataset> sections set every field (checked above)."""
+    from posfeat.extraction.config import ExtractConfig
+
+    paper = _compose("scale=paper")["extract"]["hpatches"]
+    differ = {
+        name: (default, paper[name])
+        for name, default in _defaults(ExtractConfig).items()
+        if name in paper and _comparable(default) != _comparable(paper[name])
+    }
+    assert not differ, f"ExtractConfig defaults (dataclass, scale=paper extract.hpatches) disagree: {differ}"

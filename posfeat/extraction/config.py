@@ -87,7 +87,7 @@ class ExtractConfig:
         False, "keep every scale's own keypoints and descriptors instead of fusing the scales (PoSFeat)"
     )
     pyramid_sift_size: float = setting(
-        4.0, "posfeat_sift in a pyramid: the OpenCV keypoint size (px) described at scale 1"
+        2.8, "posfeat_sift in a pyramid: the OpenCV keypoint size (px) described at scale 1"
     )
     rotations: tuple[float, ...] = setting(
         (0.0,), "in-plane rotations (degrees) of the image the network also runs on, pooled (PoSFeat)"
