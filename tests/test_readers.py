@@ -421,3 +421,25 @@ def test_eth_without_gt_and_bad_gt(tmp_path):
     gt.write_text(_rot_line("images/a.jpg", R) + "\n" + _rot_line("b.jpg", R) + "\n")
     cams = eth.read_gt_cameras(scene)
     assert sorted(cams) == ["a.jpg", "b.jpg"] and cams["a.jpg"].name == "a.jpg"
+
+
+def test_the_one_pair_list_reader(tmp_path):
+    """records.read_pair_list: every format's rules are options of one reader, each error names the file and line."""
+    from posfeat.datasets.records import read_pair_list, write_pair_list
+
+    path = tmp_path / "pairs.txt"
+    write_pair_list(path, [("a.jpg", "b.jpg"), ("b.jpg", "c.jpg")])
+    assert read_pair_list(path) == [("a.jpg", "b.jpg"), ("b.jpg", "c.jpg")]
+    path.write_text("# comment\nimages/a.jpg b.jpg 0.9\n\nb.jpg a.jpg\n")
+    with pytest.raises(DataError, match=r"pairs\.txt:2: expected 2 fields"):
+        read_pair_list(path)
+    names = {"a.jpg", "b.jpg"}
+    assert read_pair_list(path, names, extra_fields=True, prefix="images/") == [("a.jpg", "b.jpg"), ("b.jpg", "a.jpg")]
+    _raises_at(lambda: read_pair_list(path, names, extra_fields=True, prefix="images/", unique=True), path, 4, "once")
+    _raises_at(lambda: read_pair_list(path, names, extra_fields=True, known_as="a scene image"), path, 2, "scene image")
+    path.write_text("a.jpg a.jpg\n")
+    _raises_at(lambda: read_pair_list(path), path, 1, "paired with itself")
+    path.write_text("# nothing\n")
+    assert read_pair_list(path) == []
+    with pytest.raises(DataError, match="at least one pair"):
+        read_pair_list(path, nonempty=True)
