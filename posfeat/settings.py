@@ -182,3 +182,10 @@ def dataset_root(params: dict, dataset: str, base_dir: Path, source: str = "para
     """``datasets.<dataset>`` of ``params`` as a path; a relative one is taken from ``base_dir``."""
     root = Path(param(params, f"datasets.{dataset}", str, source=source))
     return root if root.is_absolute() else Path(base_dir) / root
+
+
+def seeded_settings(params: dict, name: str, source: str = "params.yaml") -> dict:
+    """The ``name`` section of ``params`` (``eval.eth``) as a dict, with the study's ``seed`` unless it sets one."""
+    settings = dict(param(params, name, dict, source=source))
+    settings.setdefault("seed", param(params, "seed", int, 0, source=source))
+    return settings

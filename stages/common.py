@@ -8,7 +8,6 @@ from typing import Any, Callable
 
 from posfeat.entry import run_entry
 from posfeat.io import read_yaml_mapping
-from posfeat.settings import param
 
 ROOT = Path(__file__).resolve().parents[1]
 INDEX_PATH = Path("data/prepared/megadepth.json")
@@ -20,13 +19,6 @@ DESC_MODEL_PATH = Path("models/desc.pt")
 def load_params(path: str | Path = ROOT / "params.yaml") -> dict:
     """The study's parameters as a dict; a bad file is a DataError (:func:`posfeat.io.read_yaml_mapping`)."""
     return read_yaml_mapping(path)
-
-
-def seeded_settings(params: dict, name: str) -> dict:
-    """The ``name`` section of ``params`` (``eval.eth``) as a dict, with the study's ``seed`` unless it sets one."""
-    settings = dict(param(params, name, dict))
-    settings.setdefault("seed", param(params, "seed", int, 0))
-    return settings
 
 
 def stage_entry(main: Callable[[], Any], prog: str) -> None:

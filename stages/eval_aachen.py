@@ -16,9 +16,9 @@ from posfeat.evaluation.aachen.evaluate import AachenConfig, evaluate_aachen
 from posfeat.evaluation.aachen.results import format_metrics, write_results
 from posfeat.evaluation.headline import aachen_headline
 from posfeat.io import write_json
-from posfeat.settings import dataset_root, param
+from posfeat.settings import dataset_root, param, seeded_settings
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params, method_entry, seeded_settings
+from stages.common import ROOT, load_params, method_entry
 
 RESULTS_DIR = Path("results/aachen")
 METRICS_DIR = Path("metrics/aachen")

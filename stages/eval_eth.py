@@ -19,9 +19,9 @@ from posfeat.evaluation.eth.evaluate import ETHConfig, evaluate_scene
 from posfeat.evaluation.eth.results import format_table, write_results
 from posfeat.evaluation.headline import eth_headline
 from posfeat.io import write_json
-from posfeat.settings import dataset_root, param
+from posfeat.settings import dataset_root, param, seeded_settings
 from posfeat.utils import get_logger
-from stages.common import ROOT, load_params, method_entry, seeded_settings
+from stages.common import ROOT, load_params, method_entry
 
 RESULTS_DIR = Path("results/eth")
 METRICS_DIR = Path("metrics/eth")

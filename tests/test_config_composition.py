@@ -181,10 +181,6 @@ def _defaults(cls) -> dict:
     return out
 
 
-def _comparable(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
 @pytest.mark.parametrize("stage", ["desc", "kp"])
 def test_training_settings_have_one_key_each_and_the_papers_defaults(stage):
     """Every field of a stage's configuration has a key in conf/ (so `-S train_<stage>.<field>=…` works), conf has no
@@ -201,7 +197,7 @@ def test_training_settings_have_one_key_each_and_the_papers_defaults(stage):
     run_only = {f.name for f in dataclasses.fields(cls) if not f.metadata.get("trajectory", True)}
     for name, default in _defaults(cls).items():
         if name not in run_only:
-            assert _comparable(default) == _comparable(paper[name]), f"train_{stage}.{name}"
+            assert _same(default, paper[name]), f"train_{stage}.{name}"
 
 
 def test_model_settings_have_one_key_each_and_the_papers_defaults():
@@ -215,7 +211,7 @@ def test_model_settings_have_one_key_each_and_the_papers_defaults():
     paper = _compose("scale=paper")["model"]
     for name, default in _defaults(ModelConfig).items():
         if name != "pretrained":
-            assert _comparable(default) == _comparable(paper[name]), f"model.{name}"
+            assert _same(default, paper[name]), f"model.{name}"
 
 
 def test_extraction_defaults_are_the_papers_hpatches_settings():
@@ -227,6 +223,6 @@ def test_extraction_defaults_are_the_papers_hpatches_settings():
     differ = {
         name: (default, paper[name])
         for name, default in _defaults(ExtractConfig).items()
-        if name in paper and _comparable(default) != _comparable(paper[name])
+        if name in paper and not _same(default, paper[name])
     }
     assert not differ, f"ExtractConfig defaults (dataclass, scale=paper extract.hpatches) disagree: {differ}"

@@ -44,9 +44,7 @@ def main() -> None:
     ap.add_argument("--work", required=True, help="scratch folder: index, models, metrics")
     ap.add_argument("-S", dest="sets", action="append", default=[], help="params override key=value (as dvc exp -S)")
     ap.add_argument("--out", help="posfeat eval-real results JSON (default: <work>/real.json)")
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data"), help="the real data folder (posfeat eval-real --data)"
-    )
+    ap.add_argument("--data", required=True, help="the real data folder (posfeat eval-real --data)")
     ap.add_argument("--eval-args", default="--no-eth", help="more posfeat eval-real arguments")
     args = ap.parse_args()
     work = Path(args.work).resolve()

@@ -39,9 +39,8 @@ from posfeat.evaluation.real import PARTS
 from posfeat.evaluation.real.data import aligned_dir, night_images, strecha_scenes, warped_sequences, write_eth_scene
 from posfeat.extraction.config import ExtractConfig
 from posfeat.io import DataError
-from posfeat.settings import ParamError, param
+from posfeat.settings import ParamError, param, seeded_settings
 
-"""The parts of the measurement, in the order they run and appear in the results."""
 METHODS = ("posfeat", "posfeat_sift", "sift")
 """The methods every part measures."""
 SUMMARY_KEYS = ("mma@1", "mma@3", "mma@10", "mma_score")
@@ -60,13 +59,6 @@ HPATCHES_MAX_THRESHOLD = 15
 
 
 # ------------------------------------------------------------------------------------------------ settings
-def seeded_settings(params: Mapping, name: str, source: str = "params.yaml") -> dict:
-    """The ``name`` section of ``params`` (``eval.eth``) as a dict, with the study's ``seed`` unless it sets one."""
-    settings = dict(param(params, name, dict, source=source))
-    settings.setdefault("seed", param(params, "seed", int, 0, source=source))
-    return settings
-
-
 def eth_pipeline_config(params: Mapping, source: str = "params.yaml") -> ETHConfig:
     """The study's ETH pipeline (``eval.eth`` with the study's ``seed``) from ``params``, read from ``source``."""
     return ETHConfig.from_dict(seeded_settings(params, "eval.eth", source), what=f"{source}: eval.eth")
